@@ -1,0 +1,273 @@
+//! Async clients: [`Client`] (one connection, typed methods, used by the CLI, tests and the
+//! operator) and [`MuxClient`] (one connection shared by many tasks with pipelining, used by the
+//! router to forward requests).
+
+mod mux;
+
+pub use mux::MuxClient;
+
+use crate::command::{Abort, Command, Commit, List, Part, Put, Read, Stat};
+use crate::connection::Connection;
+use crate::error::{Error, Reply, Result};
+use crate::frame::Frame;
+use crate::path::FilePath;
+use crate::range::RangeTable;
+use crate::status::NodeStatus;
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// How long [`Client::connect`] waits for the TCP handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The answer to `SELECT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selected {
+    /// A file's contents.
+    File(Bytes),
+    /// A directory's entries (sub-directories end in `/`).
+    Dir(Vec<String>),
+}
+
+/// A client on one connection. Requests are sent one at a time.
+#[derive(Debug)]
+pub struct Client {
+    conn: Connection,
+    addr: String,
+}
+
+/// Turn an error frame into an `Err`.
+pub fn check(frame: Frame) -> Result<Frame> {
+    match frame {
+        Frame::Error(line) => Err(Error::Reply(Reply::parse(&line))),
+        other => Ok(other),
+    }
+}
+
+fn int(frame: Frame) -> Result<u64> {
+    match frame {
+        Frame::Integer(n) if n >= 0 => Ok(n as u64),
+        other => Err(Error::Unexpected(format!("{other:?}"))),
+    }
+}
+
+fn strings(frame: Frame) -> Result<Vec<String>> {
+    match frame {
+        Frame::Array(items) => items
+            .into_iter()
+            .map(|f| match f.as_bytes() {
+                Some(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+                None => Err(Error::Unexpected(format!("{f:?}"))),
+            })
+            .collect(),
+        other => Err(Error::Unexpected(format!("{other:?}"))),
+    }
+}
+
+fn text(frame: Frame) -> Result<Bytes> {
+    match frame {
+        Frame::Bulk(b) => Ok(b),
+        other => Err(Error::Unexpected(format!("{other:?}"))),
+    }
+}
+
+fn path(p: &str) -> Result<FilePath> {
+    FilePath::parse(p).map_err(Error::Reply)
+}
+
+impl Client {
+    /// Connect to a router or node.
+    pub async fn connect(addr: &str) -> Result<Client> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Connect {
+                addr: addr.into(),
+                source: std::io::ErrorKind::TimedOut.into(),
+            })?
+            .map_err(|source| Error::Connect {
+                addr: addr.into(),
+                source,
+            })?;
+        Ok(Client {
+            conn: Connection::new(stream),
+            addr: addr.to_string(),
+        })
+    }
+
+    /// The address this client is connected to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Send one frame and return the reply frame as is (errors included).
+    pub async fn raw(&mut self, frame: &Frame) -> Result<Frame> {
+        self.conn.send(frame).await?;
+        self.conn.read_frame().await?.ok_or(Error::Closed)
+    }
+
+    /// Send a command; an error reply becomes `Err`.
+    pub async fn call(&mut self, cmd: &Command) -> Result<Frame> {
+        check(self.raw(&cmd.to_frame()).await?)
+    }
+
+    /// `INSERT`: create or replace; returns the seq.
+    pub async fn insert(&mut self, p: &str, data: impl Into<Bytes>) -> Result<u64> {
+        let put = Put {
+            path: path(p)?,
+            data: data.into(),
+            content_type: None,
+            must_exist: false,
+        };
+        int(self.call(&Command::Put(put)).await?)
+    }
+
+    /// `UPDATE`: replace an existing file; returns the seq.
+    pub async fn update(&mut self, p: &str, data: impl Into<Bytes>) -> Result<u64> {
+        let put = Put {
+            path: path(p)?,
+            data: data.into(),
+            content_type: None,
+            must_exist: true,
+        };
+        int(self.call(&Command::Put(put)).await?)
+    }
+
+    /// `INSERT` with a content type.
+    pub async fn insert_typed(
+        &mut self,
+        p: &str,
+        data: Bytes,
+        content_type: Option<String>,
+    ) -> Result<u64> {
+        let put = Put {
+            path: path(p)?,
+            data,
+            content_type,
+            must_exist: false,
+        };
+        int(self.call(&Command::Put(put)).await?)
+    }
+
+    /// `DELETE`; returns the seq.
+    pub async fn delete(&mut self, p: &str) -> Result<u64> {
+        int(self.call(&Command::Delete(path(p)?)).await?)
+    }
+
+    /// `SELECT`: a file's bytes or a directory's entries.
+    pub async fn select(&mut self, p: &str) -> Result<Selected> {
+        match self.call(&Command::Select(path(p)?)).await? {
+            Frame::Bulk(b) => Ok(Selected::File(b)),
+            arr @ Frame::Array(_) => Ok(Selected::Dir(strings(arr)?)),
+            other => Err(Error::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// `LIST`: one page of a directory.
+    pub async fn list(&mut self, p: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>> {
+        let list = List {
+            path: path(p)?,
+            after: after.map(str::to_owned),
+            limit,
+        };
+        strings(self.call(&Command::List(list)).await?)
+    }
+
+    /// `STAT`.
+    pub async fn stat(&mut self, p: &str) -> Result<Stat> {
+        let frame = self.call(&Command::Stat(path(p)?)).await?;
+        Stat::from_frame(&frame).ok_or_else(|| Error::Unexpected(format!("{frame:?}")))
+    }
+
+    /// `READ`: a byte range of a file.
+    pub async fn read(
+        &mut self,
+        p: &str,
+        offset: u64,
+        length: u64,
+        version: Option<u64>,
+    ) -> Result<Bytes> {
+        let read = Read {
+            path: path(p)?,
+            offset,
+            length,
+            version,
+        };
+        text(self.call(&Command::Read(read)).await?)
+    }
+
+    /// `PART`: stage one part of an upload.
+    pub async fn part(&mut self, p: &str, upload: &str, index: u32, data: Bytes) -> Result<u64> {
+        let part = Part {
+            path: path(p)?,
+            upload: upload.into(),
+            index,
+            data,
+        };
+        int(self.call(&Command::Part(part)).await?)
+    }
+
+    /// `COMMIT`: publish an upload's parts as the file.
+    pub async fn commit(
+        &mut self,
+        p: &str,
+        upload: &str,
+        parts: u32,
+        content_type: Option<String>,
+    ) -> Result<u64> {
+        let commit = Commit {
+            path: path(p)?,
+            upload: upload.into(),
+            parts,
+            content_type,
+        };
+        int(self.call(&Command::Commit(commit)).await?)
+    }
+
+    /// `ABORT`: drop an upload's parts.
+    pub async fn abort(&mut self, p: &str, upload: &str) -> Result<u64> {
+        int(self
+            .call(&Command::Abort(Abort {
+                path: path(p)?,
+                upload: upload.into(),
+            }))
+            .await?)
+    }
+
+    /// `PING`.
+    pub async fn ping(&mut self) -> Result<()> {
+        self.call(&Command::Ping(None)).await.map(drop)
+    }
+
+    /// `NODE.STATUS` of a node.
+    pub async fn node_status(&mut self) -> Result<NodeStatus> {
+        let json = text(self.call(&Command::NodeStatus).await?)?;
+        serde_json::from_slice(&json).map_err(|e| Error::Unexpected(e.to_string()))
+    }
+
+    /// `NODE.LEAD epoch`.
+    pub async fn lead(&mut self, epoch: u64) -> Result<()> {
+        self.call(&Command::NodeLead { epoch }).await.map(drop)
+    }
+
+    /// `NODE.FOLLOW epoch leader`.
+    pub async fn follow(&mut self, epoch: u64, leader: &str) -> Result<()> {
+        self.call(&Command::NodeFollow {
+            epoch,
+            leader: leader.into(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `TABLE.GET` of a router.
+    pub async fn table(&mut self) -> Result<RangeTable> {
+        let json = text(self.call(&Command::TableGet).await?)?;
+        serde_json::from_slice(&json).map_err(|e| Error::Unexpected(e.to_string()))
+    }
+
+    /// `TABLE.PUSH` to a router.
+    pub async fn push_table(&mut self, table: &RangeTable) -> Result<()> {
+        let json = serde_json::to_vec(table).map_err(|e| Error::Unexpected(e.to_string()))?;
+        self.call(&Command::TablePush(json.into())).await.map(drop)
+    }
+}

@@ -1,0 +1,449 @@
+//! Every command Cleave understands, decoded from a RESP array into one enum.
+//!
+//! Servers decode a request with [`Command::from_frame`] and dispatch on the variant; clients
+//! build the same variants and encode them with [`Command::to_frame`], so both sides share one
+//! definition of each command's syntax. Client commands are in [`write`] and [`read`];
+//! connection handshake commands (enough for `redis-cli` and `redis-benchmark`) and the internal
+//! admin / replication commands are defined here.
+
+pub mod args;
+pub mod read;
+pub mod write;
+
+use crate::error::{ErrorCode, Reply};
+use crate::frame::Frame;
+use crate::path::FilePath;
+use args::Args;
+use bytes::Bytes;
+pub use read::{List, Read, Stat};
+pub use write::{Abort, Commit, Part, Put};
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `INSERT` or `UPDATE`.
+    Put(Put),
+    /// `DELETE path`.
+    Delete(FilePath),
+    /// `SELECT path`: a file's contents or a directory's first page of entries.
+    Select(FilePath),
+    /// `LIST path [AFTER name] [LIMIT n]`.
+    List(List),
+    /// `STAT path`.
+    Stat(FilePath),
+    /// `READ path offset length [VERSION v]`.
+    Read(Read),
+    /// `PART path upload index data`.
+    Part(Part),
+    /// `COMMIT path upload parts [TYPE t]`.
+    Commit(Commit),
+    /// `ABORT path upload`.
+    Abort(Abort),
+    /// `PING [message]`.
+    Ping(Option<Bytes>),
+    /// `HELLO [protover ...]`: only RESP2 is spoken.
+    Hello(Option<u64>),
+    /// `COMMAND ...`: answered with an empty array so redis-cli is content.
+    CommandInfo,
+    /// `CONFIG GET pattern`: answered with an empty map (redis-benchmark asks at start).
+    ConfigGet(Bytes),
+    /// `NODE.STATUS`: a node's role, epoch, seqs and followers, as JSON.
+    NodeStatus,
+    /// `NODE.LEAD epoch`: become leader at `epoch`.
+    NodeLead {
+        /// The new epoch; must not be lower than the node's.
+        epoch: u64,
+    },
+    /// `NODE.FOLLOW epoch leader-address`: follow `leader` at `epoch`.
+    NodeFollow {
+        /// The new epoch; must not be lower than the node's.
+        epoch: u64,
+        /// The leader's client address.
+        leader: String,
+    },
+    /// `REPL.FETCH epoch follower-id from max-bytes`: a follower pulls entries after `from`.
+    ReplFetch {
+        /// The follower's epoch (fencing).
+        epoch: u64,
+        /// Stable id of the follower, so the leader can count its acknowledgements.
+        follower: String,
+        /// The follower's applied seq: it wants `from + 1` onwards.
+        from: u64,
+        /// Upper bound on the bytes of entries returned.
+        max_bytes: u64,
+    },
+    /// `REPL.INDEX epoch`: the leader's acknowledged seq, for read-index reads on followers.
+    ReplIndex {
+        /// The asker's epoch.
+        epoch: u64,
+    },
+    /// `SNAP.NEXT epoch cursor`: one batch of a full-resync snapshot.
+    SnapNext {
+        /// The asker's epoch.
+        epoch: u64,
+        /// `0` to start; then the cursor returned by the previous batch.
+        cursor: String,
+    },
+    /// `TABLE.GET`: a router's current range table, as JSON.
+    TableGet,
+    /// `TABLE.PUSH json`: offer a router a new range table; taken only if its epoch is higher.
+    TablePush(Bytes),
+}
+
+impl Command {
+    /// Decode a request frame.
+    pub fn from_frame(frame: Frame) -> Result<Command, Reply> {
+        let Frame::Array(items) = frame else {
+            return Err(Reply::new(
+                ErrorCode::Err,
+                "a request must be an array of bulk strings",
+            ));
+        };
+        let mut items = items.into_iter();
+        let Some(name) = items.next() else {
+            return Err(Reply::new(ErrorCode::Err, "empty request"));
+        };
+        let Some(name) = name.as_bytes().map(|b| b.to_ascii_uppercase()) else {
+            return Err(Reply::new(ErrorCode::Err, "command name must be a string"));
+        };
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let name: &'static str = match KNOWN.iter().find(|k| **k == name) {
+            Some(k) => k,
+            None => {
+                let shown: String = name.chars().take(40).collect();
+                return Err(Reply::new(
+                    ErrorCode::Err,
+                    format!("unknown command '{shown}'"),
+                ));
+            }
+        };
+        let mut args = Args::new(name, items);
+        let cmd = match name {
+            "INSERT" => Command::Put(Put::parse(args, false)?),
+            "UPDATE" => Command::Put(Put::parse(args, true)?),
+            "DELETE" => Command::Delete(single_path(args)?),
+            "SELECT" => Command::Select(single_path(args)?),
+            "STAT" => Command::Stat(single_path(args)?),
+            "LIST" => Command::List(List::parse(args)?),
+            "READ" => Command::Read(Read::parse(args)?),
+            "PART" => Command::Part(Part::parse(args)?),
+            "COMMIT" => Command::Commit(Commit::parse(args)?),
+            "ABORT" => Command::Abort(Abort::parse(args)?),
+            "PING" => {
+                let msg = if args.is_empty() {
+                    None
+                } else {
+                    Some(args.bytes("message")?)
+                };
+                args.finish()?;
+                Command::Ping(msg)
+            }
+            "HELLO" => {
+                let v = if args.is_empty() {
+                    None
+                } else {
+                    Some(args.u64("protover")?)
+                };
+                let _ = args.rest()?;
+                Command::Hello(v)
+            }
+            "COMMAND" => {
+                let _ = args.rest()?;
+                Command::CommandInfo
+            }
+            "CONFIG" => {
+                let sub = args.string("subcommand")?.to_ascii_uppercase();
+                if sub != "GET" {
+                    return Err(Reply::new(
+                        ErrorCode::Err,
+                        format!("CONFIG {sub} is not supported"),
+                    ));
+                }
+                let pattern = args.bytes("pattern")?;
+                let _ = args.rest()?;
+                Command::ConfigGet(pattern)
+            }
+            "NODE.STATUS" => {
+                args.finish()?;
+                Command::NodeStatus
+            }
+            "NODE.LEAD" => {
+                let epoch = args.u64("epoch")?;
+                args.finish()?;
+                Command::NodeLead { epoch }
+            }
+            "NODE.FOLLOW" => {
+                let epoch = args.u64("epoch")?;
+                let leader = args.string("leader")?;
+                args.finish()?;
+                Command::NodeFollow { epoch, leader }
+            }
+            "REPL.FETCH" => {
+                let epoch = args.u64("epoch")?;
+                let follower = args.string("follower")?;
+                let from = args.u64("from")?;
+                let max_bytes = args.u64("max-bytes")?;
+                args.finish()?;
+                Command::ReplFetch {
+                    epoch,
+                    follower,
+                    from,
+                    max_bytes,
+                }
+            }
+            "REPL.INDEX" => {
+                let epoch = args.u64("epoch")?;
+                args.finish()?;
+                Command::ReplIndex { epoch }
+            }
+            "SNAP.NEXT" => {
+                let epoch = args.u64("epoch")?;
+                let cursor = args.string("cursor")?;
+                args.finish()?;
+                Command::SnapNext { epoch, cursor }
+            }
+            "TABLE.GET" => {
+                args.finish()?;
+                Command::TableGet
+            }
+            "TABLE.PUSH" => {
+                let json = args.bytes("table")?;
+                args.finish()?;
+                Command::TablePush(json)
+            }
+            _ => unreachable!("every KNOWN name is matched above"),
+        };
+        Ok(cmd)
+    }
+
+    /// Encode as a request frame (what a client sends).
+    pub fn to_frame(&self) -> Frame {
+        let num = |n: u64| Bytes::from(n.to_string());
+        match self {
+            Command::Put(p) => p.to_frame(),
+            Command::Delete(p) => Frame::command(["DELETE", p.as_str()].map(str::to_owned)),
+            Command::Select(p) => Frame::command(["SELECT", p.as_str()].map(str::to_owned)),
+            Command::Stat(p) => Frame::command(["STAT", p.as_str()].map(str::to_owned)),
+            Command::List(l) => l.to_frame(),
+            Command::Read(r) => r.to_frame(),
+            Command::Part(p) => p.to_frame(),
+            Command::Commit(c) => c.to_frame(),
+            Command::Abort(a) => a.to_frame(),
+            Command::Ping(None) => Frame::command(["PING"]),
+            Command::Ping(Some(m)) => Frame::command([Bytes::from("PING"), m.clone()]),
+            Command::Hello(None) => Frame::command(["HELLO"]),
+            Command::Hello(Some(v)) => Frame::command([Bytes::from("HELLO"), num(*v)]),
+            Command::CommandInfo => Frame::command(["COMMAND"]),
+            Command::ConfigGet(p) => {
+                Frame::command([Bytes::from("CONFIG"), Bytes::from("GET"), p.clone()])
+            }
+            Command::NodeStatus => Frame::command(["NODE.STATUS"]),
+            Command::NodeLead { epoch } => Frame::command([Bytes::from("NODE.LEAD"), num(*epoch)]),
+            Command::NodeFollow { epoch, leader } => Frame::command([
+                Bytes::from("NODE.FOLLOW"),
+                num(*epoch),
+                Bytes::from(leader.clone()),
+            ]),
+            Command::ReplFetch {
+                epoch,
+                follower,
+                from,
+                max_bytes,
+            } => Frame::command([
+                Bytes::from("REPL.FETCH"),
+                num(*epoch),
+                Bytes::from(follower.clone()),
+                num(*from),
+                num(*max_bytes),
+            ]),
+            Command::ReplIndex { epoch } => {
+                Frame::command([Bytes::from("REPL.INDEX"), num(*epoch)])
+            }
+            Command::SnapNext { epoch, cursor } => Frame::command([
+                Bytes::from("SNAP.NEXT"),
+                num(*epoch),
+                Bytes::from(cursor.clone()),
+            ]),
+            Command::TableGet => Frame::command(["TABLE.GET"]),
+            Command::TablePush(json) => Frame::command([Bytes::from("TABLE.PUSH"), json.clone()]),
+        }
+    }
+
+    /// The path a client command is about: what a router hashes to route it.
+    pub fn path(&self) -> Option<&FilePath> {
+        match self {
+            Command::Put(p) => Some(&p.path),
+            Command::Delete(p) | Command::Select(p) | Command::Stat(p) => Some(p),
+            Command::List(l) => Some(&l.path),
+            Command::Read(r) => Some(&r.path),
+            Command::Part(p) => Some(&p.path),
+            Command::Commit(c) => Some(&c.path),
+            Command::Abort(a) => Some(&a.path),
+            _ => None,
+        }
+    }
+
+    /// Whether the command changes state (must go to the leader).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Command::Put(_)
+                | Command::Delete(_)
+                | Command::Part(_)
+                | Command::Commit(_)
+                | Command::Abort(_)
+        )
+    }
+}
+
+/// Every command name, upper-case.
+pub const KNOWN: &[&str] = &[
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "SELECT",
+    "STAT",
+    "LIST",
+    "READ",
+    "PART",
+    "COMMIT",
+    "ABORT",
+    "PING",
+    "HELLO",
+    "COMMAND",
+    "CONFIG",
+    "NODE.STATUS",
+    "NODE.LEAD",
+    "NODE.FOLLOW",
+    "REPL.FETCH",
+    "REPL.INDEX",
+    "SNAP.NEXT",
+    "TABLE.GET",
+    "TABLE.PUSH",
+];
+
+fn single_path(mut args: Args) -> Result<FilePath, Reply> {
+    let p = args.path()?;
+    args.finish()?;
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> FilePath {
+        FilePath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn every_command_round_trips() {
+        let cmds = vec![
+            Command::Put(Put {
+                path: path("/a/b"),
+                data: "x".into(),
+                content_type: None,
+                must_exist: false,
+            }),
+            Command::Put(Put {
+                path: path("/a/b"),
+                data: "y".into(),
+                content_type: Some("text/plain".into()),
+                must_exist: true,
+            }),
+            Command::Delete(path("/a/b")),
+            Command::Select(path("/a")),
+            Command::Stat(path("/a")),
+            Command::List(List {
+                path: path("/a"),
+                after: Some("m".into()),
+                limit: 5,
+            }),
+            Command::Read(Read {
+                path: path("/a/f"),
+                offset: 10,
+                length: 20,
+                version: Some(3),
+            }),
+            Command::Part(Part {
+                path: path("/a/f"),
+                upload: "u1".into(),
+                index: 2,
+                data: "p".into(),
+            }),
+            Command::Commit(Commit {
+                path: path("/a/f"),
+                upload: "u1".into(),
+                parts: 3,
+                content_type: None,
+            }),
+            Command::Abort(Abort {
+                path: path("/a/f"),
+                upload: "u1".into(),
+            }),
+            Command::Ping(None),
+            Command::Ping(Some("hi".into())),
+            Command::Hello(Some(2)),
+            Command::CommandInfo,
+            Command::ConfigGet("save".into()),
+            Command::NodeStatus,
+            Command::NodeLead { epoch: 4 },
+            Command::NodeFollow {
+                epoch: 4,
+                leader: "127.0.0.1:1".into(),
+            },
+            Command::ReplFetch {
+                epoch: 4,
+                follower: "n1".into(),
+                from: 9,
+                max_bytes: 100,
+            },
+            Command::ReplIndex { epoch: 4 },
+            Command::SnapNext {
+                epoch: 4,
+                cursor: "0".into(),
+            },
+            Command::TableGet,
+            Command::TablePush("{}".into()),
+        ];
+        for cmd in cmds {
+            assert_eq!(Command::from_frame(cmd.to_frame()).as_ref(), Ok(&cmd));
+        }
+    }
+
+    #[test]
+    fn names_are_case_insensitive() {
+        let cmd = Command::from_frame(Frame::command(["select", "/a"])).unwrap();
+        assert_eq!(cmd, Command::Select(path("/a")));
+    }
+
+    #[test]
+    fn bad_requests_get_clear_errors() {
+        let err = |f: Frame| Command::from_frame(f).unwrap_err();
+        assert!(err(Frame::command(["FLUSHALL"]))
+            .message
+            .contains("unknown command 'FLUSHALL'"));
+        assert!(err(Frame::command(["INSERT", "/a"]))
+            .message
+            .contains("missing argument data"));
+        assert!(err(Frame::command(["DELETE", "/a", "x"]))
+            .message
+            .contains("extra"));
+        assert_eq!(
+            err(Frame::command(["SELECT", "a/b"])).code,
+            ErrorCode::BadPath
+        );
+        assert_eq!(
+            err(Frame::command(["READ", "/a", "0", "999999999999"])).code,
+            ErrorCode::TooLarge
+        );
+        assert!(err(Frame::command(["LIST", "/a", "LIMIT", "0"]))
+            .message
+            .contains("LIMIT"));
+        assert!(err(Frame::command(["PART", "/a", "bad id!", "0", "x"]))
+            .message
+            .contains("upload id"));
+        assert!(err(Frame::Integer(3)).message.contains("array"));
+        assert!(err(Frame::Array(vec![])).message.contains("empty"));
+    }
+}
