@@ -1,0 +1,188 @@
+//! `FileCluster`: a leader and followers, each node a `cleave-node` with its own Redis.
+
+use super::Condition;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A group of Cleave nodes holding the same data: one leader assigns a sequence number to
+/// every change and replicates it to the followers.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "cleave.dev",
+    version = "v1alpha1",
+    kind = "FileCluster",
+    doc = "A Cleave storage cluster: one leader and followers, each node a cleave-node with its own Redis.",
+    namespaced,
+    status = "FileClusterStatus",
+    shortname = "fc",
+    category = "cleave",
+    derive = "PartialEq",
+    cel,
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader"),
+    printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.epoch"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.minInSync < self.replicas").message(
+    "minInSync must be smaller than replicas: it counts followers, and the leader is one of the replicas"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct FileClusterSpec {
+    /// Number of nodes (one leader, the rest followers).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 15))]
+    pub replicas: i32,
+    /// Followers that must have applied a write before the leader acknowledges it.
+    #[serde(default = "default_min_in_sync")]
+    #[schemars(range(min = 0, max = 14))]
+    pub min_in_sync: i32,
+    /// Length of the leader's replication log (entries). A follower that falls further behind
+    /// than this copies a full snapshot instead of catching up from the log.
+    #[serde(default = "default_log_capacity")]
+    #[schemars(range(min = 1, max = 100000000))]
+    pub log_capacity: i64,
+    /// Milliseconds of silence after which a follower counts itself out of sync and asks the
+    /// leader for what it missed (the node's default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 50, max = 600000))]
+    pub sync_timeout_ms: Option<i64>,
+    /// Settings of each node's Redis server.
+    #[serde(default)]
+    pub redis: RedisSpec,
+    /// Persistent storage of each node's Redis (Kubernetes only). Immutable: volume claims
+    /// cannot be changed in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
+    pub storage: Option<StorageSpec>,
+    /// CPU and memory for each node's containers (Kubernetes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Container images, when not the operator's defaults (Kubernetes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+fn default_min_in_sync() -> i32 {
+    1
+}
+fn default_log_capacity() -> i64 {
+    10_000
+}
+
+/// When Redis flushes its append-only file to disk.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AppendFsync {
+    /// Once a second: at most a second of writes lost on a machine crash (Redis's default).
+    #[default]
+    Everysec,
+    /// Before every reply: nothing lost, slower.
+    Always,
+    /// When the operating system decides.
+    No,
+}
+
+impl AppendFsync {
+    /// The value as written in `redis.conf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppendFsync::Everysec => "everysec",
+            AppendFsync::Always => "always",
+            AppendFsync::No => "no",
+        }
+    }
+}
+
+/// Settings of each node's Redis server.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// AOF fsync policy: `everysec` (default), `always` or `no`.
+    #[serde(default)]
+    pub appendfsync: AppendFsync,
+    /// Redis `maxmemory` (e.g. `2gb`); unlimited when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxmemory: Option<String>,
+}
+
+/// Persistent storage of each node (one volume claim per node).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each node's volume (e.g. `10Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// Storage class of the volumes; the cluster's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// Container images.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// Image of the `cleave-node` container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Image of the Redis container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+}
+
+/// What the operator observed about a FileCluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileClusterStatus {
+    /// Name of the node that leads the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// The cluster's epoch: it grows by one every time the leader changes.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Every node, in order.
+    #[serde(default)]
+    pub nodes: Vec<NodeState>,
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One node as the operator last saw it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeState {
+    /// The node's name (`<cluster>-<index>`), also its id.
+    pub name: String,
+    /// `leader`, `follower`, `resyncing`, `idle` or `down`.
+    pub role: String,
+    /// Client address (`host:port`) of the node.
+    pub address: String,
+    /// Address of the node's own Redis.
+    pub redis: String,
+    /// Process id (local platform only).
+    pub pid: Option<u32>,
+    /// The sequence number of the last change the node applied.
+    pub applied_seq: u64,
+    /// Whether the node may serve reads.
+    pub in_sync: bool,
+}
+
+impl FileClusterSpec {
+    /// The spec with every default filled in (what `kubectl apply` of `{}` yields).
+    pub fn defaults() -> FileClusterSpec {
+        serde_json::from_value(serde_json::json!({})).expect("every field has a default")
+    }
+}

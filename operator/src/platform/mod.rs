@@ -1,0 +1,7 @@
+//! Platforms: where the reconcile core's decisions become running processes.
+//!
+//! Each platform implements [`crate::reconcile::Platform`]. [`local`] runs redis-server,
+//! cleave-node and cleave-router as child processes of the operator, with state in a data
+//! folder.
+
+pub mod local;

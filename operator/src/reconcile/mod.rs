@@ -1,0 +1,259 @@
+//! The reconcile core, the same for every platform: fetch → validate → build → apply → status.
+//!
+//! - fetch: the platform hands over the desired objects of one namespace ([`Desired`]) and the
+//!   running nodes and routers; the core asks every node `NODE.STATUS` and every router
+//!   `TABLE.GET` ([`Observed`]);
+//! - validate ([`validate`]): the set as a whole; on failure nothing changes and status says why;
+//! - build ([`plan`]): pure decisions — leaders, epochs, role changes, the range table;
+//! - apply: record the decisions ([`CoreState`]) *before* acting, then `NODE.LEAD` /
+//!   `NODE.FOLLOW`, then `TABLE.PUSH` to every router, waiting for every ack;
+//! - status ([`status`]): conditions and per-node state, published by the platform.
+
+pub mod plan;
+pub mod status;
+pub mod validate;
+
+use crate::crd::{FileCluster, HashRange};
+use crate::error::{Error, Result};
+use cleave_proto::range::RangeTable;
+use cleave_proto::status::NodeStatus;
+use cleave_proto::Client;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+use status::{Outcome, Report};
+
+/// How long one admin command (status, lead, follow, push) may take.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The desired objects of one namespace, as fetched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    /// FileClusters.
+    pub clusters: Vec<FileCluster>,
+    /// HashRanges.
+    pub ranges: Vec<HashRange>,
+    /// Objects that could not be read (bad YAML, unknown fields, failed CEL rules). Any error
+    /// makes the whole set invalid, so a typo never deletes anything.
+    pub errors: Vec<String>,
+}
+
+/// What the operator decided and must remember across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoreState {
+    /// Per FileCluster: leader and epoch.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterState>,
+    /// The newest table built (its epoch is never reused for other content).
+    #[serde(default)]
+    pub table: Option<RangeTable>,
+    /// The epoch of the newest table every router acknowledged.
+    #[serde(default)]
+    pub committed_epoch: u64,
+}
+
+/// Leader and epoch of one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterState {
+    /// Name of the leading node.
+    pub leader: Option<String>,
+    /// The cluster's epoch.
+    pub epoch: u64,
+}
+
+/// A node as the platform runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Node or router name.
+    pub name: String,
+    /// Client address.
+    pub address: String,
+    /// Its Redis (nodes only).
+    pub redis: String,
+    /// Process id (local platform).
+    pub pid: Option<u32>,
+}
+
+/// A node with what it said about itself (`None`: no answer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeObs {
+    /// Node name.
+    pub name: String,
+    /// Client address.
+    pub address: String,
+    /// Its Redis.
+    pub redis: String,
+    /// Process id (local platform).
+    pub pid: Option<u32>,
+    /// `NODE.STATUS`.
+    pub status: Option<NodeStatus>,
+}
+
+/// A router with the epoch of the table it serves (`None`: no answer or no table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterObs {
+    /// Router name.
+    pub name: String,
+    /// Client address.
+    pub address: String,
+    /// Process id (local platform).
+    pub pid: Option<u32>,
+    /// Epoch of its table.
+    pub epoch: Option<u64>,
+}
+
+/// Everything observed in one pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// Nodes per cluster, in index order.
+    pub clusters: BTreeMap<String, Vec<NodeObs>>,
+    /// Routers.
+    pub routers: Vec<RouterObs>,
+}
+
+impl Observed {
+    /// The highest table epoch any router serves.
+    pub fn max_router_epoch(&self) -> u64 {
+        self.routers.iter().filter_map(|r| r.epoch).max().unwrap_or(0)
+    }
+}
+
+/// What a platform provides: objects, workloads, persistence. Everything else is the core's.
+#[allow(async_fn_in_trait)]
+pub trait Platform {
+    /// The desired objects.
+    fn fetch(&mut self) -> impl Future<Output = Result<Desired>>;
+    /// The state recorded by earlier passes.
+    fn load_state(&mut self) -> impl Future<Output = Result<CoreState>>;
+    /// Record the state (before acting on it).
+    fn save_state(&mut self, state: &CoreState) -> impl Future<Output = Result<()>>;
+    /// Make the workloads of exactly these clusters exist (never deleting data).
+    fn ensure_clusters(&mut self, clusters: &[FileCluster]) -> impl Future<Output = Result<()>>;
+    /// The nodes that exist now, per cluster.
+    fn nodes(&mut self) -> impl Future<Output = Result<BTreeMap<String, Vec<Endpoint>>>>;
+    /// Make the routers exist, seeding new ones with `table`; returns them.
+    fn ensure_routers(&mut self, table: &RangeTable) -> impl Future<Output = Result<Vec<Endpoint>>>;
+    /// The routers that exist now.
+    fn routers(&mut self) -> impl Future<Output = Result<Vec<Endpoint>>>;
+    /// Publish the statuses.
+    fn publish(&mut self, report: &Report) -> impl Future<Output = Result<()>>;
+}
+
+async fn admin<T>(
+    addr: &str,
+    f: impl AsyncFnOnce(&mut Client) -> cleave_proto::Result<T>,
+) -> Result<T> {
+    let work = async {
+        let mut c = Client::connect(addr).await?;
+        f(&mut c).await
+    };
+    match tokio::time::timeout(ADMIN_TIMEOUT, work).await {
+        Err(_) => Err(Error::Timeout {
+            addr: addr.into(),
+            ms: ADMIN_TIMEOUT.as_millis() as u64,
+        }),
+        Ok(r) => r.map_err(|source| Error::Admin {
+            addr: addr.into(),
+            source,
+        }),
+    }
+}
+
+/// Ask every node and router how it is.
+pub async fn observe<P: Platform>(platform: &mut P) -> Result<Observed> {
+    let nodes = platform.nodes().await?;
+    let routers = platform.routers().await?;
+    let mut observed = Observed::default();
+    for (cluster, eps) in nodes {
+        let statuses = join_all(eps.iter().map(|e| admin(&e.address, async |c| c.node_status().await))).await;
+        let obs = eps
+            .into_iter()
+            .zip(statuses)
+            .map(|(e, s)| NodeObs {
+                name: e.name,
+                address: e.address,
+                redis: e.redis,
+                pid: e.pid,
+                status: s.ok(),
+            })
+            .collect();
+        observed.clusters.insert(cluster, obs);
+    }
+    let epochs = join_all(routers.iter().map(|e| admin(&e.address, async |c| c.table().await))).await;
+    observed.routers = routers
+        .into_iter()
+        .zip(epochs)
+        .map(|(e, t)| RouterObs {
+            name: e.name,
+            address: e.address,
+            pid: e.pid,
+            epoch: t.ok().map(|t| t.epoch),
+        })
+        .collect();
+    Ok(observed)
+}
+
+/// One pass of the pipeline. `previous` is the last report (for transition times).
+pub async fn reconcile<P: Platform>(platform: &mut P, previous: &Report, now: &str) -> Result<Report> {
+    let desired = platform.fetch().await?;
+    let mut state = platform.load_state().await?;
+    let mut outcome = Outcome::default();
+    match validate::validate(&desired) {
+        Err(problems) => {
+            for p in &problems {
+                tracing::warn!("refused: {}", p.message);
+            }
+            outcome.problems = problems;
+        }
+        Ok(valid) => {
+            platform.ensure_clusters(&valid.clusters).await?;
+            let observed = observe(platform).await?;
+            let plan = plan::build(&valid, &state, &observed);
+            outcome.waiting = plan.waiting.clone();
+            if plan.state != state {
+                platform.save_state(&plan.state).await?;
+                state = plan.state.clone();
+            }
+            for action in &plan.actions {
+                tracing::info!(?action, "applying");
+                let r = match action {
+                    plan::NodeAction::Lead { address, epoch, .. } => {
+                        admin(address, async |c| c.lead(*epoch).await).await
+                    }
+                    plan::NodeAction::Follow { address, epoch, leader, .. } => {
+                        admin(address, async |c| c.follow(*epoch, leader).await).await
+                    }
+                };
+                if let Err(e) = r {
+                    outcome.apply_errors.push(e.to_string());
+                }
+            }
+            if let Some(table) = &plan.table {
+                if state.committed_epoch != table.epoch || !plan.push_to.is_empty() {
+                    let routers = platform.ensure_routers(table).await?;
+                    let pushes = join_all(routers.iter().map(|r| admin(&r.address, async |c| c.push_table(table).await))).await;
+                    let failed: Vec<String> = pushes.into_iter().filter_map(|r| r.err()).map(|e| e.to_string()).collect();
+                    if failed.is_empty() && !routers.is_empty() {
+                        if state.committed_epoch != table.epoch {
+                            tracing::info!(epoch = table.epoch, "every router acknowledged the table");
+                        }
+                        state.committed_epoch = table.epoch;
+                        platform.save_state(&state).await?;
+                        outcome.table_committed = true;
+                    } else {
+                        outcome.waiting.entry("(routers)".into()).or_insert_with(|| "table push pending".into());
+                        outcome.apply_errors.extend(failed);
+                    }
+                }
+            }
+        }
+    }
+    let observed = observe(platform).await?;
+    let report = status::compute(&desired, &state, &observed, &outcome, previous, now);
+    platform.publish(&report).await?;
+    Ok(report)
+}

@@ -1,0 +1,189 @@
+//! Build: what to do, decided from the desired set, the recorded state and what was observed.
+//! Pure: no I/O, so every decision is unit-tested.
+
+use super::validate::Valid;
+use super::{ClusterState, CoreState, Observed};
+use crate::crd::FileCluster;
+use cleave_proto::range::{ClusterMembers, RangeTable};
+use cleave_proto::status::Role;
+use std::collections::BTreeMap;
+
+/// A change to one node's role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAction {
+    /// `NODE.LEAD epoch`.
+    Lead {
+        /// Cluster name.
+        cluster: String,
+        /// Node name.
+        node: String,
+        /// Node client address.
+        address: String,
+        /// Epoch.
+        epoch: u64,
+    },
+    /// `NODE.FOLLOW epoch leader`.
+    Follow {
+        /// Cluster name.
+        cluster: String,
+        /// Node name.
+        node: String,
+        /// Node client address.
+        address: String,
+        /// Epoch.
+        epoch: u64,
+        /// The leader's client address.
+        leader: String,
+    },
+}
+
+/// What one reconcile pass will do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The state to record before acting (leaders and epochs chosen, table epoch assigned).
+    pub state: CoreState,
+    /// Role changes, in order (leaders first).
+    pub actions: Vec<NodeAction>,
+    /// The table every router must serve, when it can be built (every cluster has a leader).
+    pub table: Option<RangeTable>,
+    /// Routers (by address) whose table is older than `table`.
+    pub push_to: Vec<String>,
+    /// Clusters still coming up, with why.
+    pub waiting: BTreeMap<String, String>,
+}
+
+fn name(fc: &FileCluster) -> String {
+    fc.metadata.name.clone().unwrap_or_default()
+}
+
+/// Decide leaders, epochs, role changes and the range table.
+pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
+    let mut next = state.clone();
+    let mut actions = Vec::new();
+    let mut waiting = BTreeMap::new();
+    let mut members = BTreeMap::new();
+
+    for fc in &valid.clusters {
+        let cname = name(fc);
+        let nodes = observed.clusters.get(&cname).cloned().unwrap_or_default();
+        if nodes.is_empty() {
+            waiting.insert(cname.clone(), "no nodes yet".into());
+            continue;
+        }
+        let cs = next.clusters.entry(cname.clone()).or_default();
+        if cs.leader.is_none() {
+            adopt_or_choose(cs, &nodes);
+        }
+        let leader_name = cs.leader.clone().expect("a leader was chosen");
+        let Some(leader) = nodes.iter().find(|n| n.name == leader_name) else {
+            waiting.insert(cname.clone(), format!("leader {leader_name} is not running"));
+            continue;
+        };
+        let epoch = cs.epoch;
+        let mut leading = false;
+        // Leader first: followers must find it leading.
+        match &leader.status {
+            None => {
+                waiting.insert(cname.clone(), format!("leader {leader_name} does not answer"));
+            }
+            Some(st) if st.role == Role::Leader && st.epoch == epoch => leading = true,
+            Some(st) if st.epoch > epoch => {
+                waiting.insert(
+                    cname.clone(),
+                    format!("leader {leader_name} has seen epoch {} > {epoch}", st.epoch),
+                );
+            }
+            Some(_) => actions.push(NodeAction::Lead {
+                cluster: cname.clone(),
+                node: leader.name.clone(),
+                address: leader.address.clone(),
+                epoch,
+            }),
+        }
+        for n in nodes.iter().filter(|n| n.name != leader_name) {
+            let Some(st) = &n.status else { continue };
+            let ok = matches!(st.role, Role::Follower | Role::Resyncing)
+                && st.epoch == epoch
+                && st.leader.as_deref() == Some(leader.address.as_str());
+            if !ok && st.epoch <= epoch {
+                actions.push(NodeAction::Follow {
+                    cluster: cname.clone(),
+                    node: n.name.clone(),
+                    address: n.address.clone(),
+                    epoch,
+                    leader: leader.address.clone(),
+                });
+            }
+        }
+        if !leading && !waiting.contains_key(&cname) {
+            waiting.insert(cname.clone(), format!("{leader_name} is becoming leader"));
+        }
+        let mut addrs = vec![leader.address.clone()];
+        addrs.extend(nodes.iter().filter(|n| n.name != leader_name).map(|n| n.address.clone()));
+        members.insert(
+            cname,
+            ClusterMembers {
+                nodes: addrs,
+                leader: Some(leader.address.clone()),
+            },
+        );
+    }
+
+    let mut table = None;
+    let mut push_to = Vec::new();
+    let referenced: Vec<&String> = valid.ranges.iter().map(|r| &r.spec.cluster).collect();
+    if referenced.iter().all(|c| members.contains_key(*c) && !waiting.contains_key(*c)) {
+        members.retain(|c, _| referenced.contains(&c));
+        let ranges: Vec<_> = valid.ranges.iter().filter_map(|r| r.spec.to_range()).collect();
+        let mut t = RangeTable {
+            epoch: 0,
+            ranges,
+            clusters: members,
+        };
+        t.epoch = match &next.table {
+            Some(old) if same_content(old, &t) => old.epoch,
+            Some(old) => old.epoch.max(observed.max_router_epoch()) + 1,
+            None => observed.max_router_epoch() + 1,
+        };
+        push_to = observed
+            .routers
+            .iter()
+            .filter(|r| r.epoch.is_none_or(|e| e < t.epoch))
+            .map(|r| r.address.clone())
+            .collect();
+        next.table = Some(t.clone());
+        table = Some(t);
+    }
+    Plan {
+        state: next,
+        actions,
+        table,
+        push_to,
+        waiting,
+    }
+}
+
+/// A cluster the state knows nothing about: adopt what its nodes report (the state was lost
+/// but the data was not), or make the first node leader at epoch 1.
+fn adopt_or_choose(cs: &mut ClusterState, nodes: &[super::NodeObs]) {
+    let best = nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref().map(|s| (n, s)))
+        .filter(|(_, s)| s.role == Role::Leader)
+        .max_by_key(|(_, s)| (s.epoch, s.applied_seq));
+    match best {
+        Some((n, s)) => {
+            cs.leader = Some(n.name.clone());
+            cs.epoch = s.epoch.max(cs.epoch).max(1);
+        }
+        None => {
+            cs.leader = Some(nodes[0].name.clone());
+            cs.epoch = cs.epoch.max(1);
+        }
+    }
+}
+
+/// Whether two tables route the same way (epochs aside).
+pub fn same_content(a: &RangeTable, b: &RangeTable) -> bool {
+    a.ranges == b.ranges && a.clusters == b.clusters
+}
