@@ -23,6 +23,7 @@ lint:
 
 ## test: everything that can run on this machine (unit, server and process-level e2e tests).
 test: deps lint
+	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
 fmt:

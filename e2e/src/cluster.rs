@@ -1,0 +1,186 @@
+//! A FileCluster made of real processes: N Redis servers and N nodes, node 0 leading at epoch 1.
+
+use crate::process::{free_port, wait_until, NodeProc, RedisProc};
+use cleave_proto::status::Role;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of a test cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Nodes (leader included).
+    pub size: usize,
+    /// Replication log capacity.
+    pub log_capacity: u64,
+    /// Acknowledgement quorum.
+    pub min_in_sync: usize,
+    /// Follower silence timeout.
+    pub sync_timeout_ms: u64,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            size: 3,
+            log_capacity: 10_000,
+            min_in_sync: 1,
+            sync_timeout_ms: 1000,
+        }
+    }
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// Its name.
+    pub name: String,
+    /// Redis servers, one per node.
+    pub redis: Vec<RedisProc>,
+    /// Nodes; index 0 started as leader.
+    pub nodes: Vec<NodeProc>,
+    /// Where everything lives.
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// Start a cluster in a fresh temporary folder.
+    pub async fn start(name: &str, opts: ClusterOptions) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("cleave-{name}-"))
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut c = Cluster::start_in(name, &dir, opts).await;
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// Start a cluster in `dir`.
+    pub async fn start_in(name: &str, dir: &std::path::Path, opts: ClusterOptions) -> Cluster {
+        let addrs: Vec<String> = (0..opts.size)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let mut redis = vec![];
+        let mut nodes = vec![];
+        for (i, addr) in addrs.iter().enumerate() {
+            let node_dir = dir.join(format!("{name}-{i}"));
+            let r = RedisProc::start(&node_dir.join("redis")).await;
+            let mut flags = vec![
+                "--id".to_string(),
+                format!("{name}-{i}"),
+                "--log-capacity".into(),
+                opts.log_capacity.to_string(),
+                "--min-in-sync".into(),
+                opts.min_in_sync.to_string(),
+                "--sync-timeout-ms".into(),
+                opts.sync_timeout_ms.to_string(),
+                "--epoch".into(),
+                "1".into(),
+            ];
+            if i == 0 {
+                flags.push("--lead".into());
+            } else {
+                flags.extend(["--follow".to_string(), addrs[0].clone()]);
+            }
+            nodes.push(NodeProc::start(
+                addr,
+                &r.url(),
+                &flags,
+                &node_dir.join("node.log"),
+            ));
+            redis.push(r);
+        }
+        let c = Cluster {
+            name: name.into(),
+            redis,
+            nodes,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        };
+        c.wait_in_sync(Duration::from_secs(20)).await;
+        c
+    }
+
+    /// The node addresses.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Index of the node that reports itself leader.
+    pub async fn leader(&self) -> usize {
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.status().await.is_some_and(|s| s.role == Role::Leader) {
+                return i;
+            }
+        }
+        panic!("cluster {} has no leader", self.name);
+    }
+
+    /// Wait until every follower reports itself in sync.
+    pub async fn wait_in_sync(&self, timeout: Duration) {
+        wait_until(
+            timeout,
+            &format!("every node of {} in sync", self.name),
+            || async {
+                for n in &self.nodes {
+                    if !n.status().await.is_some_and(|s| s.in_sync) {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
+    }
+
+    /// Wait until every node has applied as far as the leader, then return that seq.
+    pub async fn wait_converged(&self, timeout: Duration) -> u64 {
+        let leader = self.leader().await;
+        let target = std::sync::atomic::AtomicU64::new(0);
+        wait_until(
+            timeout,
+            &format!("every node of {} at the leader's seq", self.name),
+            || async {
+                let Some(l) = self.nodes[leader].status().await else {
+                    return false;
+                };
+                let target_seq = l.applied_seq;
+                target.store(target_seq, std::sync::atomic::Ordering::Relaxed);
+                for n in &self.nodes {
+                    if !n
+                        .status()
+                        .await
+                        .is_some_and(|s| s.applied_seq == target_seq && s.in_sync)
+                    {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
+        target.into_inner()
+    }
+
+    /// The data digest (key count, hash) of node `i`'s Redis.
+    pub async fn digest(&self, i: usize) -> (u64, String) {
+        let mut store = cleave_node::store::Store::connect(&self.redis[i].url(), 1, 1)
+            .await
+            .expect("store");
+        store.data_digest().await.expect("digest")
+    }
+
+    /// Assert every node holds exactly the leader's data.
+    pub async fn assert_identical(&self) {
+        let seq = self.wait_converged(Duration::from_secs(30)).await;
+        let reference = self.digest(0).await;
+        for i in 1..self.nodes.len() {
+            assert_eq!(
+                self.digest(i).await,
+                reference,
+                "node {i} of {} differs from node 0 at seq {seq}",
+                self.name
+            );
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! A harness for process-level tests: start real `redis-server`, `cleave-node` and
+//! `cleave-router` processes on free loopback ports in temporary folders, wait for conditions
+//! with bounded, explained timeouts, and inject faults (`kill -9`, `SIGSTOP`/`SIGCONT`).
+//!
+//! Binaries are taken from the cargo target folder of the running test (`make test` builds the
+//! whole workspace first).
+
+pub mod checker;
+pub mod cluster;
+pub mod process;
+
+pub use checker::Checker;
+pub use cluster::{Cluster, ClusterOptions};
+pub use process::{free_port, wait_until, NodeProc, RedisProc, RouterProc};

@@ -1,0 +1,239 @@
+//! The node's configuration: flags and env (clap), optionally a YAML file (the ConfigMap on
+//! Kubernetes). Resolved once at start and passed down; nothing else reads the environment.
+
+use crate::error::{Error, Result};
+use clap::Parser;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Command-line flags and environment of `cleave-node`. Every value may also come from
+/// `--config`; a flag wins over the file, the file over the default.
+#[derive(Debug, Clone, Parser, Default)]
+#[command(name = "cleave-node", version, about = "Cleave storage node")]
+pub struct Args {
+    /// YAML file with any of the settings below (kebab-case keys).
+    #[arg(long, env = "CLEAVE_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for clients, routers and peers (port 0 picks a free port).
+    #[arg(long, env = "CLEAVE_NODE_LISTEN")]
+    pub listen: Option<String>,
+    /// Address others use to reach this node (defaults to the bound address).
+    #[arg(long, env = "CLEAVE_NODE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Stable id of this node (defaults to the advertise address).
+    #[arg(long, env = "CLEAVE_NODE_ID")]
+    pub id: Option<String>,
+    /// URL of this node's own Redis server.
+    #[arg(long, env = "CLEAVE_NODE_REDIS")]
+    pub redis: Option<String>,
+    /// Entries kept in the replication log for followers that fall behind.
+    #[arg(long, env = "CLEAVE_NODE_LOG_CAPACITY")]
+    pub log_capacity: Option<u64>,
+    /// Upper bound on the replication log's size in bytes.
+    #[arg(long, env = "CLEAVE_NODE_LOG_MAX_BYTES")]
+    pub log_max_bytes: Option<u64>,
+    /// Followers that must apply a write before the leader acknowledges it.
+    #[arg(long, env = "CLEAVE_NODE_MIN_IN_SYNC")]
+    pub min_in_sync: Option<usize>,
+    /// Milliseconds of silence from the leader after which a follower counts itself out of sync.
+    #[arg(long, env = "CLEAVE_NODE_SYNC_TIMEOUT_MS")]
+    pub sync_timeout_ms: Option<u64>,
+    /// At start, become leader at `--epoch` (unless a higher epoch was seen).
+    #[arg(long, env = "CLEAVE_NODE_LEAD")]
+    pub lead: bool,
+    /// At start, follow the leader at this address at `--epoch`.
+    #[arg(long, env = "CLEAVE_NODE_FOLLOW")]
+    pub follow: Option<String>,
+    /// Epoch used with `--lead` / `--follow`.
+    #[arg(long, env = "CLEAVE_NODE_EPOCH")]
+    pub epoch: Option<u64>,
+}
+
+/// The YAML file's shape: the same settings as the flags.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    advertise: Option<String>,
+    id: Option<String>,
+    redis: Option<String>,
+    log_capacity: Option<u64>,
+    log_max_bytes: Option<u64>,
+    min_in_sync: Option<usize>,
+    sync_timeout_ms: Option<u64>,
+    lead: Option<bool>,
+    follow: Option<String>,
+    epoch: Option<u64>,
+}
+
+/// How the node starts, when told by flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartRole {
+    /// Keep whatever role was persisted.
+    Resume,
+    /// Become leader.
+    Lead,
+    /// Follow this address.
+    Follow(String),
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: String,
+    /// Advertised address (None: use the bound address).
+    pub advertise: Option<String>,
+    /// Node id (None: use the advertised address).
+    pub id: Option<String>,
+    /// Redis URL.
+    pub redis: String,
+    /// Log capacity in entries.
+    pub log_capacity: u64,
+    /// Log size cap in bytes.
+    pub log_max_bytes: u64,
+    /// The acknowledgement quorum, in followers.
+    pub min_in_sync: usize,
+    /// Silence after which a follower is out of sync.
+    pub sync_timeout: Duration,
+    /// Role at start.
+    pub start_role: StartRole,
+    /// Epoch for the start role.
+    pub epoch: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7100".into(),
+            advertise: None,
+            id: None,
+            redis: "redis://127.0.0.1:6379".into(),
+            log_capacity: 10_000,
+            log_max_bytes: 256 * 1024 * 1024,
+            min_in_sync: 1,
+            sync_timeout: Duration::from_millis(2000),
+            start_role: StartRole::Resume,
+            epoch: 1,
+        }
+    }
+}
+
+impl Config {
+    /// Resolve flags over the optional file over defaults.
+    pub fn resolve(args: Args) -> Result<Config> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+                Self::parse_file(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let follow = args.follow.or(file.follow);
+        let lead = args.lead || file.lead.unwrap_or(false);
+        let start_role = match (lead, follow) {
+            (true, Some(_)) => {
+                return Err(Error::Config(
+                    "--lead and --follow exclude each other".into(),
+                ))
+            }
+            (true, None) => StartRole::Lead,
+            (false, Some(addr)) => StartRole::Follow(addr),
+            (false, None) => StartRole::Resume,
+        };
+        let config = Config {
+            listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            advertise: args.advertise.or(file.advertise),
+            id: args.id.or(file.id),
+            redis: args.redis.or(file.redis).unwrap_or(d.redis),
+            log_capacity: args
+                .log_capacity
+                .or(file.log_capacity)
+                .unwrap_or(d.log_capacity),
+            log_max_bytes: args
+                .log_max_bytes
+                .or(file.log_max_bytes)
+                .unwrap_or(d.log_max_bytes),
+            min_in_sync: args
+                .min_in_sync
+                .or(file.min_in_sync)
+                .unwrap_or(d.min_in_sync),
+            sync_timeout: args
+                .sync_timeout_ms
+                .or(file.sync_timeout_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(d.sync_timeout),
+            start_role,
+            epoch: args.epoch.or(file.epoch).unwrap_or(d.epoch),
+        };
+        if config.log_capacity == 0 {
+            return Err(Error::Config("log-capacity must be at least 1".into()));
+        }
+        if config.sync_timeout < Duration::from_millis(100) {
+            return Err(Error::Config("sync-timeout-ms must be at least 100".into()));
+        }
+        Ok(config)
+    }
+
+    fn parse_file(text: &str) -> std::result::Result<FileConfig, serde_yaml::Error> {
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        serde_yaml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str], file: Option<&str>) -> Result<Config> {
+        let mut argv = vec!["cleave-node"];
+        argv.extend_from_slice(args);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.yaml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+            argv.push("--config");
+            argv.push(path.to_str().unwrap());
+        }
+        Config::resolve(Args::try_parse_from(argv).unwrap())
+    }
+
+    #[test]
+    fn flags_win_over_file_over_defaults() {
+        let c = resolve(
+            &["--min-in-sync", "2"],
+            Some("min-in-sync: 0\nlog-capacity: 50\n"),
+        )
+        .unwrap();
+        assert_eq!(c.min_in_sync, 2);
+        assert_eq!(c.log_capacity, 50);
+        assert_eq!(c.sync_timeout, Duration::from_millis(2000));
+        assert_eq!(c.start_role, StartRole::Resume);
+    }
+
+    #[test]
+    fn bad_files_and_values_are_clear_errors() {
+        let e = resolve(&[], Some("min-in-sync: [1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node.yaml"), "{e}");
+        let e = resolve(&[], Some("colour: blue\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = resolve(&["--log-capacity", "0"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log-capacity"), "{e}");
+        let e = resolve(&["--lead", "--follow", "x:1"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exclude"), "{e}");
+    }
+}

@@ -1,0 +1,50 @@
+//! The node's error type.
+
+use cleave_proto::{ErrorCode, Reply};
+
+/// Everything that can go wrong inside a node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Redis refused or failed.
+    #[error("{context}: {source}")]
+    Redis {
+        /// What we were doing.
+        context: &'static str,
+        /// Redis' error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// Replaying an entry failed in a way that is not a gap or a duplicate.
+    #[error("{0}")]
+    Apply(String),
+    /// A peer (leader, snapshot source) failed.
+    #[error("peer: {0}")]
+    Peer(#[from] cleave_proto::Error),
+    /// A bad configuration.
+    #[error("config: {0}")]
+    Config(String),
+    /// Socket-level failure.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Wrap a Redis error with context.
+    pub fn redis(context: &'static str, source: redis::RedisError) -> Self {
+        Error::Redis { context, source }
+    }
+
+    /// What a client is told.
+    pub fn to_reply(&self) -> Reply {
+        match self {
+            Error::Redis { .. } | Error::Peer(_) | Error::Io(_) => Reply::new(
+                ErrorCode::TryAgain,
+                format!("node storage unavailable: {self}"),
+            ),
+            _ => Reply::new(ErrorCode::Err, self.to_string()),
+        }
+    }
+}
+
+/// Result with the node's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

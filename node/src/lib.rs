@@ -1,0 +1,123 @@
+//! `cleave-node`: one storage node of a FileCluster.
+//!
+//! Where things happen:
+//! - [`server`] accepts connections; [`handler`] decodes each request and dispatches it;
+//! - [`leader`] assigns seqs (group commit), serves followers and the commit index;
+//! - [`follower`] pulls and applies the leader's log, resyncs fully when needed, and guards
+//!   follower reads with a read barrier;
+//! - [`store`] is everything in Redis: the atomic apply scripts, the log, snapshots;
+//! - [`op`] is the encoding of a replicated change; [`node`] the shared state.
+
+pub mod config;
+pub mod error;
+pub mod follower;
+pub mod handler;
+pub mod leader;
+pub mod node;
+pub mod op;
+pub mod server;
+pub mod store;
+
+use crate::config::{Config, StartRole};
+use crate::error::Result;
+use crate::node::{Node, RoleState};
+use cleave_proto::status::Role;
+use std::future::Future;
+use std::sync::Arc;
+use store::Store;
+use tokio::net::TcpListener;
+
+/// Run a node on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let bound = listener.local_addr()?.to_string();
+    let address = config.advertise.clone().unwrap_or(bound);
+    let id = config.id.clone().unwrap_or_else(|| address.clone());
+    let mut store =
+        Store::connect(&config.redis, config.log_capacity, config.log_max_bytes).await?;
+    let saved = store.load_role().await?;
+    let (applied, _, _) = store.positions().await?;
+    let role = RoleState {
+        role: match saved.role.as_str() {
+            "leader" => Role::Leader,
+            "follower" => Role::Follower,
+            _ => Role::Idle,
+        },
+        epoch: saved.epoch,
+        leader: (!saved.leader.is_empty()).then(|| saved.leader.clone()),
+        needs_resync: false,
+    };
+    let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
+    let start_role = config.start_role.clone();
+    let start_epoch = config.epoch;
+    let node = Arc::new(Node::new(
+        config,
+        id,
+        address.clone(),
+        store,
+        role,
+        applied,
+        writes,
+    ));
+    apply_start_role(&node, start_role, start_epoch).await;
+
+    tokio::spawn(leader::commit::run(node.clone(), queue));
+    tokio::spawn(supervise_role(node.clone()));
+    let ctx = handler::Ctx {
+        node: node.clone(),
+        read_index: follower::read_index::ReadIndex::start(node.clone()),
+    };
+    tracing::info!(
+        "{}: listening on {address}, role {:?} at epoch {}",
+        node.id,
+        node.role_state().role,
+        node.role_state().epoch
+    );
+    println!("cleave-node listening on {address}");
+    server::serve(listener, ctx, shutdown).await;
+    Ok(())
+}
+
+async fn apply_start_role(node: &Node, start: StartRole, epoch: u64) {
+    let frame = match start {
+        StartRole::Resume => return,
+        StartRole::Lead => handler::lead(node, epoch).await,
+        StartRole::Follow(leader) => handler::follow(node, epoch, leader).await,
+    };
+    if let cleave_proto::Frame::Error(e) = frame {
+        tracing::warn!("{}: start role not applied: {e}", node.id);
+    }
+}
+
+/// Start and stop the follower loop as the role changes.
+async fn supervise_role(node: Arc<Node>) {
+    let mut role = node.role.subscribe();
+    let mut current: Option<(String, u64, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let st = role.borrow_and_update().clone();
+        let want = match (st.role, st.leader) {
+            (Role::Follower | Role::Resyncing, Some(leader)) => Some((leader, st.epoch)),
+            _ => None,
+        };
+        let same = match (&current, &want) {
+            (Some((l, e, _)), Some((wl, we))) => l == wl && e == we,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            if let Some((_, _, task)) = current.take() {
+                task.abort();
+            }
+            if let Some((leader, epoch)) = want {
+                let task = tokio::spawn(follower::run(node.clone(), leader.clone(), epoch));
+                current = Some((leader, epoch, task));
+            }
+        }
+        if role.changed().await.is_err() {
+            return;
+        }
+    }
+}

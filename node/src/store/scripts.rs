@@ -1,0 +1,88 @@
+//! The Lua scripts that make each change atomic with its seq, loaded once per Redis server.
+
+use crate::error::{Error, Result};
+use redis::aio::ConnectionManager;
+
+const APPLY: &str = include_str!("apply.lua");
+const READ: &str = include_str!("read.lua");
+const LOG: &str = include_str!("log.lua");
+
+/// The SHA1 handles of the loaded scripts.
+#[derive(Clone, Debug)]
+pub struct Scripts {
+    apply: String,
+    read: String,
+    log: String,
+}
+
+impl Scripts {
+    /// Handles computed locally (the same SHA1 Redis computes), so EVALSHA works as soon as
+    /// [`Scripts::load`] has run against the current Redis.
+    pub fn new() -> Self {
+        Scripts {
+            apply: redis::Script::new(APPLY).get_hash().to_string(),
+            read: redis::Script::new(READ).get_hash().to_string(),
+            log: redis::Script::new(LOG).get_hash().to_string(),
+        }
+    }
+
+    /// `SCRIPT LOAD` all scripts (again, after a Redis restart).
+    pub async fn load(&self, conn: &mut ConnectionManager) -> Result<()> {
+        for src in [APPLY, READ, LOG] {
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(src)
+                .query_async::<String>(conn)
+                .await
+                .map_err(|e| Error::redis("script load", e))?;
+        }
+        Ok(())
+    }
+
+    /// Queue an apply call.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(
+        &self,
+        pipe: &mut redis::Pipeline,
+        mode: &str,
+        seq: u64,
+        op: &[u8],
+        fx: &[u8],
+        cap: u64,
+        max_bytes: u64,
+    ) {
+        pipe.cmd("EVALSHA")
+            .arg(&self.apply)
+            .arg(0)
+            .arg(mode)
+            .arg(seq)
+            .arg(op)
+            .arg(fx)
+            .arg(cap)
+            .arg(max_bytes);
+    }
+
+    /// Queue a range read.
+    pub fn read(
+        &self,
+        pipe: &mut redis::Pipeline,
+        path: &str,
+        offset: u64,
+        length: u64,
+        version: Option<u64>,
+    ) {
+        let version = version.map(|v| v.to_string()).unwrap_or_default();
+        pipe.cmd("EVALSHA")
+            .arg(&self.read)
+            .arg(0)
+            .arg(path)
+            .arg(offset)
+            .arg(length)
+            .arg(version);
+    }
+
+    /// Queue a log read.
+    pub fn read_log(&self, pipe: &mut redis::Pipeline, from: u64, max: u64) {
+        pipe.cmd("EVALSHA").arg(&self.log).arg(0).arg(from).arg(max);
+    }
+}

@@ -1,0 +1,270 @@
+//! Full resync, both sides: the source streams its data keys in batches (a *fuzzy* snapshot:
+//! SCAN + DUMP while writes go on), the receiver restores them and then replays the log from
+//! the seq the source had applied *before* the scan started. Every change is logged with
+//! its effects (see `apply.lua`), so the replay converges to the source's exact state even
+//! though the snapshot itself is not a point in time.
+
+use super::{array, bytes, int, Entry, Store};
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use redis::Value;
+
+/// Prefixes of the keys that hold user data (everything else is node-local bookkeeping).
+const DATA_PREFIXES: [&[u8]; 5] = [b"f:", b"c:", b"u:", b"up:", b"dir:"];
+/// Stop filling a snapshot batch at about this many bytes.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Keys asked of SCAN per step.
+const SCAN_COUNT: u64 = 256;
+
+/// One batch of a snapshot.
+#[derive(Debug, Default)]
+pub struct SnapshotBatch {
+    /// Cursor for the next batch; `"0"` when this is the last.
+    pub cursor: String,
+    /// The source's applied seq before the scan began (first batch only, else 0).
+    pub start_seq: u64,
+    /// Key and `DUMP` payload pairs.
+    pub items: Vec<(Bytes, Bytes)>,
+}
+
+fn is_data_key(k: &[u8]) -> bool {
+    DATA_PREFIXES.iter().any(|p| k.starts_with(p))
+}
+
+impl Store {
+    /// Source side: the next batch of data keys after `cursor` (`"0"` starts a snapshot).
+    pub async fn snapshot_batch(&mut self, cursor: &str) -> Result<SnapshotBatch> {
+        let mut batch = SnapshotBatch::default();
+        if cursor == "0" {
+            batch.start_seq = self.positions().await?.0;
+        }
+        let mut cursor = cursor.to_string();
+        let mut size = 0;
+        loop {
+            let (next, keys): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(self.conn())
+                .await
+                .map_err(|e| Error::redis("snapshot scan", e))?;
+            let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| is_data_key(k)).collect();
+            if !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("DUMP").arg(k);
+                }
+                let dumps: Vec<Value> = pipe
+                    .query_async(self.conn())
+                    .await
+                    .map_err(|e| Error::redis("snapshot dump", e))?;
+                for (k, d) in keys.into_iter().zip(dumps) {
+                    if let Value::BulkString(d) = d {
+                        size += k.len() + d.len();
+                        batch.items.push((Bytes::from(k), Bytes::from(d)));
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == "0" || size >= BATCH_BYTES {
+                break;
+            }
+        }
+        batch.cursor = cursor;
+        Ok(batch)
+    }
+
+    /// Receiver side: discard everything and mark the store as resyncing from `start_seq`.
+    /// Atomic, so a crash leaves either the old data or an empty store flagged as incomplete.
+    pub async fn begin_resync(&mut self, start_seq: u64, role: &super::SavedRole) -> Result<()> {
+        redis::pipe()
+            .atomic()
+            .cmd("FLUSHDB")
+            .set("meta:resyncing", 1)
+            .set("meta:applied", start_seq)
+            .set("meta:epoch", role.epoch)
+            .set("meta:role", &role.role)
+            .set("meta:leader", &role.leader)
+            .query_async::<()>(self.conn())
+            .await
+            .map_err(|e| Error::redis("begin resync", e))
+    }
+
+    /// Receiver side: restore a batch of dumped keys.
+    pub async fn restore(&mut self, items: &[(Bytes, Bytes)]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (k, d) in items {
+            pipe.cmd("RESTORE")
+                .arg(k.as_ref())
+                .arg(0)
+                .arg(d.as_ref())
+                .arg("REPLACE")
+                .ignore();
+        }
+        pipe.query_async::<()>(self.conn())
+            .await
+            .map_err(|e| Error::redis("restore", e))
+    }
+
+    /// Whether an interrupted resync left the store incomplete.
+    pub async fn is_resyncing(&mut self) -> Result<bool> {
+        let v: Option<u64> = redis::cmd("GET")
+            .arg("meta:resyncing")
+            .query_async(self.conn())
+            .await
+            .map_err(|e| Error::redis("get", e))?;
+        Ok(v.unwrap_or(0) == 1)
+    }
+
+    /// Receiver side: the snapshot and its replay are complete; the data can be trusted.
+    pub async fn finish_resync(&mut self) -> Result<()> {
+        redis::pipe()
+            .del("meta:resyncing")
+            .del(&["rbuf", "rbuffx", "rbufseq"])
+            .query_async::<()>(self.conn())
+            .await
+            .map_err(|e| Error::redis("finish resync", e))
+    }
+
+    /// Receiver side: buffer entries fetched while the snapshot is copied.
+    pub async fn buffer_push(&mut self, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for e in entries {
+            pipe.rpush("rbuf", e.op.as_ref()).ignore();
+            pipe.rpush("rbuffx", e.fx.as_ref()).ignore();
+            pipe.rpush("rbufseq", e.seq).ignore();
+        }
+        pipe.query_async::<()>(self.conn())
+            .await
+            .map_err(|e| Error::redis("buffer", e))
+    }
+
+    /// Receiver side: take up to `max` buffered entries from the front.
+    pub async fn buffer_take(&mut self, max: usize) -> Result<Vec<Entry>> {
+        let end = max as isize - 1;
+        let (ops, fxs, seqs, ..): (Vec<Value>, Vec<Value>, Vec<Value>, (), (), ()) = redis::pipe()
+            .atomic()
+            .lrange("rbuf", 0, end)
+            .lrange("rbuffx", 0, end)
+            .lrange("rbufseq", 0, end)
+            .ltrim("rbuf", max as isize, -1)
+            .ltrim("rbuffx", max as isize, -1)
+            .ltrim("rbufseq", max as isize, -1)
+            .query_async(self.conn())
+            .await
+            .map_err(|e| Error::redis("buffer take", e))?;
+        Ok(ops
+            .into_iter()
+            .zip(fxs)
+            .zip(seqs)
+            .map(|((op, fx), seq)| Entry {
+                seq: int(&seq),
+                op: bytes(op),
+                fx: bytes(fx),
+            })
+            .collect())
+    }
+
+    /// A digest of every data key and value, to compare replicas in tests and tools.
+    pub async fn data_digest(&mut self) -> Result<(u64, String)> {
+        let mut cursor = "0".to_string();
+        let mut keys: Vec<Vec<u8>> = vec![];
+        loop {
+            let (next, batch): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(self.conn())
+                .await
+                .map_err(|e| Error::redis("digest scan", e))?;
+            keys.extend(batch.into_iter().filter(|k| is_data_key(k)));
+            cursor = next;
+            if cursor == "0" {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for chunk in keys.chunks(256) {
+            let mut pipe = redis::pipe();
+            for k in chunk {
+                // DUMP payloads embed the encoding, which may differ between replicas; hash the
+                // logical value instead.
+                pipe.cmd("TYPE").arg(k);
+            }
+            let types: Vec<String> = pipe
+                .query_async(self.conn())
+                .await
+                .map_err(|e| Error::redis("type", e))?;
+            let mut pipe = redis::pipe();
+            for (k, t) in chunk.iter().zip(&types) {
+                match t.as_str() {
+                    "string" => pipe.get(k),
+                    "hash" => pipe.hgetall(k),
+                    "zset" => pipe.zrange(k, 0, -1),
+                    _ => pipe.cmd("TYPE").arg(k),
+                };
+            }
+            let values: Vec<Value> = pipe
+                .query_async(self.conn())
+                .await
+                .map_err(|e| Error::redis("digest", e))?;
+            for (k, v) in chunk.iter().zip(values) {
+                hasher.update(k);
+                hash_value(&mut hasher, v);
+            }
+        }
+        Ok((keys.len() as u64, format!("{:032x}", hasher.digest128())))
+    }
+}
+
+fn hash_value(h: &mut xxhash_rust::xxh3::Xxh3, v: Value) {
+    match v {
+        Value::BulkString(b) => h.update(&b),
+        Value::Map(pairs) => {
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs
+                .into_iter()
+                .map(|(k, v)| (bytes(k).to_vec(), bytes(v).to_vec()))
+                .collect();
+            pairs.sort();
+            for (k, v) in pairs {
+                h.update(&k);
+                h.update(&v);
+            }
+        }
+        Value::Array(items) => {
+            // HGETALL under RESP2 is a flat array of pairs: sort the pairs for a stable digest.
+            let flat: Vec<Vec<u8>> = array(Value::Array(items))
+                .into_iter()
+                .map(|v| bytes(v).to_vec())
+                .collect();
+            let mut pairs: Vec<&[Vec<u8>]> = flat.chunks(2).collect();
+            pairs.sort();
+            for p in pairs {
+                for x in p {
+                    h.update(x);
+                }
+            }
+        }
+        other => h.update(format!("{other:?}").as_bytes()),
+    }
+}
+
+impl Store {
+    /// Flag the store as untrusted until a full resync completes (a deposed leader).
+    pub async fn mark_resync_needed(&mut self) -> Result<()> {
+        redis::cmd("SET")
+            .arg("meta:resyncing")
+            .arg(1)
+            .query_async::<()>(self.conn())
+            .await
+            .map_err(|e| Error::redis("mark resync", e))
+    }
+}
