@@ -59,28 +59,28 @@ pub enum Frame {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     /// A type byte that RESP2 does not define (inline commands are not supported).
-    #[error("protocol error: unexpected byte {0:#04x}, expected one of + - : $ *")]
+    #[error("unexpected byte {0:#04x}, expected one of + - : $ *")]
     BadType(u8),
     /// A length or integer that does not parse.
-    #[error("protocol error: invalid number")]
+    #[error("invalid number")]
     BadNumber,
     /// A line without `\r\n`, or a bulk not followed by `\r\n`.
-    #[error("protocol error: missing CRLF")]
+    #[error("missing CRLF")]
     BadTerminator,
     /// A bulk string larger than the limit.
-    #[error("protocol error: bulk of {0} bytes exceeds the limit of {1}")]
+    #[error("bulk of {0} bytes exceeds the limit of {1}")]
     BulkTooLarge(usize, usize),
     /// An array longer than the limit.
-    #[error("protocol error: array of {0} elements exceeds the limit of {1}")]
+    #[error("array of {0} elements exceeds the limit of {1}")]
     ArrayTooLarge(usize, usize),
     /// Arrays nested too deep.
-    #[error("protocol error: nesting deeper than {0}")]
+    #[error("nesting deeper than {0}")]
     TooDeep(usize),
     /// A line longer than the limit.
-    #[error("protocol error: line longer than {0} bytes")]
+    #[error("line longer than {0} bytes")]
     LineTooLong(usize),
     /// A simple string or error that is not UTF-8.
-    #[error("protocol error: line is not UTF-8")]
+    #[error("line is not UTF-8")]
     NotUtf8,
 }
 

@@ -111,15 +111,17 @@ elseif kind == 'commit' then
     local n = op[4]
     local size, csize, tags = 0, 0, {}
     for i = 0, n - 1 do
-      local len = redis.call('STRLEN', prefix .. i)
       local tag = redis.call('HGET', upset, tostring(i))
       if not tag then return {'err', 'ERR', 'upload ' .. op[3] .. ' has no part ' .. i} end
+      tags[#tags + 1] = tag
+    end
+    for i = 0, n - 1 do
+      local len = redis.call('STRLEN', prefix .. i)
       if i == 0 then csize = len end
       if i < n - 1 and len ~= csize then
         return {'err', 'ERR', 'part ' .. i .. ' has ' .. len .. ' bytes; all parts but the last must have ' .. csize}
       end
       size = size + len
-      tags[#tags + 1] = tag
     end
     local extra = redis.call('HLEN', upset) - n
     if extra > 0 then return {'err', 'ERR', 'upload ' .. op[3] .. ' has ' .. extra .. ' part(s) beyond ' .. n} end
