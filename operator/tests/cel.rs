@@ -32,53 +32,89 @@ fn hashrange_start_must_not_exceed_end() {
     assert!(hr(0, 10, "a").validate_cel().is_ok());
     assert!(hr(10, 10, "a").validate_cel().is_ok());
     let err = hr(11, 10, "a").validate_cel().unwrap_err();
-    assert!(format!("{err:?}").contains("start must not be greater than end"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("start must not be greater than end"),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn hashrange_end_is_bounded_by_u32_max() {
     assert!(hr(0, 4_294_967_295, "a").validate_cel().is_ok());
     let err = hr(0, 4_294_967_296, "a").validate_cel().unwrap_err();
-    assert!(format!("{err:?}").contains("end must be at most 4294967295"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("end must be at most 4294967295"),
+        "{err:?}"
+    );
     assert!(hr(-1, 5, "a").validate_cel().is_err());
 }
 
 #[test]
 fn hashrange_cluster_is_immutable() {
     let old = hr(0, 10, "a");
-    assert!(hr(0, 5, "a").validate_cel_update(&old).is_ok(), "start/end may change (splits)");
+    assert!(
+        hr(0, 5, "a").validate_cel_update(&old).is_ok(),
+        "start/end may change (splits)"
+    );
     let err = hr(0, 10, "b").validate_cel_update(&old).unwrap_err();
-    assert!(format!("{err:?}").contains("cluster is immutable"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("cluster is immutable"),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn filecluster_min_in_sync_below_replicas() {
-    assert!(fc(serde_json::json!({})).validate_cel().is_ok(), "defaults: 3 replicas, 1 in sync");
-    assert!(fc(serde_json::json!({"replicas": 1, "minInSync": 0})).validate_cel().is_ok());
-    let err = fc(serde_json::json!({"replicas": 3, "minInSync": 3})).validate_cel().unwrap_err();
-    assert!(format!("{err:?}").contains("minInSync must be smaller than replicas"), "{err:?}");
+    assert!(
+        fc(serde_json::json!({})).validate_cel().is_ok(),
+        "defaults: 3 replicas, 1 in sync"
+    );
+    assert!(fc(serde_json::json!({"replicas": 1, "minInSync": 0}))
+        .validate_cel()
+        .is_ok());
+    let err = fc(serde_json::json!({"replicas": 3, "minInSync": 3}))
+        .validate_cel()
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("minInSync must be smaller than replicas"),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn filecluster_storage_is_immutable() {
     let old = fc(serde_json::json!({"storage": {"size": "1Gi"}}));
-    assert!(fc(serde_json::json!({"storage": {"size": "1Gi"}, "replicas": 5}))
-        .validate_cel_update(&old)
-        .is_ok());
+    assert!(
+        fc(serde_json::json!({"storage": {"size": "1Gi"}, "replicas": 5}))
+            .validate_cel_update(&old)
+            .is_ok()
+    );
     let err = fc(serde_json::json!({"storage": {"size": "2Gi"}}))
         .validate_cel_update(&old)
         .unwrap_err();
-    assert!(format!("{err:?}").contains("storage is immutable"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("storage is immutable"),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn manifests_apply_defaults_and_cel() {
-    let text = "apiVersion: cleave.dev/v1alpha1\nkind: FileCluster\nmetadata: {name: fc-a}\nspec: {}\n";
-    let Ok(Object::FileCluster(o)) = one(text) else { panic!() };
-    assert_eq!((o.spec.replicas, o.spec.min_in_sync, o.spec.log_capacity), (3, 1, 10_000));
+    let text =
+        "apiVersion: cleave.dev/v1alpha1\nkind: FileCluster\nmetadata: {name: fc-a}\nspec: {}\n";
+    let Ok(Object::FileCluster(o)) = one(text) else {
+        panic!()
+    };
+    assert_eq!(
+        (o.spec.replicas, o.spec.min_in_sync, o.spec.log_capacity),
+        (3, 1, 10_000)
+    );
     let bad = "apiVersion: cleave.dev/v1alpha1\nkind: HashRange\nmetadata: {name: r}\nspec: {start: 9, end: 3, cluster: a}\n";
     let err = one(bad).unwrap_err();
-    assert!(err.contains("HashRange/r") && err.contains("start must not be greater than end"), "{err}");
+    assert!(
+        err.contains("HashRange/r") && err.contains("start must not be greater than end"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -88,15 +124,23 @@ fn manifests_refuse_unknown_fields_bad_types_and_bounds() {
     assert!(err.contains("spec.replicaz: unknown field"), "{err}");
     let nested = "apiVersion: cleave.dev/v1alpha1\nkind: FileCluster\nmetadata: {name: fc-a}\nspec: {redis: {appendfsync: sometimes}}\n";
     let err = one(nested).unwrap_err();
-    assert!(err.contains("spec.redis.appendfsync") && err.contains("everysec"), "{err}");
+    assert!(
+        err.contains("spec.redis.appendfsync") && err.contains("everysec"),
+        "{err}"
+    );
     let big = "apiVersion: cleave.dev/v1alpha1\nkind: HashRange\nmetadata: {name: r}\nspec: {start: 0, end: 4294967296, cluster: a}\n";
     let err = one(big).unwrap_err();
     assert!(err.contains("spec.end") && err.contains("maximum"), "{err}");
     let ty = "apiVersion: cleave.dev/v1alpha1\nkind: HashRange\nmetadata: {name: r}\nspec: {start: zero, end: 1, cluster: a}\n";
-    assert!(one(ty).unwrap_err().contains("spec.start: must be of type integer"));
+    assert!(one(ty)
+        .unwrap_err()
+        .contains("spec.start: must be of type integer"));
     let missing = "apiVersion: cleave.dev/v1alpha1\nkind: HashRange\nmetadata: {name: r}\nspec: {start: 0, end: 1}\n";
-    assert!(one(missing).unwrap_err().contains("spec.cluster: required field is missing"));
-    let kind = "apiVersion: cleave.dev/v1alpha1\nkind: FileClustre\nmetadata: {name: r}\nspec: {}\n";
+    assert!(one(missing)
+        .unwrap_err()
+        .contains("spec.cluster: required field is missing"));
+    let kind =
+        "apiVersion: cleave.dev/v1alpha1\nkind: FileClustre\nmetadata: {name: r}\nspec: {}\n";
     assert!(one(kind).unwrap_err().contains("unknown kind"));
     let name = "apiVersion: cleave.dev/v1alpha1\nkind: FileCluster\nmetadata: {name: Big_Name}\nspec: {}\n";
     assert!(one(name).unwrap_err().contains("not a DNS label"));
@@ -106,7 +150,10 @@ fn manifests_refuse_unknown_fields_bad_types_and_bounds() {
 fn manifests_report_bad_yaml_with_the_file() {
     let all = parse_file("broken.yaml", "kind: [unclosed\n");
     let err = all[0].as_ref().unwrap_err().to_string();
-    assert!(err.starts_with("broken.yaml (document 1): not valid YAML"), "{err}");
+    assert!(
+        err.starts_with("broken.yaml (document 1): not valid YAML"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -121,7 +168,9 @@ fn manifests_hold_several_documents() {
 fn transition_rules_through_the_manifest_reader() {
     let a = Object::HashRange(hr(0, 10, "a"));
     let b = Object::HashRange(hr(0, 10, "b"));
-    assert!(check_update(&b, &a).unwrap_err().contains("cluster is immutable"));
+    assert!(check_update(&b, &a)
+        .unwrap_err()
+        .contains("cluster is immutable"));
     assert!(check_update(&a, &a).is_ok());
 }
 
@@ -130,6 +179,9 @@ fn crds_on_disk_match_the_types() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
     for (name, yaml) in cleave_operator::crd::crd_files() {
         let on_disk = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-        assert!(on_disk == yaml, "crds/{name} differs from the Rust types: run `make crds`");
+        assert!(
+            on_disk == yaml,
+            "crds/{name} differs from the Rust types: run `make crds`"
+        );
     }
 }

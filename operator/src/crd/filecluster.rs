@@ -1,5 +1,8 @@
 //! `FileCluster`: a leader and followers, each node a `cleave-node` with its own Redis.
 
+// `printcolumn(type_ = ..)` repeats by design; clippy mistakes it for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use super::Condition;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
@@ -28,7 +31,11 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.minInSync < self.replicas").message(
     "minInSync must be smaller than replicas: it counts followers, and the leader is one of the replicas"

@@ -1,5 +1,8 @@
 //! `HashRange`: an inclusive range of root-hash keys and the FileCluster that owns it.
 
+// `printcolumn(type_ = ..)` repeats by design; clippy mistakes it for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use super::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -25,7 +28,11 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster"),
     printcolumn(name = "Served-By", type_ = "string", json_path = ".status.servedBy"),
     printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.epoch"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.start <= self.end").message("start must not be greater than end"))]
 #[serde(rename_all = "camelCase")]

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-/// One accepted object.
+/// One accepted object. (A few per manifest folder: their size does not matter.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     /// A FileCluster.
@@ -76,7 +77,11 @@ impl FromDoc for serde_yaml::Value {
 
 /// Check one object (as JSON) and turn it into a typed object.
 pub fn parse_object(file: &str, mut value: Value) -> Result<Object> {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -87,9 +92,14 @@ pub fn parse_object(file: &str, mut value: Value) -> Result<Object> {
         object: format!("{}/{}", if kind.is_empty() { "?" } else { &kind }, name),
         message,
     };
-    let api = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if api != API_VERSION {
-        return Err(err(format!("apiVersion must be {API_VERSION:?}, not {api:?}")));
+        return Err(err(format!(
+            "apiVersion must be {API_VERSION:?}, not {api:?}"
+        )));
     }
     check_name(&name).map_err(&err)?;
     if let Some(ns) = value.pointer("/metadata/namespace").and_then(Value::as_str) {
@@ -102,7 +112,8 @@ pub fn parse_object(file: &str, mut value: Value) -> Result<Object> {
     match kind.as_str() {
         "FileCluster" => {
             check_schema(&FileCluster::crd(), &value).map_err(&err)?;
-            let mut o: FileCluster = serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
+            let mut o: FileCluster =
+                serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
             o.status = None;
             o.validate_cel().map_err(|e| err(cel_message(e)))?;
             Ok(Object::FileCluster(o))
@@ -208,12 +219,20 @@ fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
         (Some("object"), Value::Object(map)) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let extra = schema.get("additionalProperties");
-            let preserve = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            let preserve =
+                schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
             for (k, v) in map {
                 if path.is_empty() && ["apiVersion", "kind", "metadata"].contains(&k.as_str()) {
                     continue; // checked by the caller, as the API server does
                 }
-                let sub = format!("{}{k}", if path.is_empty() { String::new() } else { format!("{path}.") });
+                let sub = format!(
+                    "{}{k}",
+                    if path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{path}.")
+                    }
+                );
                 match (props.and_then(|p| p.get(k)), extra) {
                     (Some(s), _) => walk(s, v, &sub, out),
                     (None, Some(s)) if s.is_object() => walk(s, v, &sub, out),
@@ -224,7 +243,11 @@ fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
             if let Some(req) = schema.get("required").and_then(Value::as_array) {
                 for r in req.iter().filter_map(Value::as_str) {
                     if !map.contains_key(r) {
-                        let sub = if path.is_empty() { r.to_string() } else { format!("{path}.{r}") };
+                        let sub = if path.is_empty() {
+                            r.to_string()
+                        } else {
+                            format!("{path}.{r}")
+                        };
                         out.push(format!("{sub}: required field is missing"));
                     }
                 }

@@ -20,10 +20,10 @@ use cleave_proto::status::NodeStatus;
 use cleave_proto::Client;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
+use status::{Outcome, Report};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
-use status::{Outcome, Report};
 
 /// How long one admin command (status, lead, follow, push) may take.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -118,7 +118,11 @@ pub struct Observed {
 impl Observed {
     /// The highest table epoch any router serves.
     pub fn max_router_epoch(&self) -> u64 {
-        self.routers.iter().filter_map(|r| r.epoch).max().unwrap_or(0)
+        self.routers
+            .iter()
+            .filter_map(|r| r.epoch)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -136,7 +140,8 @@ pub trait Platform {
     /// The nodes that exist now, per cluster.
     fn nodes(&mut self) -> impl Future<Output = Result<BTreeMap<String, Vec<Endpoint>>>>;
     /// Make the routers exist, seeding new ones with `table`; returns them.
-    fn ensure_routers(&mut self, table: &RangeTable) -> impl Future<Output = Result<Vec<Endpoint>>>;
+    fn ensure_routers(&mut self, table: &RangeTable)
+        -> impl Future<Output = Result<Vec<Endpoint>>>;
     /// The routers that exist now.
     fn routers(&mut self) -> impl Future<Output = Result<Vec<Endpoint>>>;
     /// Publish the statuses.
@@ -169,7 +174,11 @@ pub async fn observe<P: Platform>(platform: &mut P) -> Result<Observed> {
     let routers = platform.routers().await?;
     let mut observed = Observed::default();
     for (cluster, eps) in nodes {
-        let statuses = join_all(eps.iter().map(|e| admin(&e.address, async |c| c.node_status().await))).await;
+        let statuses = join_all(
+            eps.iter()
+                .map(|e| admin(&e.address, async |c| c.node_status().await)),
+        )
+        .await;
         let obs = eps
             .into_iter()
             .zip(statuses)
@@ -183,7 +192,12 @@ pub async fn observe<P: Platform>(platform: &mut P) -> Result<Observed> {
             .collect();
         observed.clusters.insert(cluster, obs);
     }
-    let epochs = join_all(routers.iter().map(|e| admin(&e.address, async |c| c.table().await))).await;
+    let epochs = join_all(
+        routers
+            .iter()
+            .map(|e| admin(&e.address, async |c| c.table().await)),
+    )
+    .await;
     observed.routers = routers
         .into_iter()
         .zip(epochs)
@@ -198,7 +212,11 @@ pub async fn observe<P: Platform>(platform: &mut P) -> Result<Observed> {
 }
 
 /// One pass of the pipeline. `previous` is the last report (for transition times).
-pub async fn reconcile<P: Platform>(platform: &mut P, previous: &Report, now: &str) -> Result<Report> {
+pub async fn reconcile<P: Platform>(
+    platform: &mut P,
+    previous: &Report,
+    now: &str,
+) -> Result<Report> {
     let desired = platform.fetch().await?;
     let mut state = platform.load_state().await?;
     let mut outcome = Outcome::default();
@@ -224,9 +242,12 @@ pub async fn reconcile<P: Platform>(platform: &mut P, previous: &Report, now: &s
                     plan::NodeAction::Lead { address, epoch, .. } => {
                         admin(address, async |c| c.lead(*epoch).await).await
                     }
-                    plan::NodeAction::Follow { address, epoch, leader, .. } => {
-                        admin(address, async |c| c.follow(*epoch, leader).await).await
-                    }
+                    plan::NodeAction::Follow {
+                        address,
+                        epoch,
+                        leader,
+                        ..
+                    } => admin(address, async |c| c.follow(*epoch, leader).await).await,
                 };
                 if let Err(e) = r {
                     outcome.apply_errors.push(e.to_string());
@@ -235,17 +256,32 @@ pub async fn reconcile<P: Platform>(platform: &mut P, previous: &Report, now: &s
             if let Some(table) = &plan.table {
                 if state.committed_epoch != table.epoch || !plan.push_to.is_empty() {
                     let routers = platform.ensure_routers(table).await?;
-                    let pushes = join_all(routers.iter().map(|r| admin(&r.address, async |c| c.push_table(table).await))).await;
-                    let failed: Vec<String> = pushes.into_iter().filter_map(|r| r.err()).map(|e| e.to_string()).collect();
+                    let pushes = join_all(
+                        routers
+                            .iter()
+                            .map(|r| admin(&r.address, async |c| c.push_table(table).await)),
+                    )
+                    .await;
+                    let failed: Vec<String> = pushes
+                        .into_iter()
+                        .filter_map(|r| r.err())
+                        .map(|e| e.to_string())
+                        .collect();
                     if failed.is_empty() && !routers.is_empty() {
                         if state.committed_epoch != table.epoch {
-                            tracing::info!(epoch = table.epoch, "every router acknowledged the table");
+                            tracing::info!(
+                                epoch = table.epoch,
+                                "every router acknowledged the table"
+                            );
                         }
                         state.committed_epoch = table.epoch;
                         platform.save_state(&state).await?;
                         outcome.table_committed = true;
                     } else {
-                        outcome.waiting.entry("(routers)".into()).or_insert_with(|| "table push pending".into());
+                        outcome
+                            .waiting
+                            .entry("(routers)".into())
+                            .or_insert_with(|| "table push pending".into());
                         outcome.apply_errors.extend(failed);
                     }
                 }

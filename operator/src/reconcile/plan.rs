@@ -76,7 +76,10 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
         }
         let leader_name = cs.leader.clone().expect("a leader was chosen");
         let Some(leader) = nodes.iter().find(|n| n.name == leader_name) else {
-            waiting.insert(cname.clone(), format!("leader {leader_name} is not running"));
+            waiting.insert(
+                cname.clone(),
+                format!("leader {leader_name} is not running"),
+            );
             continue;
         };
         let epoch = cs.epoch;
@@ -84,7 +87,10 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
         // Leader first: followers must find it leading.
         match &leader.status {
             None => {
-                waiting.insert(cname.clone(), format!("leader {leader_name} does not answer"));
+                waiting.insert(
+                    cname.clone(),
+                    format!("leader {leader_name} does not answer"),
+                );
             }
             Some(st) if st.role == Role::Leader && st.epoch == epoch => leading = true,
             Some(st) if st.epoch > epoch => {
@@ -119,7 +125,12 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
             waiting.insert(cname.clone(), format!("{leader_name} is becoming leader"));
         }
         let mut addrs = vec![leader.address.clone()];
-        addrs.extend(nodes.iter().filter(|n| n.name != leader_name).map(|n| n.address.clone()));
+        addrs.extend(
+            nodes
+                .iter()
+                .filter(|n| n.name != leader_name)
+                .map(|n| n.address.clone()),
+        );
         members.insert(
             cname,
             ClusterMembers {
@@ -132,9 +143,16 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
     let mut table = None;
     let mut push_to = Vec::new();
     let referenced: Vec<&String> = valid.ranges.iter().map(|r| &r.spec.cluster).collect();
-    if referenced.iter().all(|c| members.contains_key(*c) && !waiting.contains_key(*c)) {
+    if referenced
+        .iter()
+        .all(|c| members.contains_key(*c) && !waiting.contains_key(*c))
+    {
         members.retain(|c, _| referenced.contains(&c));
-        let ranges: Vec<_> = valid.ranges.iter().filter_map(|r| r.spec.to_range()).collect();
+        let ranges: Vec<_> = valid
+            .ranges
+            .iter()
+            .filter_map(|r| r.spec.to_range())
+            .collect();
         let mut t = RangeTable {
             epoch: 0,
             ranges,

@@ -89,7 +89,10 @@ pub fn compute(
     previous: &Report,
     now: &str,
 ) -> Report {
-    let committed = state.table.as_ref().filter(|t| t.epoch == state.committed_epoch);
+    let committed = state
+        .table
+        .as_ref()
+        .filter(|t| t.epoch == state.committed_epoch);
     let invalid = !outcome.problems.is_empty();
     let mut report = Report {
         epoch: state.committed_epoch,
@@ -144,15 +147,26 @@ pub fn compute(
         let waiting = outcome.waiting.get(&name);
         let mut conditions = vec![
             if ready {
-                Condition::new("Ready", true, "Serving", format!(
-                    "leader {} at epoch {}, {followers_in_sync} follower(s) in sync",
-                    cs.leader.as_deref().unwrap_or("?"), cs.epoch
-                ))
+                Condition::new(
+                    "Ready",
+                    true,
+                    "Serving",
+                    format!(
+                        "leader {} at epoch {}, {followers_in_sync} follower(s) in sync",
+                        cs.leader.as_deref().unwrap_or("?"),
+                        cs.epoch
+                    ),
+                )
             } else {
-                Condition::new("Ready", false, "NotServing", format!(
-                    "leader up: {leader_ok}; followers in sync: {followers_in_sync} (need {})",
-                    fc.spec.min_in_sync
-                ))
+                Condition::new(
+                    "Ready",
+                    false,
+                    "NotServing",
+                    format!(
+                        "leader up: {leader_ok}; followers in sync: {followers_in_sync} (need {})",
+                        fc.spec.min_in_sync
+                    ),
+                )
             },
             match waiting {
                 Some(why) => Condition::new("Progressing", true, "ComingUp", why.clone()),
@@ -161,11 +175,20 @@ pub fn compute(
             if lagging.is_empty() && missing == 0 {
                 Condition::new("Degraded", false, "AllInSync", "every node is in sync")
             } else {
-                Condition::new("Degraded", true, "NodesOutOfSync", format!(
-                    "not in sync: {}{}",
-                    lagging.join(", "),
-                    if missing > 0 { format!("; {missing} node(s) not created") } else { String::new() }
-                ))
+                Condition::new(
+                    "Degraded",
+                    true,
+                    "NodesOutOfSync",
+                    format!(
+                        "not in sync: {}{}",
+                        lagging.join(", "),
+                        if missing > 0 {
+                            format!("; {missing} node(s) not created")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                )
             },
         ];
         let old = previous.clusters.iter().find(|c| c.name == name);
@@ -210,27 +233,56 @@ pub fn compute(
         let in_place = served_by.as_deref() == Some(hr.spec.cluster.as_str());
         let mut conditions = vec![
             if mine.is_empty() {
-                Condition::new("Valid", true, "Tiles", "the HashRanges tile [0, 4294967295]")
+                Condition::new(
+                    "Valid",
+                    true,
+                    "Tiles",
+                    "the HashRanges tile [0, 4294967295]",
+                )
             } else {
                 Condition::new(
                     "Valid",
                     false,
                     &mine[0].reason,
-                    mine.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "),
+                    mine.iter()
+                        .map(|p| p.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 )
             },
             if in_place {
-                Condition::new("Ready", true, "Served", format!(
-                    "served by {} at table epoch {}", hr.spec.cluster, state.committed_epoch
-                ))
+                Condition::new(
+                    "Ready",
+                    true,
+                    "Served",
+                    format!(
+                        "served by {} at table epoch {}",
+                        hr.spec.cluster, state.committed_epoch
+                    ),
+                )
             } else {
-                Condition::new("Ready", false, "NotServed", "the routers do not serve this range yet")
+                Condition::new(
+                    "Ready",
+                    false,
+                    "NotServed",
+                    "the routers do not serve this range yet",
+                )
             },
             Condition::new(
                 "Progressing",
                 !in_place && !invalid,
-                if in_place { "Stable" } else if invalid { "Refused" } else { "Publishing" },
-                if invalid { "nothing moves until the HashRanges are valid" } else { "" },
+                if in_place {
+                    "Stable"
+                } else if invalid {
+                    "Refused"
+                } else {
+                    "Publishing"
+                },
+                if invalid {
+                    "nothing moves until the HashRanges are valid"
+                } else {
+                    ""
+                },
             ),
             Condition::new(
                 "Degraded",

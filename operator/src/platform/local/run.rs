@@ -1,0 +1,221 @@
+//! `cleave-operator local`: the loop that drives the local platform until Ctrl-C / SIGTERM.
+
+use super::state::{read_json, write_atomic, Layout};
+use super::supervisor::kill_stray;
+use super::{LocalConfig, LocalPlatform};
+use crate::error::{Error, Result};
+use crate::reconcile::{self, status::Report};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Flags of `cleave-operator local`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LocalArgs {
+    /// Folder of FileCluster / HashRange YAML manifests (re-read when they change).
+    #[arg(long, env = "CLEAVE_MANIFESTS", default_value = "config/samples")]
+    pub manifests: PathBuf,
+    /// Data folder: state, Redis data, logs. A stop and a start resume from it.
+    #[arg(long, env = "CLEAVE_DATA", default_value = ".cleave")]
+    pub data: PathBuf,
+    /// Folder holding cleave-node and cleave-router (default: the operator's own folder).
+    #[arg(long, env = "CLEAVE_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// The redis-server program (a name on PATH, or a path).
+    #[arg(long, env = "CLEAVE_REDIS_SERVER", default_value = "redis-server")]
+    pub redis_server: PathBuf,
+    /// Number of router replicas.
+    #[arg(long, env = "CLEAVE_ROUTERS", default_value_t = 2)]
+    pub routers: usize,
+    /// Port of the first router (on 127.0.0.1).
+    #[arg(long, env = "CLEAVE_ROUTER_PORT", default_value_t = 7000)]
+    pub router_port: u16,
+    /// Nodes, their Redis servers and the other routers get free ports from here upwards.
+    #[arg(long, env = "CLEAVE_PORT_BASE", default_value_t = 7001)]
+    pub port_base: u16,
+    /// Milliseconds between reconcile passes (a manifest change starts one at once).
+    #[arg(long, env = "CLEAVE_RESYNC_MS", default_value_t = 1000)]
+    pub resync_ms: u64,
+}
+
+/// What `DIR/status.json` holds: the report plus who wrote it and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusFile {
+    /// Pid of the operator that wrote it.
+    pub operator_pid: u32,
+    /// When (RFC 3339).
+    pub updated_at: String,
+    /// The data folder.
+    pub data: String,
+    /// The report.
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+fn find_program(p: &PathBuf) -> Option<PathBuf> {
+    if p.components().count() > 1 {
+        return p.is_file().then(|| p.clone());
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(p))
+            .find(|c| c.is_file())
+    })
+}
+
+fn absolute(p: &PathBuf) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(Error::io(p))
+}
+
+/// Take the data folder for this process, or say which operator has it.
+fn lock(layout: &Layout) -> Result<()> {
+    if let Ok(text) = std::fs::read_to_string(layout.pid_file()) {
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            let is_operator = std::fs::read_link(format!("/proc/{pid}/exe"))
+                .map(|e| e.to_string_lossy().contains("cleave-operator"))
+                .unwrap_or(false);
+            if alive && is_operator && pid as u32 != std::process::id() {
+                return Err(Error::Locked {
+                    pid,
+                    dir: layout.root.clone(),
+                });
+            }
+        }
+    }
+    write_atomic(
+        &layout.pid_file(),
+        format!("{}\n", std::process::id()).as_bytes(),
+    )
+}
+
+/// Run the local platform until Ctrl-C or SIGTERM, then stop every child.
+pub async fn run(args: LocalArgs) -> Result<()> {
+    let data = absolute(&args.data)?;
+    let bin_dir = match &args.bin_dir {
+        Some(d) => absolute(d)?,
+        None => std::env::current_exe()
+            .map_err(Error::io("current executable"))?
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+    };
+    let redis_server = find_program(&args.redis_server).ok_or_else(|| Error::MissingBinary {
+        name: args.redis_server.display().to_string(),
+        dir: PathBuf::from("$PATH"),
+    })?;
+    if !args.manifests.is_dir() {
+        return Err(Error::io(&args.manifests)(
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    }
+    let layout = Layout { root: data.clone() };
+    std::fs::create_dir_all(&data).map_err(Error::io(&data))?;
+    lock(&layout)?;
+    // Children an earlier operator left behind (it was killed with SIGKILL) would hold the ports.
+    let strays: BTreeMap<String, u32> = read_json(&layout.children())?;
+    for pid in strays.values() {
+        kill_stray(*pid, &["redis-server", "cleave-node", "cleave-router"]);
+    }
+    if !strays.is_empty() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let cfg = LocalConfig {
+        manifests: absolute(&args.manifests)?,
+        data,
+        bin_dir,
+        redis_server,
+        routers: args.routers.max(1),
+        router_port: args.router_port,
+        port_base: args.port_base,
+    };
+    let mut platform = match LocalPlatform::open(cfg.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = std::fs::remove_file(layout.pid_file());
+            return Err(e);
+        }
+    };
+    tracing::info!(manifests = %cfg.manifests.display(), data = %cfg.data.display(), "local platform starting");
+
+    let mut term = signal(SignalKind::terminate()).map_err(Error::io("SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::io("SIGINT handler"))?;
+    let mut previous: Report = read_json::<Option<StatusFile>>(&layout.status())?
+        .map(|s| s.report)
+        .unwrap_or_default();
+    let mut announced = false;
+    let mut last_pass = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        let due = last_pass.elapsed() >= Duration::from_millis(args.resync_ms)
+            || platform.manifests_changed();
+        if due {
+            last_pass = std::time::Instant::now();
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let pass = reconcile::reconcile(&mut platform, &previous, &now);
+            let result = tokio::select! {
+                r = pass => Some(r),
+                _ = term.recv() => None,
+                _ = int.recv() => None,
+            };
+            match result {
+                None => break,
+                Some(Ok(report)) => {
+                    if !announced && ready(&report) {
+                        announced = true;
+                        banner(&report, &layout);
+                    }
+                    previous = report;
+                }
+                Some(Err(e)) => tracing::error!("reconcile: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    eprintln!("cleave-operator: stopping every child...");
+    platform.shutdown().await;
+    let _ = std::fs::remove_file(layout.children());
+    let _ = std::fs::remove_file(layout.pid_file());
+    eprintln!(
+        "cleave-operator: stopped; data kept in {}",
+        layout.root.display()
+    );
+    Ok(())
+}
+
+/// Every cluster Ready, a committed table, and every router on it.
+pub fn ready(report: &Report) -> bool {
+    report.epoch > 0
+        && !report.clusters.is_empty()
+        && report.clusters.iter().all(|c| {
+            c.status
+                .conditions
+                .iter()
+                .any(|k| k.type_ == "Ready" && k.is_true())
+        })
+        && report.routers.iter().all(|r| r.epoch == Some(report.epoch))
+}
+
+fn banner(report: &Report, layout: &Layout) {
+    let routers: Vec<&str> = report.routers.iter().map(|r| r.address.as_str()).collect();
+    let first = routers.first().copied().unwrap_or("?");
+    let port = first.rsplit(':').next().unwrap_or("7000");
+    println!(
+        "\nCleave is up: {} FileCluster(s), range table epoch {}.\n\
+         \n  routers:  {}\n  data:     {}\n\
+         \nTry it (in another terminal, from the repository root):\n\
+         \n  target/release/cleave put /photos/cat.txt ./README.md\n  target/release/cleave get /photos/cat.txt\n  target/release/cleave ls /photos\n  target/release/cleave status\n\
+         \n  or with any Redis client:  redis-cli -p {port} INSERT /photos/hello.txt 'hello'\n\
+         \nEdit the YAML in the manifests folder to change the system; Ctrl-C stops everything.\n",
+        report.clusters.len(),
+        report.epoch,
+        routers.join(", "),
+        layout.root.display(),
+    );
+}

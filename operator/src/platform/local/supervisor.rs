@@ -1,0 +1,195 @@
+//! Child processes, supervised as a kubelet would: each child runs in its own process group,
+//! its output goes to a log file, a crash restarts it with exponential backoff, and stopping
+//! sends SIGTERM to the group, then SIGKILL after a grace period.
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// First restart delay; doubled after each quick crash up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest restart delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A child that ran this long before exiting restarts with [`MIN_BACKOFF`] again.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// How long a child may take to exit after SIGTERM before it gets SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// How to run one child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSpec {
+    /// Name for logs (`fc-a-0`, `fc-a-0-redis`, `router-0`).
+    pub name: String,
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// File that receives its stdout and stderr (appended).
+    pub log: PathBuf,
+    /// A hash of configuration the child reads from files (e.g. `redis.conf`), so that a
+    /// changed file counts as a changed spec.
+    pub config_hash: u64,
+}
+
+/// A running supervisor of one child.
+#[derive(Debug)]
+pub struct Supervised {
+    /// What it runs.
+    pub spec: ChildSpec,
+    pid: Arc<AtomicU32>,
+    restarts: Arc<AtomicU32>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Supervised {
+    /// Start supervising `spec` (the first start happens at once).
+    pub fn start(spec: ChildSpec) -> Supervised {
+        let pid = Arc::new(AtomicU32::new(0));
+        let restarts = Arc::new(AtomicU32::new(0));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(supervise(
+            spec.clone(),
+            pid.clone(),
+            restarts.clone(),
+            stop_rx,
+        ));
+        Supervised {
+            spec,
+            pid,
+            restarts,
+            stop,
+            task,
+        }
+    }
+
+    /// The child's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::SeqCst)).filter(|&p| p != 0)
+    }
+
+    /// How many times the child was restarted.
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::SeqCst)
+    }
+
+    /// Stop the child (SIGTERM, then SIGKILL after [`GRACE`]) and the supervisor.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn supervise(
+    spec: ChildSpec,
+    pid: Arc<AtomicU32>,
+    restarts: Arc<AtomicU32>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let started = Instant::now();
+        match spawn(&spec) {
+            Err(e) => {
+                tracing::error!(child = %spec.name, "cannot start {}: {e}", spec.program.display())
+            }
+            Ok(mut child) => {
+                let id = child.id().unwrap_or(0);
+                pid.store(id, Ordering::SeqCst);
+                tracing::debug!(child = %spec.name, pid = id, "started");
+                tokio::select! {
+                    status = child.wait() => {
+                        pid.store(0, Ordering::SeqCst);
+                        tracing::warn!(child = %spec.name, pid = id, ?status, "exited; restarting in {backoff:?}");
+                    }
+                    _ = stop.changed() => {
+                        terminate(&spec.name, id, &mut child).await;
+                        pid.store(0, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        }
+        if started.elapsed() >= STABLE_AFTER {
+            backoff = MIN_BACKOFF;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        restarts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn spawn(spec: &ChildSpec) -> std::io::Result<tokio::process::Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)?;
+    let err = log.try_clone()?;
+    Command::new(&spec.program)
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// SIGTERM the child's group, wait up to [`GRACE`], then SIGKILL it.
+async fn terminate(name: &str, id: u32, child: &mut tokio::process::Child) {
+    if id != 0 {
+        let _ = killpg(Pid::from_raw(id as i32), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        tracing::warn!(child = %name, "did not stop within {GRACE:?}; killing");
+        if id != 0 {
+            let _ = killpg(Pid::from_raw(id as i32), Signal::SIGKILL);
+        }
+        let _ = child.wait().await;
+    }
+    tracing::debug!(child = %name, "stopped");
+}
+
+/// Kill a process group left behind by an earlier operator that died without cleaning up, if
+/// `pid` still runs one of `programs`.
+pub fn kill_stray(pid: u32, programs: &[&str]) -> bool {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let name = exe.as_ref().and_then(|p| p.file_name()).map(|n| {
+        n.to_string_lossy()
+            .trim_end_matches(" (deleted)")
+            .to_string()
+    });
+    match name {
+        Some(n) if programs.contains(&n.as_str()) => {
+            tracing::warn!(pid, program = %n, "killing a child left behind by an earlier run");
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Wait until something accepts TCP connections on `addr`, or `timeout` passes.
+pub async fn wait_listening(addr: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
