@@ -26,6 +26,10 @@ test: deps lint
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
+## bench: raw Redis vs Cleave (2 clusters x 3 nodes behind a router) with redis-benchmark, as ratios.
+bench: deps release
+	target/release/cleave-bench
+
 fmt:
 	$(CARGO) fmt --all
 

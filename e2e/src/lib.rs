@@ -8,7 +8,9 @@
 pub mod checker;
 pub mod cluster;
 pub mod process;
+pub mod system;
 
 pub use checker::Checker;
 pub use cluster::{Cluster, ClusterOptions};
 pub use process::{free_port, wait_until, NodeProc, RedisProc, RouterProc};
+pub use system::System;
