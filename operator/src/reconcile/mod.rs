@@ -211,6 +211,51 @@ pub async fn observe<P: Platform>(platform: &mut P) -> Result<Observed> {
     Ok(observed)
 }
 
+/// Make sure every router runs and serves `table`: push it to each one not known to serve that
+/// epoch, and count it committed only when every router acknowledged.
+async fn publish_table<P: Platform>(
+    platform: &mut P,
+    table: &RangeTable,
+    observed: &Observed,
+    state: &mut CoreState,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let routers = platform.ensure_routers(table).await?;
+    let current = |addr: &str| {
+        observed
+            .routers
+            .iter()
+            .any(|r| r.address == addr && r.epoch == Some(table.epoch))
+    };
+    let stale: Vec<&Endpoint> = routers.iter().filter(|r| !current(&r.address)).collect();
+    let pushes = join_all(
+        stale
+            .iter()
+            .map(|r| admin(&r.address, async |c| c.push_table(table).await)),
+    )
+    .await;
+    let failed: Vec<String> = pushes
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| e.to_string())
+        .collect();
+    if failed.is_empty() && !routers.is_empty() {
+        if state.committed_epoch != table.epoch {
+            tracing::info!(epoch = table.epoch, "every router acknowledged the table");
+            state.committed_epoch = table.epoch;
+            platform.save_state(state).await?;
+        }
+        outcome.table_committed = true;
+    } else {
+        outcome
+            .waiting
+            .entry("(routers)".into())
+            .or_insert_with(|| "table push pending".into());
+        outcome.apply_errors.extend(failed);
+    }
+    Ok(())
+}
+
 /// One pass of the pipeline. `previous` is the last report (for transition times).
 pub async fn reconcile<P: Platform>(
     platform: &mut P,
@@ -222,8 +267,11 @@ pub async fn reconcile<P: Platform>(
     let mut outcome = Outcome::default();
     match validate::validate(&desired) {
         Err(problems) => {
-            for p in &problems {
-                tracing::warn!("refused: {}", p.message);
+            let messages: Vec<&String> = problems.iter().map(|p| &p.message).collect();
+            if messages != previous.errors.iter().collect::<Vec<_>>() {
+                for m in messages {
+                    tracing::warn!("refused, nothing changes: {m}");
+                }
             }
             outcome.problems = problems;
         }
@@ -254,37 +302,7 @@ pub async fn reconcile<P: Platform>(
                 }
             }
             if let Some(table) = &plan.table {
-                if state.committed_epoch != table.epoch || !plan.push_to.is_empty() {
-                    let routers = platform.ensure_routers(table).await?;
-                    let pushes = join_all(
-                        routers
-                            .iter()
-                            .map(|r| admin(&r.address, async |c| c.push_table(table).await)),
-                    )
-                    .await;
-                    let failed: Vec<String> = pushes
-                        .into_iter()
-                        .filter_map(|r| r.err())
-                        .map(|e| e.to_string())
-                        .collect();
-                    if failed.is_empty() && !routers.is_empty() {
-                        if state.committed_epoch != table.epoch {
-                            tracing::info!(
-                                epoch = table.epoch,
-                                "every router acknowledged the table"
-                            );
-                        }
-                        state.committed_epoch = table.epoch;
-                        platform.save_state(&state).await?;
-                        outcome.table_committed = true;
-                    } else {
-                        outcome
-                            .waiting
-                            .entry("(routers)".into())
-                            .or_insert_with(|| "table push pending".into());
-                        outcome.apply_errors.extend(failed);
-                    }
-                }
+                publish_table(platform, table, &observed, &mut state, &mut outcome).await?;
             }
         }
     }

@@ -68,17 +68,6 @@ impl LocalPlatform {
             root: cfg.data.clone(),
         };
         std::fs::create_dir_all(&layout.root).map_err(Error::io(&layout.root))?;
-        for (name, path) in [
-            ("cleave-node", cfg.bin_dir.join("cleave-node")),
-            ("cleave-router", cfg.bin_dir.join("cleave-router")),
-        ] {
-            if !path.is_file() {
-                return Err(Error::MissingBinary {
-                    name: name.into(),
-                    dir: cfg.bin_dir.clone(),
-                });
-            }
-        }
         let state: LocalState = read_json(&layout.state())?;
         if !state::port_free(cfg.router_port) {
             return Err(Error::PortInUse {
@@ -102,6 +91,17 @@ impl LocalPlatform {
                 if !state::port_free(port) {
                     return Err(Error::PortInUse { port, what });
                 }
+            }
+        }
+        for (name, path) in [
+            ("cleave-node", cfg.bin_dir.join("cleave-node")),
+            ("cleave-router", cfg.bin_dir.join("cleave-router")),
+        ] {
+            if !path.is_file() {
+                return Err(Error::MissingBinary {
+                    name: name.into(),
+                    dir: cfg.bin_dir.clone(),
+                });
             }
         }
         Ok(LocalPlatform {

@@ -1,0 +1,416 @@
+//! Pure tests of what the reconcile core decides (validate, build, status) from given specs,
+//! recorded state and observations. No processes, no network.
+
+use cleave_operator::crd::{FileCluster, HashRange};
+use cleave_operator::reconcile::plan::{build, NodeAction};
+use cleave_operator::reconcile::status::{compute, Outcome, Report};
+use cleave_operator::reconcile::validate::validate;
+use cleave_operator::reconcile::{ClusterState, CoreState, Desired, NodeObs, Observed, RouterObs};
+use cleave_proto::status::{NodeStatus, Role};
+
+fn fc(name: &str) -> FileCluster {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "cleave.dev/v1alpha1", "kind": "FileCluster",
+        "metadata": {"name": name, "generation": 1}, "spec": {}
+    }))
+    .unwrap()
+}
+
+fn hr(name: &str, start: i64, end: i64, cluster: &str) -> HashRange {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "cleave.dev/v1alpha1", "kind": "HashRange",
+        "metadata": {"name": name, "generation": 1},
+        "spec": {"start": start, "end": end, "cluster": cluster}
+    }))
+    .unwrap()
+}
+
+fn samples() -> Desired {
+    Desired {
+        clusters: vec![fc("fc-a"), fc("fc-b")],
+        ranges: vec![
+            hr("low", 0, 2147483647, "fc-a"),
+            hr("high", 2147483648, 4294967295, "fc-b"),
+        ],
+        errors: vec![],
+    }
+}
+
+fn status(role: Role, epoch: u64, leader: Option<&str>, seq: u64) -> NodeStatus {
+    NodeStatus {
+        id: String::new(),
+        role,
+        epoch,
+        applied_seq: seq,
+        committed_seq: seq,
+        leader: leader.map(str::to_owned),
+        in_sync: role != Role::Idle,
+        log_first_seq: 0,
+        log_len: 0,
+        full_resyncs: 0,
+        followers: vec![],
+    }
+}
+
+/// Three nodes per cluster at ports 100+, each reporting `st(cluster, index)`.
+fn observed(
+    st: impl Fn(&str, usize) -> Option<NodeStatus>,
+    router_epochs: &[Option<u64>],
+) -> Observed {
+    let mut o = Observed::default();
+    for (ci, c) in ["fc-a", "fc-b"].iter().enumerate() {
+        let nodes = (0..3)
+            .map(|i| NodeObs {
+                name: format!("{c}-{i}"),
+                address: format!("127.0.0.1:{}", 100 + ci * 10 + i),
+                redis: format!("127.0.0.1:{}", 200 + ci * 10 + i),
+                pid: Some(1000 + i as u32),
+                status: st(c, i),
+            })
+            .collect();
+        o.clusters.insert(c.to_string(), nodes);
+    }
+    o.routers = router_epochs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| RouterObs {
+            name: format!("router-{i}"),
+            address: format!("127.0.0.1:{}", 7000 + i),
+            pid: None,
+            epoch: *e,
+        })
+        .collect();
+    o
+}
+
+fn leader_addr(c: &str) -> &'static str {
+    if c == "fc-a" {
+        "127.0.0.1:100"
+    } else {
+        "127.0.0.1:110"
+    }
+}
+
+/// Every node already where the plan wants it: leader 0 at epoch 1, the others following it.
+fn settled(c: &str, i: usize) -> Option<NodeStatus> {
+    Some(if i == 0 {
+        status(Role::Leader, 1, Some(leader_addr(c)), 5)
+    } else {
+        status(Role::Follower, 1, Some(leader_addr(c)), 5)
+    })
+}
+
+/// The state after a first pass whose table every router acknowledged.
+fn committed(v: &cleave_operator::reconcile::validate::Valid) -> CoreState {
+    let mut state = build(v, &CoreState::default(), &observed(settled, &[None])).state;
+    state.committed_epoch = 1;
+    state
+}
+
+#[test]
+fn a_table_never_reuses_an_epoch_a_router_already_has() {
+    let v = validate(&samples()).unwrap();
+    let plan = build(
+        &v,
+        &CoreState::default(),
+        &observed(settled, &[Some(1), Some(1)]),
+    );
+    assert_eq!(plan.table.unwrap().epoch, 2);
+}
+
+#[test]
+fn the_samples_are_valid() {
+    let v = validate(&samples()).unwrap();
+    assert_eq!(v.ranges[0].metadata.name.as_deref(), Some("low"));
+    assert_eq!(v.clusters.len(), 2);
+}
+
+#[test]
+fn overlaps_gaps_and_unknown_clusters_are_named() {
+    let mut d = samples();
+    d.ranges[1].spec.start = 2147483000;
+    let p = validate(&d).unwrap_err();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].reason, "RangesOverlap");
+    assert!(
+        p[0].message.contains("low") && p[0].message.contains("high"),
+        "{}",
+        p[0].message
+    );
+
+    let mut d = samples();
+    d.ranges[1].spec.start = 2147483650;
+    let p = validate(&d).unwrap_err();
+    assert_eq!(p[0].reason, "RangesGap");
+    assert!(
+        p[0].message.contains("[2147483648, 2147483649]"),
+        "{}",
+        p[0].message
+    );
+
+    let mut d = samples();
+    d.ranges[1].spec.end = 4294967000;
+    assert!(validate(&d).unwrap_err()[0]
+        .message
+        .contains("[4294967001, 4294967295]"));
+
+    let mut d = samples();
+    d.clusters.pop();
+    let p = validate(&d).unwrap_err();
+    assert_eq!(p[0].reason, "UnknownCluster");
+    assert!(p[0].message.contains("fc-b"));
+
+    let mut d = samples();
+    d.ranges.clear();
+    assert_eq!(validate(&d).unwrap_err()[0].reason, "NoRanges");
+
+    let mut d = samples();
+    d.errors.push("x.yaml: not valid YAML".into());
+    assert_eq!(validate(&d).unwrap_err()[0].reason, "InvalidManifest");
+}
+
+#[test]
+fn first_pass_makes_node_zero_leader_at_epoch_one() {
+    let v = validate(&samples()).unwrap();
+    let obs = observed(|_, _| Some(status(Role::Idle, 0, None, 0)), &[None, None]);
+    let plan = build(&v, &CoreState::default(), &obs);
+    assert_eq!(
+        plan.state.clusters["fc-a"],
+        ClusterState {
+            leader: Some("fc-a-0".into()),
+            epoch: 1
+        }
+    );
+    assert_eq!(
+        plan.actions[0],
+        NodeAction::Lead {
+            cluster: "fc-a".into(),
+            node: "fc-a-0".into(),
+            address: "127.0.0.1:100".into(),
+            epoch: 1
+        }
+    );
+    assert_eq!(
+        plan.actions[1],
+        NodeAction::Follow {
+            cluster: "fc-a".into(),
+            node: "fc-a-1".into(),
+            address: "127.0.0.1:101".into(),
+            epoch: 1,
+            leader: "127.0.0.1:100".into()
+        }
+    );
+    assert_eq!(plan.actions.len(), 6);
+    assert!(plan.table.is_none(), "no table before the leaders lead");
+    assert!(plan.waiting.contains_key("fc-a"));
+}
+
+#[test]
+fn the_table_is_built_once_leaders_lead_and_pushed_to_stale_routers() {
+    let v = validate(&samples()).unwrap();
+    let obs = observed(settled, &[None, Some(0)]);
+    let plan = build(&v, &CoreState::default(), &obs);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    let t = plan.table.unwrap();
+    assert_eq!(t.epoch, 1);
+    assert_eq!(t.ranges.len(), 2);
+    assert_eq!(t.clusters["fc-a"].leader.as_deref(), Some("127.0.0.1:100"));
+    assert_eq!(
+        t.clusters["fc-a"].nodes,
+        ["127.0.0.1:100", "127.0.0.1:101", "127.0.0.1:102"]
+    );
+    assert_eq!(plan.push_to, ["127.0.0.1:7000", "127.0.0.1:7001"]);
+}
+
+#[test]
+fn an_unchanged_table_keeps_its_epoch_and_a_change_bumps_it() {
+    let v = validate(&samples()).unwrap();
+    let first = build(&v, &CoreState::default(), &observed(settled, &[None, None]));
+    assert_eq!(first.table.as_ref().unwrap().epoch, 1);
+    let mut state = first.state.clone();
+    state.committed_epoch = 1;
+    let again = build(&v, &state, &observed(settled, &[Some(1), Some(1)]));
+    assert_eq!(again.table.as_ref().unwrap().epoch, 1);
+    assert!(again.push_to.is_empty());
+    assert_eq!(again.state, state, "nothing to record");
+
+    // A split: low shrinks and a third range goes to fc-b.
+    let mut d = samples();
+    d.ranges[0].spec.end = 1073741823;
+    d.ranges.push(hr("mid", 1073741824, 2147483647, "fc-b"));
+    let v = validate(&d).unwrap();
+    let split = build(&v, &state, &observed(settled, &[Some(1), Some(1)]));
+    assert_eq!(split.table.as_ref().unwrap().epoch, 2);
+    assert_eq!(split.push_to.len(), 2);
+}
+
+#[test]
+fn a_restarted_operator_adopts_the_leader_its_nodes_report() {
+    let v = validate(&samples()).unwrap();
+    let obs = observed(
+        |c, i| {
+            let leader = if c == "fc-a" {
+                "127.0.0.1:102"
+            } else {
+                leader_addr(c)
+            };
+            Some(match (c, i) {
+                ("fc-a", 2) => status(Role::Leader, 4, Some(leader), 9),
+                ("fc-b", 0) => status(Role::Leader, 1, Some(leader), 9),
+                _ => status(
+                    Role::Follower,
+                    if c == "fc-a" { 4 } else { 1 },
+                    Some(leader),
+                    9,
+                ),
+            })
+        },
+        &[Some(3)],
+    );
+    let plan = build(&v, &CoreState::default(), &obs);
+    assert_eq!(
+        plan.state.clusters["fc-a"],
+        ClusterState {
+            leader: Some("fc-a-2".into()),
+            epoch: 4
+        }
+    );
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.table.unwrap().epoch, 4, "above what the routers serve");
+}
+
+#[test]
+fn a_node_that_lost_its_data_is_told_to_follow_again() {
+    let v = validate(&samples()).unwrap();
+    let first = build(&v, &CoreState::default(), &observed(settled, &[Some(1)]));
+    let obs = observed(
+        |c, i| {
+            if (c, i) == ("fc-a", 1) {
+                Some(status(Role::Idle, 0, None, 0))
+            } else {
+                settled(c, i)
+            }
+        },
+        &[Some(1)],
+    );
+    let plan = build(&v, &first.state, &obs);
+    assert_eq!(plan.actions.len(), 1);
+    assert!(
+        matches!(&plan.actions[0], NodeAction::Follow { node, epoch: 1, .. } if node == "fc-a-1")
+    );
+}
+
+#[test]
+fn a_down_leader_holds_the_table_back() {
+    let v = validate(&samples()).unwrap();
+    let obs = observed(
+        |c, i| {
+            if (c, i) == ("fc-b", 0) {
+                None
+            } else {
+                settled(c, i)
+            }
+        },
+        &[None],
+    );
+    let plan = build(&v, &CoreState::default(), &obs);
+    assert!(plan.table.is_none());
+    assert!(plan.waiting["fc-b"].contains("does not answer"));
+}
+
+#[test]
+fn status_reports_roles_sequences_and_conditions() {
+    let d = samples();
+    let v = validate(&d).unwrap();
+    let obs = observed(
+        |c, i| {
+            if (c, i) == ("fc-a", 2) {
+                None
+            } else {
+                settled(c, i)
+            }
+        },
+        &[Some(1), Some(1)],
+    );
+    let state = committed(&v);
+    let r = compute(
+        &d,
+        &state,
+        &obs,
+        &Outcome::default(),
+        &Report::default(),
+        "2026-01-01T00:00:00Z",
+    );
+    assert_eq!(r.epoch, 1);
+    let a = &r.clusters[0];
+    assert_eq!(
+        (a.name.as_str(), a.status.leader.as_deref(), a.status.epoch),
+        ("fc-a", Some("fc-a-0"), 1)
+    );
+    assert_eq!(a.status.nodes[0].role, "leader");
+    assert_eq!(a.status.nodes[0].applied_seq, 5);
+    assert_eq!(a.status.nodes[2].role, "down");
+    assert!(!a.status.nodes[2].in_sync);
+    let cond = |c: &str| {
+        a.status
+            .conditions
+            .iter()
+            .find(|k| k.type_ == c)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        cond("Ready").is_true(),
+        "one follower in sync is enough (minInSync 1)"
+    );
+    assert!(cond("Degraded").is_true());
+    assert!(cond("Degraded").message.contains("fc-a-2"));
+    assert_eq!(a.status.observed_generation, Some(1));
+    assert_eq!(r.ranges[0].status.served_by.as_deref(), Some("fc-a"));
+    assert_eq!(r.ranges[1].status.epoch, Some(1));
+
+    // Transition times survive a pass in which nothing changed.
+    let later = compute(
+        &d,
+        &state,
+        &obs,
+        &Outcome::default(),
+        &r,
+        "2026-01-01T00:05:00Z",
+    );
+    assert_eq!(
+        later.clusters[0].status.conditions[0].last_transition_time,
+        "2026-01-01T00:00:00Z"
+    );
+}
+
+#[test]
+fn status_of_a_refused_set_says_why_and_keeps_serving() {
+    let mut d = samples();
+    d.ranges[1].spec.start = 2147483000;
+    let problems = validate(&d).unwrap_err();
+    let obs = observed(settled, &[Some(1)]);
+    let state = committed(&validate(&samples()).unwrap());
+    let outcome = Outcome {
+        problems,
+        ..Outcome::default()
+    };
+    let r = compute(&d, &state, &obs, &outcome, &Report::default(), "t");
+    assert!(r.errors[0].contains("overlap"));
+    let high = r.ranges.iter().find(|x| x.name == "high").unwrap();
+    let valid = high
+        .status
+        .conditions
+        .iter()
+        .find(|k| k.type_ == "Valid")
+        .unwrap();
+    assert!(!valid.is_true());
+    assert_eq!(valid.reason, "RangesOverlap");
+    let low = r.ranges.iter().find(|x| x.name == "low").unwrap();
+    assert_eq!(
+        low.status.served_by.as_deref(),
+        Some("fc-a"),
+        "the last valid table is still served"
+    );
+    assert_eq!(r.epoch, 1);
+}
