@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build release deps test lint fmt bench run clean
+.PHONY: all build release deps test lint fmt bench run clean crds crds-check
 
 all: build
 
@@ -22,13 +22,27 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## test: everything that can run on this machine (unit, server and process-level e2e tests).
-test: deps lint
+test: deps lint crds-check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
 ## bench: raw Redis vs Cleave (2 clusters x 3 nodes behind a router) with redis-benchmark, as ratios.
 bench: deps release
 	target/release/cleave-bench
+
+## crds: write crds/*.yaml from the Rust types (operator/src/crd).
+crds:
+	$(CARGO) run -q -p cleave-operator --bin crdgen -- crds
+
+## crds-check: fail when crds/ differs from what the Rust types generate.
+crds-check:
+	@tmp=$$(mktemp -d) && $(CARGO) run -q -p cleave-operator --bin crdgen -- $$tmp >/dev/null && \
+	  if diff -ru crds $$tmp; then rm -rf $$tmp; else rm -rf $$tmp; \
+	  echo "crds/ is out of date with operator/src/crd: run 'make crds'" >&2; exit 1; fi
+
+## run: build release binaries and run Cleave on this machine from config/samples (Ctrl-C stops it).
+run: deps release
+	target/release/cleave-operator local --manifests config/samples --data .cleave
 
 fmt:
 	$(CARGO) fmt --all
