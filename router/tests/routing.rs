@@ -1,0 +1,209 @@
+//! The router against stub nodes: leaders, redirects, read spreading, bounded retries, pushes.
+
+mod common;
+
+use cleave_proto::{Client, Frame};
+use common::{dead_addr, leader_like, single_cluster, Router, Stub};
+use std::time::{Duration, Instant};
+
+async fn call(router: &Router, parts: &[&str]) -> Frame {
+    let mut c = Client::connect(&router.addr).await.unwrap();
+    c.raw(&Frame::command(parts.iter().map(|s| s.to_string())))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn writes_follow_notleader_to_the_leader_and_remember_it() {
+    let leader = Stub::start(leader_like).await;
+    let redirect = format!("NOTLEADER {}", leader.addr);
+    let follower = Stub::start(move |_| Frame::Error(redirect.clone())).await;
+    let table = single_cluster(1, &[&follower.addr, &leader.addr], None);
+    let router = Router::start(Some(&table), 2000).await;
+
+    assert_eq!(
+        call(&router, &["INSERT", "/a/x", "hello"]).await,
+        Frame::Integer(5)
+    );
+    assert_eq!(follower.hits(), 1, "first node asked first");
+    assert_eq!(leader.hits(), 1);
+    for _ in 0..5 {
+        assert_eq!(
+            call(&router, &["INSERT", "/b/y", "hi"]).await,
+            Frame::Integer(2)
+        );
+    }
+    assert_eq!(follower.hits(), 1, "the learned leader is used directly");
+    assert_eq!(leader.hits(), 6);
+}
+
+#[tokio::test]
+async fn writes_use_the_table_hint_and_try_the_next_node_on_unknown_leader() {
+    let unknown = Stub::start(|_| Frame::Error("NOTLEADER ?".into())).await;
+    let leader = Stub::start(leader_like).await;
+    let other = Stub::start(leader_like).await;
+    let table = single_cluster(
+        1,
+        &[&other.addr, &unknown.addr, &leader.addr],
+        Some(&unknown.addr),
+    );
+    let router = Router::start(Some(&table), 2000).await;
+    assert_eq!(call(&router, &["DELETE", "/a/x"]).await, Frame::Integer(7));
+    assert_eq!(unknown.hits(), 1, "the hint is tried first");
+    assert_eq!(leader.hits(), 1, "then the node after it");
+    assert_eq!(other.hits(), 0);
+}
+
+#[tokio::test]
+async fn reads_spread_over_nodes_and_move_on_from_tryagain() {
+    let lagging = Stub::start(|_| Frame::Error("TRYAGAIN catching up".into())).await;
+    let b = Stub::start(leader_like).await;
+    let c = Stub::start(leader_like).await;
+    let table = single_cluster(1, &[&lagging.addr, &b.addr, &c.addr], Some(&b.addr));
+    let router = Router::start(Some(&table), 2000).await;
+    for i in 0..12 {
+        let path = format!("/r/{i}");
+        let reply = call(&router, &["SELECT", &path]).await;
+        assert_eq!(reply, Frame::bulk(format!("contents of {path}")));
+    }
+    assert!(lagging.hits() >= 1, "round-robin reaches every node");
+    assert!(
+        b.hits() >= 4 && c.hits() >= 4,
+        "b {} c {}",
+        b.hits(),
+        c.hits()
+    );
+}
+
+#[tokio::test]
+async fn unreachable_nodes_are_skipped_for_reads_and_writes() {
+    let dead = dead_addr().await;
+    let alive = Stub::start(leader_like).await;
+    let table = single_cluster(1, &[&dead, &alive.addr], Some(&dead));
+    let router = Router::start(Some(&table), 2000).await;
+    assert_eq!(
+        call(&router, &["INSERT", "/a/x", "abc"]).await,
+        Frame::Integer(3)
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            call(&router, &["SELECT", "/a/x"]).await,
+            Frame::bulk("contents of /a/x")
+        );
+    }
+}
+
+#[tokio::test]
+async fn retries_are_bounded_and_the_last_error_is_returned() {
+    let busy = Stub::start(|_| Frame::Error("TRYAGAIN no quorum".into())).await;
+    let table = single_cluster(1, &[&busy.addr], None);
+    let router = Router::start(Some(&table), 300).await;
+    let start = Instant::now();
+    let reply = call(&router, &["INSERT", "/a/x", "v"]).await;
+    let took = start.elapsed();
+    assert_eq!(reply, Frame::Error("TRYAGAIN no quorum".into()));
+    assert!(busy.hits() > 2, "retried {} times", busy.hits());
+    assert!(
+        took < Duration::from_secs(5),
+        "the budget bounds the retries: {took:?}"
+    );
+
+    let moved = Stub::start(|_| Frame::Error("MOVED hash 5 not served".into())).await;
+    let table = single_cluster(1, &[&moved.addr], None);
+    let router = Router::start(Some(&table), 200).await;
+    let reply = call(&router, &["SELECT", "/a/x"]).await;
+    assert_eq!(reply, Frame::Error("MOVED hash 5 not served".into()));
+
+    let all_dead = single_cluster(1, &[&dead_addr().await], None);
+    let router = Router::start(Some(&all_dead), 200).await;
+    let Frame::Error(e) = call(&router, &["STAT", "/a/x"]).await else {
+        panic!("expected an error")
+    };
+    assert!(
+        e.starts_with("TRYAGAIN node ") && e.contains("unreachable"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn client_errors_and_versioned_stale_reads_are_not_retried() {
+    let node = Stub::start(|cmd| match cmd {
+        cleave_proto::Command::Read(_) => Frame::Error("STALE file changed".into()),
+        _ => Frame::Error("NOTFOUND no such file /a/x".into()),
+    })
+    .await;
+    let table = single_cluster(1, &[&node.addr], None);
+    let router = Router::start(Some(&table), 5000).await;
+    let reply = call(&router, &["SELECT", "/a/x"]).await;
+    assert_eq!(reply, Frame::Error("NOTFOUND no such file /a/x".into()));
+    let reply = call(&router, &["READ", "/a/x", "0", "10", "VERSION", "3"]).await;
+    assert_eq!(reply, Frame::Error("STALE file changed".into()));
+    assert_eq!(node.hits(), 2);
+}
+
+#[tokio::test]
+async fn no_table_then_pushes_by_the_epoch_rules() {
+    let node = Stub::start(leader_like).await;
+    let mut router = Router::start(None, 1000).await;
+    let reply = call(&router, &["INSERT", "/a/x", "v"]).await;
+    assert_eq!(reply, Frame::Error("TRYAGAIN no range table yet".into()));
+    assert_eq!(call(&router, &["TABLE.GET"]).await, Frame::Null);
+
+    let mut c = Client::connect(&router.addr).await.unwrap();
+    let t2 = single_cluster(2, &[&node.addr], None);
+    c.push_table(&t2).await.unwrap();
+    c.push_table(&t2).await.unwrap();
+    assert_eq!(c.table().await.unwrap(), t2);
+    assert_eq!(
+        call(&router, &["INSERT", "/a/x", "v"]).await,
+        Frame::Integer(1)
+    );
+
+    let older = single_cluster(1, &[&node.addr], None);
+    let e = c.push_table(&older).await.unwrap_err();
+    assert_eq!(e.code(), Some(cleave_proto::ErrorCode::Stale), "{e}");
+    let mut changed = t2.clone();
+    changed.clusters.get_mut("fc").unwrap().leader = Some(node.addr.clone());
+    let e = c.push_table(&changed).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(cleave_proto::ErrorCode::Stale),
+        "same epoch, different table"
+    );
+
+    let persisted = std::fs::read_to_string(&router.table_file).unwrap();
+    assert!(persisted.contains("epoch: 2"), "{persisted}");
+
+    router.stop();
+    router.task.take().unwrap().await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn large_values_pass_through_unchanged() {
+    let node = Stub::start(leader_like).await;
+    let table = single_cluster(1, &[&node.addr], None);
+    let router = Router::start(Some(&table), 2000).await;
+    let mut c = Client::connect(&router.addr).await.unwrap();
+    let big = vec![7u8; 20 << 20];
+    assert_eq!(c.insert("/big/file", big).await.unwrap(), 20 << 20);
+}
+
+#[tokio::test]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let slow = Stub::start_with_delay(Duration::from_millis(400), leader_like).await;
+    let table = single_cluster(1, &[&slow.addr], None);
+    let mut router = Router::start(Some(&table), 2000).await;
+    let addr = router.addr.clone();
+    let request = tokio::spawn(async move {
+        let mut c = Client::connect(&addr).await.unwrap();
+        c.insert("/a/x", "four").await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    router.stop();
+    assert_eq!(request.await.unwrap().unwrap(), 4);
+    router.task.take().unwrap().await.unwrap().unwrap();
+    assert!(
+        Client::connect(&router.addr).await.is_err(),
+        "no longer accepting"
+    );
+}

@@ -1,0 +1,206 @@
+//! The router's front door: handshakes, pipelining, bad input, and redis-cli compatibility.
+
+mod common;
+
+use cleave_proto::frame::Limits;
+use cleave_proto::{Client, Connection, Frame};
+use common::{leader_like, single_cluster, Router, Stub};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+async fn raw(addr: &str) -> Connection {
+    Connection::new(TcpStream::connect(addr).await.unwrap())
+}
+
+async fn ask(conn: &mut Connection, parts: &[&str]) -> Frame {
+    conn.send(&Frame::command(parts.iter().map(|s| s.to_string())))
+        .await
+        .unwrap();
+    conn.read_frame().await.unwrap().unwrap()
+}
+
+async fn still_serving(addr: &str) {
+    let mut c = Client::connect(addr).await.unwrap();
+    c.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn handshake_commands_satisfy_redis_tools() {
+    let router = Router::start(None, 1000).await;
+    let mut c = raw(&router.addr).await;
+    assert_eq!(ask(&mut c, &["PING"]).await, Frame::Simple("PONG".into()));
+    assert_eq!(ask(&mut c, &["ping", "hi"]).await, Frame::bulk("hi"));
+    let Frame::Array(hello) = ask(&mut c, &["HELLO"]).await else {
+        panic!("HELLO must answer an array")
+    };
+    assert_eq!(hello[0], Frame::bulk("server"));
+    assert_eq!(hello[1], Frame::bulk("cleave-router"));
+    assert!(hello.contains(&Frame::bulk("id")));
+    assert!(hello.contains(&Frame::Integer(2)));
+    assert_eq!(hello.len(), 14);
+    assert!(matches!(
+        ask(&mut c, &["HELLO", "2"]).await,
+        Frame::Array(_)
+    ));
+    assert_eq!(
+        ask(&mut c, &["HELLO", "3"]).await,
+        Frame::Error("NOPROTO unsupported protocol version".into())
+    );
+    assert_eq!(
+        ask(&mut c, &["COMMAND", "DOCS"]).await,
+        Frame::Array(vec![])
+    );
+    assert_eq!(
+        ask(&mut c, &["CONFIG", "GET", "save"]).await,
+        Frame::Array(vec![])
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let a = Stub::start(leader_like).await;
+    let b = Stub::start(leader_like).await;
+    let table = single_cluster(1, &[&a.addr, &b.addr], Some(&a.addr));
+    let router = Router::start(Some(&table), 2000).await;
+    let mut c = raw(&router.addr).await;
+    let n = 300;
+    for i in 0..n {
+        let frame = match i % 3 {
+            0 => Frame::command(["INSERT".to_string(), format!("/r{i}/f"), "x".repeat(i)]),
+            1 => Frame::command(["SELECT".to_string(), format!("/r{i}/f")]),
+            _ => Frame::command(["PING".to_string(), format!("p{i}")]),
+        };
+        c.write_frame(&frame).await.unwrap();
+    }
+    c.flush().await.unwrap();
+    for i in 0..n {
+        let want = match i % 3 {
+            0 => Frame::Integer(i as i64),
+            1 => Frame::bulk(format!("contents of /r{i}/f")),
+            _ => Frame::bulk(format!("p{i}")),
+        };
+        assert_eq!(c.read_frame().await.unwrap().unwrap(), want, "reply {i}");
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_errors_and_the_connection_goes_on() {
+    let router = Router::start(Some(&single_cluster(1, &["127.0.0.1:1"], None)), 100).await;
+    let mut c = raw(&router.addr).await;
+    let Frame::Error(e) = ask(&mut c, &["FLUSHALL"]).await else {
+        panic!()
+    };
+    assert!(e.starts_with("ERR unknown command 'FLUSHALL'"), "{e}");
+    let Frame::Error(e) = ask(&mut c, &["SELECT", "relative/path"]).await else {
+        panic!()
+    };
+    assert!(e.starts_with("BADPATH "), "{e}");
+    let Frame::Error(e) = ask(&mut c, &["SELECT", "/a/../b"]).await else {
+        panic!()
+    };
+    assert!(e.starts_with("BADPATH "), "{e}");
+    let Frame::Error(e) = ask(&mut c, &["INSERT", "/a"]).await else {
+        panic!()
+    };
+    assert!(e.contains("missing argument data"), "{e}");
+    let Frame::Error(e) = ask(&mut c, &["NODE.STATUS"]).await else {
+        panic!()
+    };
+    assert_eq!(e, "ERR NODE.STATUS is not a router command");
+    let Frame::Error(e) = ask(&mut c, &["TABLE.PUSH", "{\"epoch\": 9, \"ranges\": []}"]).await
+    else {
+        panic!()
+    };
+    assert!(e.starts_with("ERR invalid range table"), "{e}");
+    let overlap = single_cluster(9, &["127.0.0.1:1"], None);
+    let mut overlap_json = serde_json::to_value(&overlap).unwrap();
+    overlap_json["ranges"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"start": 5, "end": 10, "cluster": "fc"}));
+    let Frame::Error(e) = ask(&mut c, &["TABLE.PUSH", &overlap_json.to_string()]).await else {
+        panic!()
+    };
+    assert!(e.contains("overlap"), "{e}");
+    assert_eq!(ask(&mut c, &["PING"]).await, Frame::Simple("PONG".into()));
+    let table = Client::connect(&router.addr)
+        .await
+        .unwrap()
+        .table()
+        .await
+        .unwrap();
+    assert_eq!(table.epoch, 1, "refused tables change nothing");
+}
+
+#[tokio::test]
+async fn malformed_frames_close_only_that_connection() {
+    let router = Router::start(None, 100).await;
+    let inputs: [&[u8]; 4] = [
+        b"*1\r\n$x\r\n",
+        b"GET foo\r\n",
+        b"*2\r\n$6\r\nINSERT\r\n$3\r\nabcXY",
+        b"*3\r\n$6\r\nINSERT\r\n$2\r\n/a\r\n$999999999\r\n",
+    ];
+    for input in inputs {
+        let mut s = TcpStream::connect(&router.addr).await.unwrap();
+        s.write_all(input).await.unwrap();
+        let mut c = Connection::with_stream(s, Limits::default());
+        let Some(Frame::Error(e)) = c.read_frame().await.unwrap() else {
+            panic!("expected an error for {input:?}")
+        };
+        assert!(e.starts_with("ERR Protocol error: "), "{e}");
+        assert!(c.read_frame().await.unwrap().is_none(), "then closed");
+        still_serving(&router.addr).await;
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_bulk_is_refused_without_reading_it() {
+    let router = Router::start(None, 100).await;
+    let mut s = TcpStream::connect(&router.addr).await.unwrap();
+    let header = format!(
+        "*3\r\n$6\r\nINSERT\r\n$2\r\n/a\r\n${}\r\n",
+        cleave_proto::frame::DEFAULT_MAX_BULK + 1
+    );
+    s.write_all(header.as_bytes()).await.unwrap();
+    let mut c = Connection::with_stream(s, Limits::default());
+    let Some(Frame::Error(e)) = c.read_frame().await.unwrap() else {
+        panic!()
+    };
+    assert!(e.contains("exceeds the limit"), "{e}");
+    still_serving(&router.addr).await;
+}
+
+#[tokio::test]
+async fn redis_cli_can_talk_to_the_router() {
+    if std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("NOTICE: redis-cli is not installed; skipping (make deps installs it)");
+        return;
+    }
+    let node = Stub::start(leader_like).await;
+    let router = Router::start(Some(&single_cluster(1, &[&node.addr], None)), 1000).await;
+    let port = router.addr.rsplit(':').next().unwrap().to_string();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("redis-cli")
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+    };
+    let base = vec!["-h".to_string(), "127.0.0.1".into(), "-p".into(), port];
+    let mut ping = base.clone();
+    ping.push("PING".into());
+    assert_eq!(run(ping).await.unwrap(), "PONG");
+    let mut insert = base.clone();
+    insert.extend(["INSERT".into(), "/photos/cat".into(), "meow".into()]);
+    assert_eq!(run(insert).await.unwrap(), "4");
+    let mut select = base;
+    select.extend(["SELECT".into(), "/photos/cat".into()]);
+    assert_eq!(run(select).await.unwrap(), "contents of /photos/cat");
+}
