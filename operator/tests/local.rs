@@ -490,3 +490,26 @@ fn ctrl_c_leaves_no_child_and_a_restart_resumes_every_write() {
     let before: Value = serde_json::from_str(&before).unwrap();
     assert_eq!(before["nodes"], after["nodes"], "every node kept its ports");
 }
+
+#[test]
+fn a_restart_after_the_operator_was_killed_reaps_its_orphans() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new(5);
+    sys.start();
+    sys.wait_ready();
+    let files = write(&sys.router(), "orphans", 20);
+    let orphans = sys.child_pids();
+    sys.stop(Signal::SIGKILL);
+    assert!(
+        orphans.iter().any(|p| alive(*p)),
+        "children outlive a SIGKILLed operator"
+    );
+    sys.start();
+    sys.wait_ready();
+    for p in &orphans {
+        assert!(!alive(*p), "orphan {p} survived the restart");
+    }
+    read_back(&sys.router(), &files);
+}

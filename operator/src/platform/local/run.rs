@@ -121,7 +121,16 @@ pub async fn run(args: LocalArgs) -> Result<()> {
         kill_stray(*pid, &["redis-server", "cleave-node", "cleave-router"]);
     }
     if !strays.is_empty() {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Give the killed children a moment to let go of their ports.
+        let state: super::state::LocalState = read_json(&layout.state())?;
+        let mut ports = state.ports();
+        ports.insert(args.router_port);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline
+            && !ports.iter().all(|p| super::state::port_free(*p))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     let cfg = LocalConfig {
         manifests: absolute(&args.manifests)?,

@@ -166,20 +166,23 @@ async fn terminate(name: &str, id: u32, child: &mut tokio::process::Child) {
 /// Kill a process group left behind by an earlier operator that died without cleaning up, if
 /// `pid` still runs one of `programs`.
 pub fn kill_stray(pid: u32, programs: &[&str]) -> bool {
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-    let name = exe.as_ref().and_then(|p| p.file_name()).map(|n| {
-        n.to_string_lossy()
-            .trim_end_matches(" (deleted)")
-            .to_string()
-    });
-    match name {
-        Some(n) if programs.contains(&n.as_str()) => {
-            tracing::warn!(pid, program = %n, "killing a child left behind by an earlier run");
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            true
-        }
-        _ => false,
+    // argv[0], not /proc/PID/exe: Debian's redis-server is a link to redis-check-rdb.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let name = String::from_utf8_lossy(argv0);
+    let name = name
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .next()
+        .unwrap_or_default();
+    if !programs.contains(&name) {
+        return false;
     }
+    tracing::warn!(pid, program = %name, "killing a child left behind by an earlier run");
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    true
 }
 
 /// Wait until something accepts TCP connections on `addr`, or `timeout` passes.
