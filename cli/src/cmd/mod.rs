@@ -1,0 +1,88 @@
+//! One module per subcommand, and what they share: connecting, checking remote paths, reading
+//! local input in pieces, and progress bars.
+
+pub mod get;
+pub mod ls;
+pub mod put;
+pub mod rm;
+pub mod stat;
+pub mod status;
+
+use crate::error::{Error, Result};
+use cleave_proto::{Client, FilePath};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Files up to this size travel in one request; bigger ones in pieces of this size.
+pub const PIECE: usize = 8 * 1024 * 1024;
+
+/// Connect to the router.
+pub async fn connect(router: &str) -> Result<Client> {
+    Client::connect(router)
+        .await
+        .map_err(|e| Error::from_proto(router, e))
+}
+
+/// Validate a remote path before anything is sent (exit status 4 when it is bad).
+pub fn remote_path(raw: &str) -> Result<FilePath> {
+    FilePath::parse(raw).map_err(|r| Error::BadInput(r.message))
+}
+
+/// Read up to `max` bytes, fewer only at the end of the input.
+pub async fn read_piece(
+    input: &mut (impl AsyncRead + Unpin),
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(max);
+    input.take(max as u64).read_to_end(&mut buf).await?;
+    Ok(buf)
+}
+
+/// A progress bar on stderr for transfers larger than one piece (hidden when stderr is not a
+/// terminal). `total` is `None` when the size is unknown (stdin).
+pub fn progress(total: Option<u64>) -> ProgressBar {
+    let big = total.is_none_or(|t| t > PIECE as u64);
+    if !big || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    match total {
+        Some(t) => ProgressBar::new(t).with_style(
+            ProgressStyle::with_template(
+                "{bar:40.cyan/blue} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::no_length().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pieces_are_full_until_the_end() {
+        let data: Vec<u8> = (0..25u8).collect();
+        let mut input = &data[..];
+        assert_eq!(read_piece(&mut input, 10).await.unwrap().len(), 10);
+        assert_eq!(read_piece(&mut input, 10).await.unwrap().len(), 10);
+        assert_eq!(
+            read_piece(&mut input, 10).await.unwrap(),
+            (20..25u8).collect::<Vec<_>>()
+        );
+        assert!(read_piece(&mut input, 10).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn remote_paths_are_checked_locally() {
+        assert!(remote_path("/photos/cat.jpg").is_ok());
+        for bad in ["photos", "/", "/a//b", "/a/../b", "/a/"] {
+            let e = remote_path(bad).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::EXIT_BAD_INPUT, "{bad}");
+        }
+    }
+}
