@@ -39,14 +39,13 @@ pub fn run(args: &StatusArgs) -> Result<(), StatusError> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(".cleave"));
     let status = load(&dir)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).unwrap_or_default()
-        );
+    let text = if args.json {
+        serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
     } else {
-        print!("{}", render(&status));
-    }
+        render(&status)
+    };
+    // A closed pipe (`cleave status | head`) is not an error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(())
 }
 
