@@ -23,19 +23,31 @@ struct Cli {
 enum Command {
     /// Run Cleave on this machine: redis-server, cleave-node and cleave-router as children.
     Local(LocalArgs),
+    /// Run the operator on Kubernetes (in-cluster config, or the current kubeconfig context).
+    Kube(cleave_operator::platform::kubernetes::controller::KubeArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("CLEAVE_LOG_FORMAT").as_deref() == Ok("json") {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
     match cli.command {
         Command::Local(args) => {
             if let Err(e) = run(args).await {
                 eprintln!("cleave-operator: {e}");
+                std::process::exit(1);
+            }
+        }
+        Command::Kube(args) => {
+            if let Err(e) = cleave_operator::platform::kubernetes::controller::run(args).await {
+                eprintln!("cleave-operator: {e:#}");
                 std::process::exit(1);
             }
         }

@@ -1,0 +1,585 @@
+//! `cleave-operator kube`: the controller.
+//!
+//! One reconcile of a FileCluster runs one pass of the core for its whole namespace (the range
+//! table is namespace-wide), serialised per namespace. Watches: FileClusters; the objects they
+//! own (StatefulSets, Services, ConfigMaps, PDBs); HashRanges and node pods (mapped to the
+//! FileClusters of their namespace), so a changed range or a dying node starts a pass at once.
+//!
+//! - finalizer `cleave.dev/range-table`: the one external effect of a FileCluster is that
+//!   routers (outside the API) route to it. Deletion waits until no HashRange names it and the
+//!   committed table no longer contains it; owned objects go by garbage collection;
+//! - an invalid set waits for a change; a failure is retried with exponential backoff; a
+//!   cluster still coming up is looked at again in 5 s, a settled one every 30 s;
+//! - Events with reasons on transitions (ready, leader, served, refused).
+
+use super::build::{BuildConfig, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY};
+use super::build::{STATE_KEY, TABLE_CONFIGMAP};
+use super::leader_election::LeaseLock;
+use super::metrics::{self, Metrics};
+use super::KubePlatform;
+use crate::crd::{FileCluster, HashRange};
+use crate::reconcile::status::Report;
+use crate::reconcile::{self, validate, CoreState};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The finalizer on every FileCluster.
+pub const FINALIZER: &str = "cleave.dev/range-table";
+/// Requeue of a namespace still coming up.
+pub const REQUEUE_BUSY: Duration = Duration::from_secs(5);
+/// Requeue of a settled namespace (health watch, failover detection).
+pub const REQUEUE_SETTLED: Duration = Duration::from_secs(30);
+/// First retry delay after a failure; it doubles up to [`BACKOFF_MAX`].
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Why a reconcile failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The core failed (API call, state, node or router).
+    #[error(transparent)]
+    Core(#[from] crate::Error),
+    /// A Kubernetes API call failed.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// A FileCluster being deleted is still in use.
+    #[error("FileCluster {name} is still in use: {why}")]
+    StillServing {
+        /// The FileCluster.
+        name: String,
+        /// What still uses it.
+        why: String,
+    },
+    /// The finalizer helper failed.
+    #[error("{0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<ReconcileError>>),
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    client: Client,
+    cfg: BuildConfig,
+    recorder: Recorder,
+    /// Metrics and health flags.
+    pub metrics: Arc<Metrics>,
+    /// Per namespace: the lock that serialises passes, guarding the last report.
+    namespaces: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Report>>>>,
+    /// Consecutive failures per object (`ns/name`), for backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one pass ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassResult {
+    /// The desired set was refused (waits for a change).
+    pub invalid: bool,
+    /// Nothing is in progress and nothing failed.
+    pub settled: bool,
+}
+
+fn key(fc: &FileCluster) -> String {
+    format!("{}/{}", fc.namespace().unwrap_or_default(), fc.name_any())
+}
+
+impl Context {
+    /// A context on `client`.
+    pub fn new(
+        client: Client,
+        cfg: BuildConfig,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Context {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
+        Context {
+            client,
+            cfg,
+            recorder,
+            metrics,
+            namespaces: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    fn ns_lock(&self, ns: &str) -> Arc<tokio::sync::Mutex<Report>> {
+        let mut m = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(ns.into()).or_default().clone()
+    }
+
+    /// One pass of the core over namespace `ns`.
+    pub async fn pass(&self, ns: &str) -> Result<PassResult, ReconcileError> {
+        let lock = self.ns_lock(ns);
+        let mut previous = lock.lock().await;
+        let mut platform = KubePlatform::new(self.client.clone(), ns, self.cfg.clone());
+        let started = Instant::now();
+        let now = Timestamp::now().to_string();
+        let report = match reconcile::reconcile(&mut platform, &previous, &now).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.reconciled(ns, "error", started.elapsed());
+                return Err(e.into());
+            }
+        };
+        let invalid = validate::validate(platform.desired()).is_err();
+        self.metrics.reconciled(
+            ns,
+            if invalid { "invalid" } else { "ok" },
+            started.elapsed(),
+        );
+        self.metrics.observed(ns, &report);
+        self.events(&previous, &report, platform.desired()).await;
+        let progressing = |cs: &[crate::crd::Condition]| {
+            cs.iter().any(|c| c.type_ == "Progressing" && c.is_true())
+        };
+        let settled = report.errors.is_empty()
+            && !report
+                .clusters
+                .iter()
+                .any(|c| progressing(&c.status.conditions))
+            && !report
+                .ranges
+                .iter()
+                .any(|r| progressing(&r.status.conditions));
+        *previous = report;
+        Ok(PassResult { invalid, settled })
+    }
+
+    async fn event(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            tracing::warn!(error = %e, reason, "cannot publish an event");
+        }
+    }
+
+    /// Events for what changed between two reports.
+    async fn events(&self, before: &Report, after: &Report, desired: &reconcile::Desired) {
+        let cond =
+            |cs: &[crate::crd::Condition], t: &str| cs.iter().find(|c| c.type_ == t).cloned();
+        for fc in &desired.clusters {
+            let name = fc.name_any();
+            let Some(now) = after.clusters.iter().find(|c| c.name == name) else {
+                continue;
+            };
+            let old = before.clusters.iter().find(|c| c.name == name);
+            let r = fc.object_ref(&());
+            if now.status.leader.is_some()
+                && old.map(|o| (&o.status.leader, o.status.epoch))
+                    != Some((&now.status.leader, now.status.epoch))
+            {
+                let note = format!(
+                    "{} leads at epoch {}",
+                    now.status.leader.as_deref().unwrap_or("?"),
+                    now.status.epoch
+                );
+                self.event(&r, EventType::Normal, "LeaderElected", note)
+                    .await;
+            }
+            let ready = cond(&now.status.conditions, "Ready");
+            let was = old.and_then(|o| cond(&o.status.conditions, "Ready"));
+            if let Some(c) = ready {
+                if was.as_ref().map(|w| &w.status) != Some(&c.status)
+                    && (was.is_some() || c.is_true())
+                {
+                    let t = if c.is_true() {
+                        EventType::Normal
+                    } else {
+                        EventType::Warning
+                    };
+                    self.event(&r, t, &c.reason, c.message.clone()).await;
+                }
+            }
+        }
+        for hr in &desired.ranges {
+            let name = hr.name_any();
+            let Some(now) = after.ranges.iter().find(|x| x.name == name) else {
+                continue;
+            };
+            let old = before.ranges.iter().find(|x| x.name == name);
+            let r = hr.object_ref(&());
+            if let Some(c) = cond(&now.status.conditions, "Valid") {
+                let was = old.and_then(|o| cond(&o.status.conditions, "Valid"));
+                if !c.is_true() && was.as_ref().map(|w| &w.message) != Some(&c.message) {
+                    self.event(&r, EventType::Warning, &c.reason, c.message.clone())
+                        .await;
+                }
+            }
+            if now.status.served_by.is_some()
+                && old.map(|o| (&o.status.served_by, o.status.epoch))
+                    != Some((&now.status.served_by, now.status.epoch))
+            {
+                let note = format!(
+                    "served by {} at table epoch {}",
+                    now.status.served_by.as_deref().unwrap_or("?"),
+                    now.status.epoch.unwrap_or(0)
+                );
+                self.event(&r, EventType::Normal, "Served", note).await;
+            }
+        }
+    }
+
+    /// A FileCluster is being deleted: let it go once no HashRange names it and the committed
+    /// table does not route to it (or there are no HashRanges left at all).
+    async fn cleanup(&self, fc: &FileCluster) -> Result<Action, ReconcileError> {
+        let ns = fc.namespace().unwrap_or_default();
+        let name = fc.name_any();
+        let ranges = Api::<HashRange>::namespaced(self.client.clone(), &ns)
+            .list(&ListParams::default())
+            .await?
+            .items;
+        let users: Vec<String> = ranges
+            .iter()
+            .filter(|r| r.spec.cluster == name && r.metadata.deletion_timestamp.is_none())
+            .map(|r| r.name_any())
+            .collect();
+        if !users.is_empty() {
+            let why = format!("HashRange(s) {} still name it", users.join(", "));
+            self.event(
+                &fc.object_ref(&()),
+                EventType::Warning,
+                "DeletionBlocked",
+                why.clone(),
+            )
+            .await;
+            return Err(ReconcileError::StillServing { name, why });
+        }
+        if ranges.is_empty() {
+            return Ok(Action::await_change());
+        }
+        self.pass(&ns).await?;
+        let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &ns)
+            .get_opt(TABLE_CONFIGMAP)
+            .await?;
+        let state: CoreState = cm
+            .and_then(|c| c.data)
+            .and_then(|d| d.get(STATE_KEY).cloned())
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        let routed = state
+            .table
+            .as_ref()
+            .filter(|t| t.epoch == state.committed_epoch)
+            .is_some_and(|t| t.clusters.contains_key(&name));
+        if routed {
+            return Err(ReconcileError::StillServing {
+                name,
+                why: "the routers' table still routes to it".into(),
+            });
+        }
+        self.event(
+            &fc.object_ref(&()),
+            EventType::Normal,
+            "Released",
+            "no router routes to it any more".into(),
+        )
+        .await;
+        Ok(Action::await_change())
+    }
+
+    /// The delay before retrying `fc` after one more failure.
+    pub fn backoff(&self, fc: &FileCluster) -> Duration {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(key(fc)).or_insert(0);
+        let delay = BACKOFF_MIN
+            .saturating_mul(2u32.saturating_pow(*n))
+            .min(BACKOFF_MAX);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    fn succeeded(&self, fc: &FileCluster) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.remove(&key(fc));
+    }
+}
+
+/// Reconcile one FileCluster (a pass over its namespace), behind the finalizer.
+pub async fn reconcile(fc: Arc<FileCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let ns = fc.namespace().unwrap_or_default();
+    let api: Api<FileCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let span = tracing::info_span!("reconcile", namespace = %ns, filecluster = %fc.name_any());
+    let _enter = span.enter();
+    drop(_enter);
+    let c = ctx.clone();
+    let action = finalizer(&api, FINALIZER, fc.clone(), |event| async move {
+        match event {
+            Finalizer::Apply(_) => {
+                let r = c.pass(&ns).await?;
+                Ok(if r.invalid {
+                    Action::await_change()
+                } else if r.settled {
+                    Action::requeue(REQUEUE_SETTLED)
+                } else {
+                    Action::requeue(REQUEUE_BUSY)
+                })
+            }
+            Finalizer::Cleanup(fc) => c.cleanup(&fc).await,
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError::Finalizer(Box::new(e)))?;
+    ctx.succeeded(&fc);
+    Ok(action)
+}
+
+/// A failed reconcile is retried with exponential backoff (1 s, 2 s, 4 s, ... 5 min).
+pub fn error_policy(fc: Arc<FileCluster>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&fc);
+    tracing::warn!(filecluster = %key(&fc), %error, retry_in_ms = delay.as_millis() as u64, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Flags of `cleave-operator kube`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeArgs {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "CLEAVE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Default image of `cleave-node` (a FileCluster's `spec.image.node` wins).
+    #[arg(
+        long,
+        env = "CLEAVE_NODE_IMAGE",
+        default_value = "ghcr.io/cleave-dev/cleave-node:dev"
+    )]
+    pub node_image: String,
+    /// Default image of Redis (a FileCluster's `spec.image.redis` wins).
+    #[arg(long, env = "CLEAVE_REDIS_IMAGE", default_value = "redis:7.4-alpine")]
+    pub redis_image: String,
+    /// Image of `cleave-router`.
+    #[arg(
+        long,
+        env = "CLEAVE_ROUTER_IMAGE",
+        default_value = "ghcr.io/cleave-dev/cleave-router:dev"
+    )]
+    pub router_image: String,
+    /// Router replicas per namespace (at least 2).
+    #[arg(long, env = "CLEAVE_ROUTER_REPLICAS", default_value_t = 2)]
+    pub router_replicas: i32,
+    /// Image pull policy of the pods the operator creates.
+    #[arg(long, env = "CLEAVE_PULL_POLICY", default_value = "IfNotPresent")]
+    pub pull_policy: String,
+    /// Namespace of the leader-election Lease (default: the operator's own, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "cleave-system")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "cleave-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease is valid without renewal (renewed every third of it).
+    #[arg(long, default_value_t = 15)]
+    pub lease_seconds: u64,
+    /// Run without leader election (a single replica, or development).
+    #[arg(long)]
+    pub no_leader_election: bool,
+}
+
+async fn signalled() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
+pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = Metrics::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    {
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            signalled().await;
+            tracing::info!("signal received: shutting down");
+            let _ = tx.send(true);
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    let server = tokio::spawn(metrics::serve(listener, metrics.clone(), stopped()));
+
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("cleave-operator-{}", std::process::id()))
+    });
+    let lock = LeaseLock::new(
+        Api::<Lease>::namespaced(client.clone(), &args.lease_namespace),
+        &args.lease_name,
+        &identity,
+        Duration::from_secs(args.lease_seconds),
+    );
+    if !args.no_leader_election {
+        let renew = Duration::from_secs((args.lease_seconds / 3).max(1));
+        loop {
+            if *stop_tx.borrow() {
+                server.await.ok();
+                return Ok(());
+            }
+            match lock.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => metrics.ready.store(true, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(renew) => {},
+                _ = stopped() => {},
+            }
+        }
+        tracing::info!(identity = %identity, lease = %args.lease_name, "leading");
+        // Keep the Lease; if it cannot be renewed before it expires, stop acting at once.
+        let lock2 = lock.clone();
+        let tx = stop_tx.clone();
+        let lease_for = Duration::from_secs(args.lease_seconds);
+        tokio::spawn(async move {
+            let mut last_ok = Instant::now();
+            loop {
+                tokio::time::sleep(renew).await;
+                match lock2.try_acquire_or_renew().await {
+                    Ok(true) => last_ok = Instant::now(),
+                    Ok(false) => {
+                        tracing::error!("lost the leader Lease to another replica: stopping");
+                        let _ = tx.send(true);
+                        return;
+                    }
+                    Err(e) if last_ok.elapsed() + renew >= lease_for => {
+                        tracing::error!(error = %e, "cannot renew the leader Lease: stopping");
+                        let _ = tx.send(true);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Lease renewal failed; retrying"),
+                }
+            }
+        });
+    }
+    metrics.leader.store(true, Ordering::Relaxed);
+    metrics.ready.store(true, Ordering::Relaxed);
+
+    let cfg = BuildConfig {
+        node_image: args.node_image.clone(),
+        redis_image: args.redis_image.clone(),
+        router_image: args.router_image.clone(),
+        router_replicas: args.router_replicas.max(2),
+        pull_policy: args.pull_policy.clone(),
+        ..BuildConfig::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        cfg,
+        metrics.clone(),
+        Some(identity),
+    ));
+    let ours = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
+    let controller = Controller::new(
+        Api::<FileCluster>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    let store2 = store.clone();
+    let in_namespace = move |store: &kube::runtime::reflector::Store<FileCluster>,
+                             ns: Option<String>| {
+        store
+            .state()
+            .into_iter()
+            .filter(|fc| fc.namespace() == ns)
+            .map(|fc| ObjectRef::from_obj(&*fc))
+            .collect::<Vec<_>>()
+    };
+    controller
+        .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
+        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            ours.clone(),
+        )
+        .watches(
+            Api::<HashRange>::all(client.clone()),
+            watcher::Config::default(),
+            move |hr| in_namespace(&store, hr.namespace()),
+        )
+        .watches(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(&format!(
+                "{LABEL_COMPONENT}=node,{LABEL_MANAGED_BY}={FIELD_MANAGER}"
+            )),
+            move |pod| {
+                let ns = pod.namespace();
+                let cluster = pod.labels().get(LABEL_INSTANCE).cloned();
+                store2
+                    .state()
+                    .into_iter()
+                    .filter(|fc| fc.namespace() == ns && Some(fc.name_any()) == cluster)
+                    .map(|fc| ObjectRef::from_obj(&*fc))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stopped())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            match r {
+                Ok((o, _)) => tracing::debug!(object = %o, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+    metrics.leader.store(false, Ordering::Relaxed);
+    if !args.no_leader_election {
+        if let Err(e) = lock.release().await {
+            tracing::warn!(error = %e, "cannot release the leader Lease");
+        }
+    }
+    let _ = stop_tx.send(true);
+    server.await.ok();
+    Ok(())
+}
