@@ -219,7 +219,7 @@ fn banner(report: &Report, layout: &Layout) {
         "\nCleave is up: {} FileCluster(s), range table epoch {}.\n\
          \n  routers:  {}\n  data:     {}\n\
          \nTry it (in another terminal, from the repository root):\n\
-         \n  target/release/cleave put /photos/cat.txt ./README.md\n  target/release/cleave get /photos/cat.txt\n  target/release/cleave ls /photos\n  target/release/cleave status\n\
+         \n  target/release/cleave put README.md /photos/readme.md\n  target/release/cleave get /photos/readme.md\n  target/release/cleave ls /photos\n  target/release/cleave status\n\
          \n  or with any Redis client:  redis-cli -p {port} INSERT /photos/hello.txt 'hello'\n\
          \nEdit the YAML in the manifests folder to change the system; Ctrl-C stops everything.\n",
         report.clusters.len(),
