@@ -157,7 +157,8 @@ impl Context {
             started.elapsed(),
         );
         self.metrics.observed(ns, &report);
-        self.events(&previous, &report, platform.desired()).await;
+        self.events(&previous, &report, platform.desired(), invalid)
+            .await;
         let progressing = |cs: &[crate::crd::Condition]| {
             cs.iter().any(|c| c.type_ == "Progressing" && c.is_true())
         };
@@ -181,6 +182,15 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        // The API server refuses notes over 1 kB.
+        let mut note = note;
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
         let ev = Event {
             type_,
             reason: reason.into(),
@@ -194,9 +204,23 @@ impl Context {
     }
 
     /// Events for what changed between two reports.
-    async fn events(&self, before: &Report, after: &Report, desired: &reconcile::Desired) {
+    async fn events(
+        &self,
+        before: &Report,
+        after: &Report,
+        desired: &reconcile::Desired,
+        invalid: bool,
+    ) {
         let cond =
             |cs: &[crate::crd::Condition], t: &str| cs.iter().find(|c| c.type_ == t).cloned();
+        if invalid && after.errors != before.errors {
+            let note = after.errors.join("; ");
+            for fc in &desired.clusters {
+                let r = fc.object_ref(&());
+                self.event(&r, EventType::Warning, "InvalidSpec", note.clone())
+                    .await;
+            }
+        }
         for fc in &desired.clusters {
             let name = fc.name_any();
             let Some(now) = after.clusters.iter().find(|c| c.name == name) else {
