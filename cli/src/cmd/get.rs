@@ -6,7 +6,7 @@
 //! fails. A local file is written under a temporary name and renamed when complete, so a failed
 //! download leaves no partial file behind.
 
-use super::{connect, progress, remote_path, PIECE};
+use super::{connect, progress, remote_path, Retries, PIECE};
 use crate::error::{Error, Result};
 use cleave_proto::command::Stat;
 use cleave_proto::{Client, ErrorCode, FilePath, Selected};
@@ -180,10 +180,16 @@ async fn pieces(
     let bar = progress(Some(stat.size));
     let mut offset = 0u64;
     while offset < stat.size {
-        let data = client
-            .read(path.as_str(), offset, PIECE as u64, Some(stat.seq))
-            .await
-            .map_err(|e| Error::from_proto(router, e))?;
+        let mut retries = Retries::new();
+        let data = loop {
+            match client
+                .read(path.as_str(), offset, PIECE as u64, Some(stat.seq))
+                .await
+            {
+                Err(e) if retries.again(&e).await => continue,
+                other => break other.map_err(|e| Error::from_proto(router, e))?,
+            }
+        };
         if data.is_empty() {
             return Err(Error::Other(format!(
                 "{path}: the file ended at {offset} bytes, {} expected",

@@ -9,13 +9,49 @@ pub mod stat;
 pub mod status;
 
 use crate::error::{Error, Result};
-use cleave_proto::{Client, FilePath};
+use cleave_proto::{Client, ErrorCode, FilePath};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Files up to this size travel in one request; bigger ones in pieces of this size.
 pub const PIECE: usize = 8 * 1024 * 1024;
+
+/// Extra tries of an idempotent piece (`PART`, `READ`) that came back `-TRYAGAIN` after the
+/// router's own retries: a long transfer should survive a busy moment.
+pub const PIECE_RETRIES: u32 = 3;
+
+/// Counts the extra tries of one piece and pauses between them (250 ms, then doubling).
+#[derive(Debug)]
+pub struct Retries {
+    tries: u32,
+    pause: Duration,
+}
+
+impl Retries {
+    /// A fresh count for one piece.
+    pub fn new() -> Retries {
+        Retries::with_pause(Duration::from_millis(250))
+    }
+
+    /// A fresh count with a chosen first pause.
+    pub fn with_pause(pause: Duration) -> Retries {
+        Retries { tries: 0, pause }
+    }
+
+    /// Whether to try again after `e` (only `-TRYAGAIN`, at most [`PIECE_RETRIES`] times);
+    /// pauses first when so.
+    pub async fn again(&mut self, e: &cleave_proto::Error) -> bool {
+        if e.code() != Some(ErrorCode::TryAgain) || self.tries >= PIECE_RETRIES {
+            return false;
+        }
+        self.tries += 1;
+        tokio::time::sleep(self.pause).await;
+        self.pause *= 2;
+        true
+    }
+}
 
 /// Connect to the router.
 pub async fn connect(router: &str) -> Result<Client> {
@@ -75,6 +111,20 @@ mod tests {
             (20..25u8).collect::<Vec<_>>()
         );
         assert!(read_piece(&mut input, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn pieces_are_retried_on_tryagain_only() {
+        let busy = cleave_proto::Error::Reply(cleave_proto::Reply::new(ErrorCode::TryAgain, "x"));
+        let mut r = Retries::with_pause(Duration::from_millis(1));
+        for _ in 0..PIECE_RETRIES {
+            assert!(r.again(&busy).await);
+        }
+        assert!(!r.again(&busy).await, "bounded");
+        let mut r = Retries::with_pause(Duration::from_millis(1));
+        assert!(!r.again(&cleave_proto::Error::Closed).await);
+        let gone = cleave_proto::Error::Reply(cleave_proto::Reply::new(ErrorCode::NotFound, "x"));
+        assert!(!r.again(&gone).await);
     }
 
     #[test]

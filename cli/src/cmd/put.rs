@@ -4,7 +4,7 @@
 //! a multipart upload — `PART path upload index data` per 8 MiB piece, then `COMMIT`; on any
 //! failure the upload is dropped with `ABORT`. At most two pieces are in memory at once.
 
-use super::{connect, progress, read_piece, remote_path, PIECE};
+use super::{connect, progress, read_piece, remote_path, Retries, PIECE};
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use cleave_proto::{Client, FilePath};
@@ -108,10 +108,18 @@ impl Upload<'_> {
         let mut piece = first;
         loop {
             let len = piece.len() as u64;
-            self.client
-                .part(self.path.as_str(), self.upload, index, Bytes::from(piece))
-                .await
-                .map_err(Failure::Remote)?;
+            let data = Bytes::from(piece);
+            let mut retries = Retries::new();
+            loop {
+                let sent = self
+                    .client
+                    .part(self.path.as_str(), self.upload, index, data.clone());
+                match sent.await {
+                    Err(e) if retries.again(&e).await => continue,
+                    Err(e) => return Err(Failure::Remote(e)),
+                    Ok(_) => break,
+                }
+            }
             bar.inc(len);
             index += 1;
             piece = match next.take() {
