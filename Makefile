@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build release deps test lint fmt bench run clean crds crds-check
+.PHONY: all build release deps test lint fmt bench run clean crds crds-check k8s-check images e2e-kind
 
 all: build
 
@@ -22,7 +22,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## test: everything that can run on this machine (unit, server and process-level e2e tests).
-test: deps lint crds-check
+test: deps lint crds-check k8s-check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
@@ -33,6 +33,7 @@ bench: deps release
 ## crds: write crds/*.yaml from the Rust types (operator/src/crd).
 crds:
 	$(CARGO) run -q -p cleave-operator --bin crdgen -- crds
+	cp crds/*.yaml config/crd/bases/
 
 ## crds-check: fail when crds/ differs from what the Rust types generate.
 crds-check:
@@ -49,3 +50,21 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+## k8s-check: render config/ with kubectl kustomize and validate it offline (Kubernetes 1.33
+## schemas, the CRDs' schemas for config/samples); installs its pinned tools into .tools/k8s.
+k8s-check:
+	CARGO="$(CARGO)" scripts/validate-k8s.sh
+
+IMAGE_PREFIX ?= ghcr.io/cleave-dev
+IMAGE_TAG ?= dev
+
+## images: the node, router and operator images (needs a Docker engine).
+images:
+	for t in node router operator; do \
+	  docker build -f docker/Dockerfile --target $$t -t $(IMAGE_PREFIX)/cleave-$$t:$(IMAGE_TAG) . || exit 1; \
+	done
+
+## e2e-kind: a kind cluster with the operator and the samples; write and read through the router.
+e2e-kind: images
+	IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(IMAGE_TAG) e2e/kind/run.sh
