@@ -39,6 +39,9 @@ pub struct Args {
     /// Milliseconds of silence from the leader after which a follower counts itself out of sync.
     #[arg(long, env = "CLEAVE_NODE_SYNC_TIMEOUT_MS")]
     pub sync_timeout_ms: Option<u64>,
+    /// Milliseconds a write waits for `min-in-sync` followers before the client is told to retry.
+    #[arg(long, env = "CLEAVE_NODE_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: Option<u64>,
     /// At start, become leader at `--epoch` (unless a higher epoch was seen).
     #[arg(long, env = "CLEAVE_NODE_LEAD")]
     pub lead: bool,
@@ -62,6 +65,7 @@ struct FileConfig {
     log_max_bytes: Option<u64>,
     min_in_sync: Option<usize>,
     sync_timeout_ms: Option<u64>,
+    write_timeout_ms: Option<u64>,
     lead: Option<bool>,
     follow: Option<String>,
     epoch: Option<u64>,
@@ -97,6 +101,8 @@ pub struct Config {
     pub min_in_sync: usize,
     /// Silence after which a follower is out of sync.
     pub sync_timeout: Duration,
+    /// How long a write waits for its quorum.
+    pub write_timeout: Duration,
     /// Role at start.
     pub start_role: StartRole,
     /// Epoch for the start role.
@@ -114,6 +120,7 @@ impl Default for Config {
             log_max_bytes: 256 * 1024 * 1024,
             min_in_sync: 1,
             sync_timeout: Duration::from_millis(2000),
+            write_timeout: Duration::from_millis(10_000),
             start_role: StartRole::Resume,
             epoch: 1,
         }
@@ -167,6 +174,11 @@ impl Config {
                 .or(file.sync_timeout_ms)
                 .map(Duration::from_millis)
                 .unwrap_or(d.sync_timeout),
+            write_timeout: args
+                .write_timeout_ms
+                .or(file.write_timeout_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(d.write_timeout),
             start_role,
             epoch: args.epoch.or(file.epoch).unwrap_or(d.epoch),
         };

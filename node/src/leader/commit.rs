@@ -40,7 +40,7 @@ pub async fn wait_committed(node: &Node, seq: u64) -> Result<(), Reply> {
     let mut committed = node.committed.subscribe();
     let mut role = node.role.subscribe();
     let epoch = role.borrow().epoch;
-    let timeout = node.config.sync_timeout * 2;
+    let timeout = node.config.write_timeout;
     let wait = async {
         loop {
             if *committed.borrow_and_update() >= seq {

@@ -33,6 +33,9 @@ use std::time::Duration;
 
 /// How long a node waits for its Redis to come up at start.
 const REDIS_STARTUP_WAIT: Duration = Duration::from_secs(30);
+/// How long one Redis round trip may take. Generous: a batch may carry 16 MiB of writes, and
+/// with `appendfsync always` every batch waits for the disk. (The client's default is 500 ms.)
+const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An entry of the replication log: seq, op, effects.
 #[derive(Debug, Clone)]
@@ -136,7 +139,10 @@ impl Store {
         let client = redis::Client::open(url).map_err(|e| Error::redis("bad redis url", e))?;
         let deadline = tokio::time::Instant::now() + REDIS_STARTUP_WAIT;
         let conn = loop {
-            match ConnectionManager::new(client.clone()).await {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+                .set_connection_timeout(Some(Duration::from_secs(2)));
+            match ConnectionManager::new_with_config(client.clone(), config).await {
                 Ok(c) => break c,
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!("redis at {url} not ready: {e}");
