@@ -9,7 +9,12 @@ use cleave_proto::{ErrorCode, Selected};
 use std::process::{Command, Stdio};
 
 fn has(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,14 +24,25 @@ async fn files_land_only_on_the_cluster_owning_their_root() {
     let mut r = sys.router.client().await;
     let roots: Vec<String> = (0..40).map(|i| format!("root{i}")).collect();
     for root in &roots {
-        r.insert(&format!("/{root}/dir/file"), root.clone()).await.unwrap();
+        r.insert(&format!("/{root}/dir/file"), root.clone())
+            .await
+            .unwrap();
     }
     r.update("/root0/dir/file", "updated").await.unwrap();
-    assert_eq!(r.update("/root0/nope", "x").await.unwrap_err().code(), Some(ErrorCode::NotFound));
+    assert_eq!(
+        r.update("/root0/nope", "x").await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
     r.insert("/root1/dir/other", "o").await.unwrap();
     r.delete("/root1/dir/other").await.unwrap();
-    assert_eq!(r.select("/root0/dir/file").await.unwrap(), Selected::File("updated".into()));
-    assert_eq!(r.select("/root1/dir").await.unwrap(), Selected::Dir(vec!["file".into()]));
+    assert_eq!(
+        r.select("/root0/dir/file").await.unwrap(),
+        Selected::File("updated".into())
+    );
+    assert_eq!(
+        r.select("/root1/dir").await.unwrap(),
+        Selected::Dir(vec!["file".into()])
+    );
     assert_eq!(r.list("/root2", None, 10).await.unwrap(), ["dir/"]);
     assert_eq!(r.stat("/root3/dir/file").await.unwrap().size, 5);
     assert_eq!(r.read("/root3/dir/file", 1, 3, None).await.unwrap(), "oot");
@@ -38,9 +54,19 @@ async fn files_land_only_on_the_cluster_owning_their_root() {
             for node in &cluster.nodes {
                 let got = node.client().await.stat(&format!("/{root}/dir/file")).await;
                 if &cluster.name == owner {
-                    assert!(got.is_ok(), "{root} missing on its owner {} at {}", cluster.name, node.addr);
+                    assert!(
+                        got.is_ok(),
+                        "{root} missing on its owner {} at {}",
+                        cluster.name,
+                        node.addr
+                    );
                 } else {
-                    assert_eq!(got.unwrap_err().code(), Some(ErrorCode::NotFound), "{root} leaked to {}", cluster.name);
+                    assert_eq!(
+                        got.unwrap_err().code(),
+                        Some(ErrorCode::NotFound),
+                        "{root} leaked to {}",
+                        cluster.name
+                    );
                 }
             }
         }
@@ -52,25 +78,50 @@ async fn files_land_only_on_the_cluster_owning_their_root() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cli_and_redis_benchmark_work_against_the_router() {
-    assert!(has("redis-cli") && has("redis-benchmark"), "make deps installs redis-tools");
+    assert!(
+        has("redis-cli") && has("redis-benchmark"),
+        "make deps installs redis-tools"
+    );
     let dir = tempfile::tempdir().unwrap();
     let sys = System::start(dir.path(), ClusterOptions::default()).await;
     let port = sys.router.addr.rsplit(':').next().unwrap().to_string();
     let cli = |args: &[&str]| {
-        let out = Command::new("redis-cli").args(["-p", &port]).args(args).output().unwrap();
+        let out = Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert_eq!(cli(&["PING"]), "PONG");
-    assert!(cli(&["INSERT", "/cli/hello.txt", "hi there"]).parse::<u64>().is_ok());
+    assert!(cli(&["INSERT", "/cli/hello.txt", "hi there"])
+        .parse::<u64>()
+        .is_ok());
     assert_eq!(cli(&["SELECT", "/cli/hello.txt"]), "hi there");
     assert_eq!(cli(&["SELECT", "/cli"]), "hello.txt");
     assert!(cli(&["SELECT", "/cli/missing"]).contains("NOTFOUND"));
     let out = Command::new("redis-benchmark")
-        .args(["-p", &port, "-c", "10", "-n", "2000", "-r", "1000", "--csv", "INSERT", "/b__rand_int__/f", "payload"])
+        .args([
+            "-p",
+            &port,
+            "-c",
+            "10",
+            "-n",
+            "2000",
+            "-r",
+            "1000",
+            "--csv",
+            "INSERT",
+            "/b__rand_int__/f",
+            "payload",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("INSERT"), "redis-benchmark: {text}");
+    assert!(
+        out.status.success() && text.contains("INSERT"),
+        "redis-benchmark: {text}"
+    );
     // Every benchmark write landed and is readable.
     let mut r = sys.router.client().await;
     let mut found = 0;
@@ -104,20 +155,50 @@ async fn a_1_gib_file_round_trips_through_the_cli_within_256_mib_per_process() {
     }
     let cleave = binary("cleave");
     let run = |args: Vec<String>| {
-        let status = Command::new(&cleave).arg("--router").arg(&sys.router.addr).args(args).status().unwrap();
+        let status = Command::new(&cleave)
+            .arg("--router")
+            .arg(&sys.router.addr)
+            .args(args)
+            .status()
+            .unwrap();
         assert!(status.success(), "cleave exited with {status}");
     };
     let peak = |p: &Proc| p.peak_rss();
-    run(vec!["put".into(), src.display().to_string(), "/huge/file.bin".into()]);
-    run(vec!["get".into(), "/huge/file.bin".into(), dst.display().to_string()]);
+    run(vec![
+        "put".into(),
+        src.display().to_string(),
+        "/huge/file.bin".into(),
+    ]);
+    run(vec![
+        "get".into(),
+        "/huge/file.bin".into(),
+        dst.display().to_string(),
+    ]);
     assert_eq!(std::fs::metadata(&dst).unwrap().len(), size);
-    assert!(files_equal(&src, &dst), "downloaded bytes differ from the uploaded file");
+    assert!(
+        files_equal(&src, &dst),
+        "downloaded bytes differ from the uploaded file"
+    );
     let limit = 256 << 20;
     let router_peak = peak(&sys.router.proc);
-    assert!(router_peak < limit, "router peak RSS {} MiB", router_peak >> 20);
-    let leader = sys.clusters.iter().flat_map(|c| &c.nodes).map(|n| peak(&n.proc)).max().unwrap();
+    assert!(
+        router_peak < limit,
+        "router peak RSS {} MiB",
+        router_peak >> 20
+    );
+    let leader = sys
+        .clusters
+        .iter()
+        .flat_map(|c| &c.nodes)
+        .map(|n| peak(&n.proc))
+        .max()
+        .unwrap();
     assert!(leader < limit, "a node's peak RSS {} MiB", leader >> 20);
-    println!("peak RSS: router {} MiB, busiest node {} MiB", router_peak >> 20, leader >> 20);
+    println!(
+        "peak RSS: router {} MiB, busiest node {} MiB",
+        router_peak >> 20,
+        leader >> 20
+    );
 }
 
 fn files_equal(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -127,7 +208,10 @@ fn files_equal(a: &std::path::Path, b: &std::path::Path) -> bool {
     let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     loop {
         let na = fa.read(&mut ba).unwrap();
-        let nb = fb.read_exact(&mut bb[..na]).map(|_| na).unwrap_or(usize::MAX);
+        let nb = fb
+            .read_exact(&mut bb[..na])
+            .map(|_| na)
+            .unwrap_or(usize::MAX);
         if na != nb || ba[..na] != bb[..na] {
             return false;
         }
