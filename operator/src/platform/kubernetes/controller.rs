@@ -482,6 +482,7 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         &identity,
         Duration::from_secs(args.lease_seconds),
     );
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if !args.no_leader_election {
         let renew = Duration::from_secs((args.lease_seconds / 3).max(1));
         loop {
@@ -503,6 +504,7 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         // Keep the Lease; if it cannot be renewed before it expires, stop acting at once.
         let lock2 = lock.clone();
         let tx = stop_tx.clone();
+        let lost2 = lost.clone();
         let lease_for = Duration::from_secs(args.lease_seconds);
         tokio::spawn(async move {
             let mut last_ok = Instant::now();
@@ -512,11 +514,13 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
                     Ok(true) => last_ok = Instant::now(),
                     Ok(false) => {
                         tracing::error!("lost the leader Lease to another replica: stopping");
+                        lost2.store(true, Ordering::Relaxed);
                         let _ = tx.send(true);
                         return;
                     }
                     Err(e) if last_ok.elapsed() + renew >= lease_for => {
                         tracing::error!(error = %e, "cannot renew the leader Lease: stopping");
+                        lost2.store(true, Ordering::Relaxed);
                         let _ = tx.send(true);
                         return;
                     }
@@ -605,5 +609,9 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     server.await.ok();
+    if lost.load(Ordering::Relaxed) {
+        // Exit non-zero: the pod restarts and competes for the Lease again.
+        anyhow::bail!("lost the leader Lease");
+    }
     Ok(())
 }
