@@ -9,13 +9,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound, then released; a tiny race we accept in tests).
+/// A free loopback port, never the same twice in one test process: a cluster picks its node
+/// ports before starting anything, and the kernel would otherwise hand a released port to the
+/// next `bind(0)` (a Redis server's, say). Another process could still take it; we accept that
+/// tiny race in tests.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().expect("port list");
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// The folder holding the workspace's binaries (`target/debug` or `target/release`).
