@@ -130,13 +130,8 @@ impl Default for Config {
 impl Config {
     /// Resolve flags over the optional file over defaults.
     pub fn resolve(args: Args) -> Result<Config> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-                Self::parse_file(&text)
-                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
-            }
+        let file: FileConfig = match &args.config {
+            Some(path) => cleave_proto::runtime::read_yaml_file(path).map_err(Error::Config)?,
             None => FileConfig::default(),
         };
         let d = Config::default();
@@ -189,13 +184,6 @@ impl Config {
             return Err(Error::Config("sync-timeout-ms must be at least 100".into()));
         }
         Ok(config)
-    }
-
-    fn parse_file(text: &str) -> std::result::Result<FileConfig, serde_yaml::Error> {
-        if text.trim().is_empty() {
-            return Ok(FileConfig::default());
-        }
-        serde_yaml::from_str(text)
     }
 }
 

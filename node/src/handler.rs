@@ -48,7 +48,11 @@ pub fn dispatch(ctx: &Ctx, frame: Frame) -> BoxFuture<'static, Frame> {
         Command::Read(r) => async move { read(&ctx, handle_read(&ctx, r)).await }.boxed(),
         Command::Ping(None) => ready(Frame::Simple("PONG".into())),
         Command::Ping(Some(msg)) => ready(Frame::Bulk(msg)),
-        Command::Hello(v) => ready(hello(v, "cleave-node")),
+        Command::Hello(v) => ready(cleave_proto::runtime::hello_reply(
+            v,
+            "cleave-node",
+            &ctx.node.id,
+        )),
         Command::CommandInfo | Command::ConfigGet(_) => ready(Frame::Array(vec![])),
         Command::NodeStatus => async move {
             let status = ctx.node.status().await;
@@ -83,27 +87,6 @@ pub fn dispatch(ctx: &Ctx, frame: Frame) -> BoxFuture<'static, Frame> {
 
 fn ready(frame: Frame) -> BoxFuture<'static, Frame> {
     futures::future::ready(frame).boxed()
-}
-
-/// The `HELLO` answer shared by node and router: RESP2 only.
-pub fn hello(version: Option<u64>, server: &str) -> Frame {
-    if version.is_some_and(|v| v != 2) {
-        return Frame::Error("NOPROTO unsupported protocol version".into());
-    }
-    Frame::Array(vec![
-        Frame::bulk("server"),
-        Frame::bulk(server.to_string()),
-        Frame::bulk("version"),
-        Frame::bulk(env!("CARGO_PKG_VERSION")),
-        Frame::bulk("proto"),
-        Frame::Integer(2),
-        Frame::bulk("mode"),
-        Frame::bulk("standalone"),
-        Frame::bulk("role"),
-        Frame::bulk("master"),
-        Frame::bulk("modules"),
-        Frame::Array(vec![]),
-    ])
 }
 
 /// Queue a write now (fixing its order), then wait for its seq and its acknowledgement.

@@ -20,23 +20,7 @@ async fn main() -> anyhow::Result<()> {
             config.listen
         )
     })?;
-    cleave_node::run(listener, config, shutdown_signal()).await?;
+    cleave_node::run(listener, config, cleave_proto::runtime::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

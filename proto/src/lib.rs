@@ -6,6 +6,7 @@
 //! - [`path`] and [`hash`]: validated paths and the root hash that routes them;
 //! - [`range`]: the range table (pure arithmetic: lookup, split, tiling checks);
 //! - [`status`]: the JSON a node reports about itself;
+//! - [`runtime`]: what every server binary shares (HELLO, shutdown signal, YAML config files);
 //! - [`client`]: async clients for the CLI, tests, the operator and the router.
 //!
 //! This crate holds no I/O policy (no retries, no timeouts beyond connecting): those belong to
@@ -19,6 +20,7 @@ pub mod frame;
 pub mod hash;
 pub mod path;
 pub mod range;
+pub mod runtime;
 pub mod status;
 
 pub use client::{Client, MuxClient, Selected};

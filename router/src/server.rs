@@ -154,7 +154,11 @@ fn handle(shared: Arc<Shared>, frame: Frame) -> BoxFuture<'static, Frame> {
     match cmd {
         Command::Ping(None) => ready(Frame::Simple("PONG".into())),
         Command::Ping(Some(msg)) => ready(Frame::Bulk(msg)),
-        Command::Hello(v) => ready(hello(v, &shared.id)),
+        Command::Hello(v) => ready(cleave_proto::runtime::hello_reply(
+            v,
+            "cleave-router",
+            &shared.id,
+        )),
         Command::CommandInfo | Command::ConfigGet(_) => ready(Frame::Array(vec![])),
         Command::TableGet => ready(match shared.tables.current() {
             Some(t) => Frame::Bulk(serde_json::to_vec(&*t).unwrap_or_default().into()),
@@ -188,27 +192,4 @@ fn handle(shared: Arc<Shared>, frame: Frame) -> BoxFuture<'static, Frame> {
             ready(Reply::new(ErrorCode::Err, format!("{name} is not a router command")).to_frame())
         }
     }
-}
-
-/// The `HELLO` answer: RESP2 only, as a flat array of pairs.
-pub fn hello(version: Option<u64>, id: &str) -> Frame {
-    if version.is_some_and(|v| v != 2) {
-        return Frame::Error("NOPROTO unsupported protocol version".into());
-    }
-    Frame::Array(vec![
-        Frame::bulk("server"),
-        Frame::bulk("cleave-router"),
-        Frame::bulk("version"),
-        Frame::bulk(env!("CARGO_PKG_VERSION")),
-        Frame::bulk("proto"),
-        Frame::Integer(2),
-        Frame::bulk("id"),
-        Frame::bulk(id.to_string()),
-        Frame::bulk("mode"),
-        Frame::bulk("standalone"),
-        Frame::bulk("role"),
-        Frame::bulk("master"),
-        Frame::bulk("modules"),
-        Frame::Array(vec![]),
-    ])
 }

@@ -20,6 +20,22 @@ use tokio::net::TcpStream;
 /// How long [`Client::connect`] waits for the TCP handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Open a TCP connection within [`CONNECT_TIMEOUT`], naming the address in errors.
+pub(crate) async fn connect_tcp(addr: &str) -> Result<TcpStream> {
+    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
+    let stream = connecting
+        .map_err(|_| Error::Connect {
+            addr: addr.into(),
+            source: std::io::ErrorKind::TimedOut.into(),
+        })?
+        .map_err(|source| Error::Connect {
+            addr: addr.into(),
+            source,
+        })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// The answer to `SELECT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selected {

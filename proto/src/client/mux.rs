@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests queued per connection before callers wait.
@@ -33,17 +32,7 @@ pub struct MuxClient {
 impl MuxClient {
     /// Connect and start the writer and reader tasks.
     pub async fn connect(addr: &str) -> Result<MuxClient> {
-        let stream = tokio::time::timeout(super::CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Connect {
-                addr: addr.into(),
-                source: std::io::ErrorKind::TimedOut.into(),
-            })?
-            .map_err(|source| Error::Connect {
-                addr: addr.into(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
+        let stream = super::connect_tcp(addr).await?;
         let (read, write) = stream.into_split();
         let (requests, request_rx) = mpsc::channel(QUEUE);
         let (slots, slot_rx) = mpsc::unbounded_channel();

@@ -1,0 +1,92 @@
+//! Small pieces every Cleave server binary needs the same way: the `HELLO` answer, the
+//! shutdown signal, and reading a YAML config file (the ConfigMap on Kubernetes).
+
+use crate::frame::Frame;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// The `HELLO` answer: RESP2 only, as a flat array of pairs (`HELLO 3` → `-NOPROTO`).
+pub fn hello_reply(version: Option<u64>, server: &str, id: &str) -> Frame {
+    if version.is_some_and(|v| v != 2) {
+        return Frame::Error("NOPROTO unsupported protocol version".into());
+    }
+    Frame::Array(vec![
+        Frame::bulk("server"),
+        Frame::bulk(server.to_string()),
+        Frame::bulk("version"),
+        Frame::bulk(env!("CARGO_PKG_VERSION")),
+        Frame::bulk("proto"),
+        Frame::Integer(2),
+        Frame::bulk("id"),
+        Frame::bulk(id.to_string()),
+        Frame::bulk("mode"),
+        Frame::bulk("standalone"),
+        Frame::bulk("role"),
+        Frame::bulk("master"),
+        Frame::bulk("modules"),
+        Frame::Array(vec![]),
+    ])
+}
+
+/// Completes on SIGTERM (what Kubernetes and the local platform send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Read a YAML config file; an empty file is the default. Errors name the file.
+pub fn read_yaml_file<T: DeserializeOwned + Default>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_speaks_resp2_only() {
+        assert!(
+            matches!(hello_reply(Some(3), "s", "i"), Frame::Error(e) if e.starts_with("NOPROTO"))
+        );
+        let Frame::Array(items) = hello_reply(None, "cleave-node", "n1") else {
+            panic!()
+        };
+        assert_eq!(items[1], Frame::bulk("cleave-node"));
+    }
+
+    #[derive(serde::Deserialize, Default, Debug)]
+    struct Sample {
+        #[allow(dead_code)]
+        a: Option<u32>,
+    }
+
+    #[test]
+    fn yaml_files_empty_bad_and_missing() {
+        let dir = std::env::temp_dir().join(format!("cleave-yaml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.yaml");
+        std::fs::write(&p, "  \n").unwrap();
+        assert!(read_yaml_file::<Sample>(&p).is_ok());
+        std::fs::write(&p, "a: [").unwrap();
+        assert!(read_yaml_file::<Sample>(&p).unwrap_err().contains("c.yaml"));
+        assert!(read_yaml_file::<Sample>(&dir.join("missing.yaml"))
+            .unwrap_err()
+            .contains("cannot read"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
