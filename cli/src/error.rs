@@ -1,7 +1,8 @@
 //! The CLI's errors and the exit status each one maps to.
 //!
 //! Scripts rely on the status: 0 ok, 1 other error, 2 usage error (clap), 3 not found,
-//! 4 bad path or bad input, 5 cannot reach the router.
+//! 4 bad path or bad input, 5 cannot reach the router (or, for `cleave status --kube`, the
+//! Kubernetes API server).
 
 use cleave_proto::{ErrorCode, Reply};
 
@@ -15,7 +16,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NOT_FOUND: u8 = 3;
 /// Exit status: bad path or bad input.
 pub const EXIT_BAD_INPUT: u8 = 4;
-/// Exit status: the router cannot be reached.
+/// Exit status: the router (or the Kubernetes API server) cannot be reached.
 pub const EXIT_UNREACHABLE: u8 = 5;
 
 /// Everything a subcommand can fail with.
@@ -29,6 +30,14 @@ pub enum Error {
     Unreachable {
         /// The router's address.
         addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The Kubernetes API server could not be reached (`cleave status --kube`).
+    #[error("cannot reach the Kubernetes API server at {server}: {reason}")]
+    ApiUnreachable {
+        /// The API server's URL.
+        server: String,
         /// What went wrong.
         reason: String,
     },
@@ -61,7 +70,7 @@ impl Error {
                 ErrorCode::BadPath | ErrorCode::TooLarge => EXIT_BAD_INPUT,
                 _ => EXIT_OTHER,
             },
-            Error::Unreachable { .. } => EXIT_UNREACHABLE,
+            Error::Unreachable { .. } | Error::ApiUnreachable { .. } => EXIT_UNREACHABLE,
             Error::BadInput(_) => EXIT_BAD_INPUT,
             Error::Local { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory => EXIT_BAD_INPUT,
@@ -144,6 +153,15 @@ mod tests {
         let full = Error::local("f.txt")(io::ErrorKind::StorageFull.into());
         assert_eq!(full.exit_code(), EXIT_OTHER);
         assert_eq!(Error::BadInput("x".into()).exit_code(), EXIT_BAD_INPUT);
+        let api = Error::ApiUnreachable {
+            server: "https://k:6443/".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(api.exit_code(), EXIT_UNREACHABLE);
+        assert_eq!(
+            api.to_string(),
+            "cannot reach the Kubernetes API server at https://k:6443/: connection refused"
+        );
         assert_eq!(EXIT_OK, 0);
         assert_eq!(EXIT_USAGE, 2);
     }

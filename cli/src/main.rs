@@ -44,7 +44,8 @@ pub enum Command {
     Rm(cmd::rm::Args),
     /// Show a remote file's or directory's metadata.
     Stat(cmd::stat::Args),
-    /// Show the system: range table, routers, clusters and their nodes (local: reads .cleave/).
+    /// Show the system: range table, routers, clusters and their nodes (local `.cleave/`, or
+    /// Kubernetes with `--kube` / `-n NS`).
     Status(cmd::status::StatusArgs),
 }
 
@@ -57,9 +58,7 @@ async fn dispatch(cli: Cli) -> error::Result<()> {
         Command::Ls(args) => cmd::ls::run(router, args).await,
         Command::Rm(args) => cmd::rm::run(router, args).await,
         Command::Stat(args) => cmd::stat::run(router, args).await,
-        Command::Status(args) => {
-            cmd::status::run(&args).map_err(|e| error::Error::Other(e.to_string()))
-        }
+        Command::Status(args) => cmd::status::run(&args).await,
     }
 }
 

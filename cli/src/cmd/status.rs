@@ -1,12 +1,32 @@
 //! `cleave status`: what the operator last reported — range table epoch, ranges, routers,
 //! clusters and their nodes — as tables, or as JSON with `--json`.
 //!
-//! Local platform: reads `DATA/status.json`, which `cleave-operator local` rewrites every pass
-//! (`DATA` is `--data`, else `.cleave` in the current folder, which is where `make run` keeps it).
-//! The JSON has `epoch`, `ranges[]` {start, end, cluster, servedBy, ...}, `routers[]` {address,
-//! epoch, ...}, `clusters[]` {name, epoch, leader, conditions[], nodes[] {name, role, address,
-//! redis, pid, appliedSeq, inSync}}, `errors[]`, plus `operator` {pid, running}.
+//! Two sources, one [`Report`] (the operator's own type, `cleave_operator::reconcile::status`),
+//! so both print the same shape by construction:
+//!
+//! - **local**: reads `DATA/status.json`, which `cleave-operator local` rewrites every pass
+//!   (`DATA` is `--data`, else `.cleave` in the current folder, which is where `make run` keeps
+//!   it); adds `operatorPid`, `updatedAt`, `data` and `operator` {pid, running};
+//! - **Kubernetes** ([`kube`]): lists FileClusters, HashRanges, the `cleave-range-table`
+//!   ConfigMap and the router pods of one namespace and builds the report from the objects'
+//!   `.status` ([`from_kube`]); adds `kubernetes` {namespace, server}. Nothing inside the cluster
+//!   is contacted: node and router facts are what the operator recorded.
+//!
+//! Which one: `--kube` or `--namespace` → Kubernetes; `--data` → local; otherwise local when
+//! `.cleave/` exists in the current folder, else Kubernetes when a kubeconfig (`KUBECONFIG`,
+//! `~/.kube/config`) or an in-cluster service account is there, else local (which then says
+//! how to start one). See [`choose`].
+//!
+//! The JSON has `epoch`, `ranges[]` {name, start, end, cluster, servedBy, epoch, conditions},
+//! `routers[]` {name, address, epoch, pid}, `clusters[]` {name, replicas, epoch, leader,
+//! conditions[], nodes[] {name, role, address, redis, pid, appliedSeq, inSync}}, `errors[]`.
 
+pub mod from_kube;
+pub mod kube;
+
+use crate::error::{Error, Result};
+use cleave_operator::reconcile::status::Report;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -14,18 +34,116 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// Data folder of a local Cleave (default: `.cleave` in the current folder).
-    #[arg(long, env = "CLEAVE_DATA")]
+    #[arg(long, env = "CLEAVE_DATA", conflicts_with_all = ["kube", "namespace"])]
     pub data: Option<PathBuf>,
+    /// Read the Cleave of the current kubeconfig context (or of the cluster this runs in)
+    /// instead of a local one. The default when there is no `.cleave/` here but a kubeconfig.
+    #[arg(long)]
+    pub kube: bool,
+    /// Kubernetes namespace of the FileClusters (default: the context's namespace, else
+    /// `default`). Implies `--kube`.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
     /// Print the status as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Why there is no status to show.
+/// Where the status comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A local data folder.
+    Local(PathBuf),
+    /// The Kubernetes API, in this namespace (`None`: the context's).
+    Kube(Option<String>),
+}
+
+/// Pick the source from the flags, whether `.cleave/` exists here and whether a Kubernetes
+/// configuration looks available ([`kube::config_available`]).
+pub fn choose(args: &StatusArgs, local_exists: bool, kube_available: bool) -> Source {
+    if args.kube || args.namespace.is_some() {
+        return Source::Kube(args.namespace.clone());
+    }
+    if let Some(d) = &args.data {
+        return Source::Local(d.clone());
+    }
+    if !local_exists && kube_available {
+        return Source::Kube(None);
+    }
+    Source::Local(PathBuf::from(".cleave"))
+}
+
+/// What `cleave status` shows: the operator's report and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// The report, identical in shape on every platform.
+    #[serde(flatten)]
+    pub report: Report,
+    /// Platform-specific fields beside it.
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+/// Where a [`Status`] came from (its extra top-level JSON fields).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Origin {
+    /// `DATA/status.json` of a local operator.
+    #[serde(rename_all = "camelCase")]
+    Local {
+        /// Pid of the operator that wrote the file.
+        operator_pid: Option<u32>,
+        /// When it wrote it (RFC 3339).
+        updated_at: Option<String>,
+        /// The data folder, as the operator recorded it.
+        data: Option<String>,
+        /// Whether that operator still runs.
+        operator: OperatorProcess,
+    },
+    /// The Kubernetes API.
+    Kubernetes {
+        /// Which API and namespace.
+        kubernetes: KubeOrigin,
+    },
+}
+
+/// The local operator process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperatorProcess {
+    /// Its pid, from `status.json`.
+    pub pid: Option<u32>,
+    /// Whether `/proc/<pid>` exists.
+    pub running: bool,
+}
+
+/// Which Kubernetes API and namespace the report was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeOrigin {
+    /// The namespace.
+    pub namespace: String,
+    /// The API server's URL.
+    pub server: String,
+}
+
+/// `DATA/status.json` as `cleave-operator local` writes it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusFile {
+    #[serde(default)]
+    operator_pid: Option<u32>,
+    #[serde(default)]
+    updated_at: Option<String>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(flatten)]
+    report: Report,
+}
+
+/// Why there is no local status to show.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     /// No status file where we looked.
-    #[error("no local Cleave found in {0} (start one with `make run`, or pass --data DIR)")]
+    #[error("no local Cleave found in {0} (start one with `make run`, pass --data DIR, or --kube for Kubernetes)")]
     NotFound(PathBuf),
     /// The file is there but unreadable.
     #[error("{0}: {1}")]
@@ -33,40 +151,56 @@ pub enum StatusError {
 }
 
 /// Run `cleave status`: print to stdout.
-pub fn run(args: &StatusArgs) -> Result<(), StatusError> {
-    let dir = args
-        .data
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(".cleave"));
-    let status = load(&dir)?;
+pub async fn run(args: &StatusArgs) -> Result<()> {
+    let source = choose(
+        args,
+        Path::new(".cleave").is_dir(),
+        kube::config_available(),
+    );
+    let status = match source {
+        Source::Local(dir) => load(&dir).map_err(|e| Error::Other(e.to_string()))?,
+        Source::Kube(ns) => kube::load(ns.as_deref()).await?,
+    };
     let text = if args.json {
-        serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
+        json(&status)
     } else {
-        render(&status)
+        render(&to_value(&status))
     };
     // A closed pipe (`cleave status | head`) is not an error.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(())
 }
 
+/// The status as a JSON value (keys sorted, as both platforms print them).
+pub fn to_value(status: &Status) -> Value {
+    serde_json::to_value(status).unwrap_or_default()
+}
+
+/// The `--json` output.
+pub fn json(status: &Status) -> String {
+    serde_json::to_string_pretty(&to_value(status)).unwrap_or_default() + "\n"
+}
+
 /// Read `dir/status.json` and add `operator` {pid, running}.
-pub fn load(dir: &Path) -> Result<Value, StatusError> {
+pub fn load(dir: &Path) -> Result<Status, StatusError> {
     let file = dir.join("status.json");
     let bytes = std::fs::read(&file).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => StatusError::NotFound(dir.to_path_buf()),
         _ => StatusError::Unreadable(file.clone(), e.to_string()),
     })?;
-    let mut v: Value =
+    let f: StatusFile =
         serde_json::from_slice(&bytes).map_err(|e| StatusError::Unreadable(file, e.to_string()))?;
-    let pid = v["operatorPid"].as_u64();
+    let pid = f.operator_pid;
     let running = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert(
-            "operator".into(),
-            serde_json::json!({"pid": pid, "running": running}),
-        );
-    }
-    Ok(v)
+    Ok(Status {
+        report: f.report,
+        origin: Origin::Local {
+            operator_pid: pid,
+            updated_at: f.updated_at,
+            data: f.data,
+            operator: OperatorProcess { pid, running },
+        },
+    })
 }
 
 fn s(v: &Value) -> String {
@@ -117,19 +251,37 @@ fn table(rows: &[Vec<String>], indent: &str) -> String {
 /// The human view of a status document.
 pub fn render(v: &Value) -> String {
     let mut out = String::new();
-    let running = v["operator"]["running"].as_bool().unwrap_or(false);
-    out.push_str(&format!(
-        "Cleave (local, data {}): operator {} {}, updated {}\nrange table epoch {}\n\n",
-        s(&v["data"]),
-        s(&v["operator"]["pid"]),
-        if running {
-            "running"
-        } else {
-            "NOT RUNNING (this status is stale)"
-        },
-        s(&v["updatedAt"]),
-        s(&v["epoch"]),
-    ));
+    if v["kubernetes"].is_object() {
+        let k = &v["kubernetes"];
+        out.push_str(&format!(
+            "Cleave (kubernetes, namespace {}, server {})\nrange table epoch {}\n",
+            s(&k["namespace"]),
+            s(&k["server"]),
+            s(&v["epoch"]),
+        ));
+        let empty = |key: &str| v[key].as_array().is_none_or(Vec::is_empty);
+        if empty("clusters") && empty("ranges") {
+            out.push_str(&format!(
+                "no FileCluster or HashRange in namespace {} (another namespace? -n NS)\n",
+                s(&k["namespace"])
+            ));
+        }
+        out.push('\n');
+    } else {
+        let running = v["operator"]["running"].as_bool().unwrap_or(false);
+        out.push_str(&format!(
+            "Cleave (local, data {}): operator {} {}, updated {}\nrange table epoch {}\n\n",
+            s(&v["data"]),
+            s(&v["operator"]["pid"]),
+            if running {
+                "running"
+            } else {
+                "NOT RUNNING (this status is stale)"
+            },
+            s(&v["updatedAt"]),
+            s(&v["epoch"]),
+        ));
+    }
     let mut rows = vec![[
         "RANGE",
         "START",
@@ -237,6 +389,113 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("overlap"), "{text}");
+    }
+
+    fn args(line: &[&str]) -> StatusArgs {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            a: StatusArgs,
+        }
+        P::try_parse_from(std::iter::once("status").chain(line.iter().copied()))
+            .unwrap()
+            .a
+    }
+
+    #[test]
+    fn the_source_follows_flags_then_the_folder_then_the_kubeconfig() {
+        let here = || Source::Local(PathBuf::from(".cleave"));
+        // No flags: a local .cleave/ wins; without one, a kubeconfig; without both, local
+        // (which then says how to start one).
+        assert_eq!(choose(&args(&[]), true, true), here());
+        assert_eq!(choose(&args(&[]), false, true), Source::Kube(None));
+        assert_eq!(choose(&args(&[]), false, false), here());
+        // Flags decide.
+        assert_eq!(choose(&args(&["--kube"]), true, false), Source::Kube(None));
+        assert_eq!(
+            choose(&args(&["-n", "store"]), true, true),
+            Source::Kube(Some("store".into()))
+        );
+        assert_eq!(
+            choose(&args(&["--kube", "--namespace", "s"]), true, true),
+            Source::Kube(Some("s".into()))
+        );
+        assert_eq!(
+            choose(&args(&["--data", "/d"]), false, true),
+            Source::Local(PathBuf::from("/d"))
+        );
+    }
+
+    #[test]
+    fn data_and_kube_flags_exclude_each_other() {
+        use clap::Parser;
+        #[derive(clap::Parser, Debug)]
+        struct P {
+            #[command(flatten)]
+            a: StatusArgs,
+        }
+        for bad in [
+            &["--data", "/d", "--kube"][..],
+            &["--data", "/d", "-n", "x"],
+        ] {
+            let e = P::try_parse_from(std::iter::once("status").chain(bad.iter().copied()))
+                .unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_local_json_is_the_status_file_plus_the_operator() {
+        use cleave_operator::platform::local::run::StatusFile;
+        use cleave_operator::reconcile::status::{ClusterReport, RangeReport, RouterReport};
+        let dir = tempfile::tempdir().unwrap();
+        let file = StatusFile {
+            operator_pid: std::process::id(),
+            updated_at: "2025-01-01T00:00:00Z".into(),
+            data: dir.path().display().to_string(),
+            report: Report {
+                epoch: 2,
+                ranges: vec![RangeReport {
+                    name: "all".into(),
+                    start: 0,
+                    end: 4294967295,
+                    cluster: "fc-a".into(),
+                    status: Default::default(),
+                }],
+                routers: vec![RouterReport {
+                    name: "router-0".into(),
+                    address: "127.0.0.1:7000".into(),
+                    epoch: Some(2),
+                    pid: Some(9),
+                }],
+                clusters: vec![ClusterReport {
+                    name: "fc-a".into(),
+                    replicas: 3,
+                    status: Default::default(),
+                }],
+                errors: vec!["e".into()],
+            },
+        };
+        let written = serde_json::to_value(&file).unwrap();
+        std::fs::write(dir.path().join("status.json"), written.to_string()).unwrap();
+        let status = load(dir.path()).unwrap();
+        let mut want = written;
+        want["operator"] = serde_json::json!({"pid": std::process::id(), "running": true});
+        assert_eq!(
+            to_value(&status),
+            want,
+            "what status.json holds, plus operator"
+        );
+        assert_eq!(
+            json(&status),
+            serde_json::to_string_pretty(&want).unwrap() + "\n"
+        );
+        assert!(render(&to_value(&status)).starts_with("Cleave (local, data "));
     }
 
     #[test]
