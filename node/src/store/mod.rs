@@ -9,9 +9,8 @@
 //! | `u:<path>\n<upload>\n<i>` | string | part `i` of a multipart upload (stays in place after `COMMIT`) |
 //! | `up:<path>\n<upload>` | hash | part index → part etag, for `COMMIT` and `ABORT` |
 //! | `dir:<path>` | sorted set | a directory's entries (score 0, lexicographic; sub-directories end in `/`) |
-//! | `meta:applied` | string | seq of the last applied change (written in the same script as the change) |
-//! | `meta:logfirst`, `meta:logbytes` | string | first seq held in the log, and its size |
-//! | `log`, `logfx` | list | the replication log: ops and their effects, oldest first |
+//! | `meta` | hash | `applied` (seq of the last applied change, written in the same script as the change), `logfirst` (first seq held in the log), `logbytes` (its size) |
+//! | `log` | list | the replication log: op and effects alternately, oldest first |
 //! | `meta:epoch`, `meta:role`, `meta:leader` | string | the node's role, persisted across restarts |
 //! | `meta:resyncing` | string | set while a full resync is incomplete: the data must not be trusted |
 //! | `rbuf`, `rbuffx`, `rbufseq` | list | entries buffered while a full resync copies its snapshot |
@@ -175,24 +174,28 @@ impl Store {
         }
     }
 
-    /// Leader: apply ops in order, each getting the next seq. One round trip for the batch.
+    /// Leader: apply ops in order, each getting the next seq. One script call for the batch.
     pub async fn apply_lead(
         &mut self,
         ops: &[Op],
     ) -> Result<Vec<std::result::Result<Entry, Reply>>> {
         let mut pipe = redis::pipe();
-        for op in ops {
-            self.scripts.apply(
-                &mut pipe,
-                "lead",
-                0,
-                &op.0,
-                b"",
-                self.log_capacity,
-                self.log_max_bytes,
-            );
+        let changes = ops.iter().map(|op| (0, op.0.as_ref(), &b""[..]));
+        self.scripts.apply(
+            &mut pipe,
+            "lead",
+            self.log_capacity,
+            self.log_max_bytes,
+            changes,
+        );
+        let replies = array(self.run(&pipe).await?.pop().unwrap_or(Value::Nil));
+        if replies.len() != ops.len() {
+            return Err(Error::Apply(format!(
+                "apply answered {} results for {} ops",
+                replies.len(),
+                ops.len()
+            )));
         }
-        let replies = self.run(&pipe).await?;
         Ok(replies
             .into_iter()
             .zip(ops)
@@ -220,18 +223,17 @@ impl Store {
     /// Follower: apply log entries in order. Stops at the first gap.
     pub async fn apply_replay(&mut self, entries: &[Entry]) -> Result<Vec<Replayed>> {
         let mut pipe = redis::pipe();
-        for e in entries {
-            self.scripts.apply(
-                &mut pipe,
-                "replay",
-                e.seq,
-                &e.op,
-                &e.fx,
-                self.log_capacity,
-                self.log_max_bytes,
-            );
-        }
-        let replies = self.run(&pipe).await?;
+        let changes = entries
+            .iter()
+            .map(|e| (e.seq, e.op.as_ref(), e.fx.as_ref()));
+        self.scripts.apply(
+            &mut pipe,
+            "replay",
+            self.log_capacity,
+            self.log_max_bytes,
+            changes,
+        );
+        let replies = array(self.run(&pipe).await?.pop().unwrap_or(Value::Nil));
         let mut out = vec![];
         for v in replies {
             let items = array(v);
@@ -273,14 +275,15 @@ impl Store {
 
     /// The applied seq and the log's first seq and length.
     pub async fn positions(&mut self) -> Result<(u64, u64, u64)> {
-        let (applied, first, len): (Option<u64>, Option<u64>, u64) = redis::pipe()
-            .get("meta:applied")
-            .get("meta:logfirst")
-            .llen("log")
+        let (applied, first): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg("meta")
+            .arg(&["applied", "logfirst"])
             .query_async(&mut self.conn)
             .await
             .map_err(|e| Error::redis("read positions", e))?;
-        Ok((applied.unwrap_or(0), first.unwrap_or(0), len))
+        let (applied, first) = (applied.unwrap_or(0), first.unwrap_or(0));
+        let len = if first == 0 { 0 } else { applied + 1 - first };
+        Ok((applied, first, len))
     }
 
     /// A byte range of a file, consistent with its metadata.

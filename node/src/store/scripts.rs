@@ -39,27 +39,25 @@ impl Scripts {
         Ok(())
     }
 
-    /// Queue an apply call.
-    #[allow(clippy::too_many_arguments)]
-    pub fn apply(
+    /// Queue one apply call for a batch of `(seq, op, effects)` changes.
+    pub fn apply<'a>(
         &self,
         pipe: &mut redis::Pipeline,
         mode: &str,
-        seq: u64,
-        op: &[u8],
-        fx: &[u8],
         cap: u64,
         max_bytes: u64,
+        changes: impl Iterator<Item = (u64, &'a [u8], &'a [u8])>,
     ) {
-        pipe.cmd("EVALSHA")
+        let cmd = pipe
+            .cmd("EVALSHA")
             .arg(&self.apply)
             .arg(0)
             .arg(mode)
-            .arg(seq)
-            .arg(op)
-            .arg(fx)
             .arg(cap)
             .arg(max_bytes);
+        for (seq, op, fx) in changes {
+            cmd.arg(seq).arg(op).arg(fx);
+        }
     }
 
     /// Queue a range read.

@@ -81,7 +81,7 @@ impl Store {
             .atomic()
             .cmd("FLUSHDB")
             .set("meta:resyncing", 1)
-            .set("meta:applied", start_seq)
+            .hset("meta", "applied", start_seq)
             .set("meta:epoch", role.epoch)
             .set("meta:role", &role.role)
             .set("meta:leader", &role.leader)
