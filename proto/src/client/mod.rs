@@ -94,16 +94,7 @@ fn path(p: &str) -> Result<FilePath> {
 impl Client {
     /// Connect to a router or node.
     pub async fn connect(addr: &str) -> Result<Client> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Connect {
-                addr: addr.into(),
-                source: std::io::ErrorKind::TimedOut.into(),
-            })?
-            .map_err(|source| Error::Connect {
-                addr: addr.into(),
-                source,
-            })?;
+        let stream = connect_tcp(addr).await?;
         Ok(Client {
             conn: Connection::new(stream),
             addr: addr.to_string(),
