@@ -1,5 +1,5 @@
-//! Small pieces every Cleave server binary needs the same way: the `HELLO` answer, the
-//! shutdown signal, and reading a YAML config file (the ConfigMap on Kubernetes).
+//! Small pieces every Cleave server binary needs the same way: the `HELLO` answer, logging,
+//! binding, the shutdown signal, and reading a YAML config file (the ConfigMap on Kubernetes).
 
 use crate::frame::Frame;
 use serde::de::DeserializeOwned;
@@ -26,6 +26,26 @@ pub fn hello_reply(version: Option<u64>, server: &str, id: &str) -> Frame {
         Frame::bulk("modules"),
         Frame::Array(vec![]),
     ])
+}
+
+/// Log to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Bind a server's listening socket, with an error that says what to check.
+pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} (is the port already in use?): {e}"),
+        )
+    })
 }
 
 /// Completes on SIGTERM (what Kubernetes and the local platform send) or Ctrl-C.
