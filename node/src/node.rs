@@ -172,11 +172,15 @@ impl Node {
         }
         acks.sort_unstable_by(|a, b| b.cmp(a));
         let applied = *self.applied.borrow();
-        let candidate = acks[k - 1].min(applied);
+        self.raise_committed(acks[k - 1].min(applied));
+    }
+
+    /// Move the commit index forward to `seq` (never back), waking writers waiting on it.
+    fn raise_committed(&self, seq: u64) {
         self.committed.send_if_modified(|c| {
-            let moved = candidate > *c;
+            let moved = seq > *c;
             if moved {
-                *c = candidate;
+                *c = seq;
             }
             moved
         });
@@ -185,13 +189,7 @@ impl Node {
     /// Leader with `min_in_sync == 0`: everything applied is committed.
     pub fn commit_applied(&self, seq: u64) {
         if self.config.min_in_sync == 0 {
-            self.committed.send_if_modified(|c| {
-                let moved = seq > *c;
-                if moved {
-                    *c = seq;
-                }
-                moved
-            });
+            self.raise_committed(seq);
         }
     }
 
