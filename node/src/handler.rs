@@ -68,12 +68,16 @@ pub fn dispatch(ctx: &Ctx, frame: Frame) -> BoxFuture<'static, Frame> {
             follower,
             from,
             max_bytes,
+            ..
         } => {
             async move { serve::fetch(&ctx.node, epoch, &follower, from, max_bytes).await }.boxed()
         }
         Command::ReplIndex { epoch } => ready(serve::index(&ctx.node, epoch)),
         Command::SnapNext { epoch, cursor } => {
             async move { serve::snapshot(&ctx.node, epoch, &cursor).await }.boxed()
+        }
+        Command::Req { .. } | Command::Mux => {
+            ready(Reply::new(ErrorCode::Err, "REQ and MUX are not supported yet").to_frame())
         }
         Command::TableGet | Command::TablePush(_) => ready(
             Reply::new(

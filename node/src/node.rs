@@ -223,6 +223,7 @@ impl Node {
             role: st.role,
             epoch: st.epoch,
             applied_seq: applied,
+            last_epoch: 0,
             committed_seq: *self.committed.borrow(),
             leader: st.leader,
             in_sync,

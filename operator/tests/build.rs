@@ -42,6 +42,7 @@ fn status(role: Role, epoch: u64, leader: Option<&str>, seq: u64) -> NodeStatus 
         role,
         epoch,
         applied_seq: seq,
+        last_epoch: epoch,
         committed_seq: seq,
         leader: leader.map(str::to_owned),
         in_sync: role != Role::Idle,

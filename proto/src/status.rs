@@ -41,6 +41,10 @@ pub struct NodeStatus {
     pub epoch: u64,
     /// The seq of the last change applied to its store.
     pub applied_seq: u64,
+    /// The epoch of the log entry at `applied_seq`: with it, `(last_epoch, applied_seq)` orders
+    /// logs by how up to date they are (the operator promotes the highest).
+    #[serde(default)]
+    pub last_epoch: u64,
     /// On a leader: the highest seq acknowledged to clients. On a follower: the last value the
     /// leader told it.
     pub committed_seq: u64,

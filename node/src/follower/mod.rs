@@ -43,6 +43,7 @@ pub async fn fetch(
         epoch,
         follower: me.into(),
         from,
+        from_epoch: 0,
         max_bytes: FETCH_MAX_BYTES,
     };
     let frame = tokio::time::timeout(timeout, client.call(&cmd))

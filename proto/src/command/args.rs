@@ -83,6 +83,11 @@ impl Args {
         }
     }
 
+    /// The remaining arguments as frames (a wrapped command).
+    pub fn into_frames(self) -> Vec<Frame> {
+        self.items.collect()
+    }
+
     /// An error naming this command, for option parsing in command modules.
     pub fn unknown_option(&self, opt: &str) -> Reply {
         self.err(format!("unknown option {opt:?}"))

@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod read;
+pub mod repl;
 pub mod write;
 
 use crate::error::{ErrorCode, Reply};
@@ -69,6 +70,8 @@ pub enum Command {
         follower: String,
         /// The follower's applied seq: it wants `from + 1` onwards.
         from: u64,
+        /// The epoch of the follower's entry at `from` (log matching).
+        from_epoch: u64,
         /// Upper bound on the bytes of entries returned.
         max_bytes: u64,
     },
@@ -84,6 +87,19 @@ pub enum Command {
         /// `0` to start; then the cursor returned by the previous batch.
         cursor: String,
     },
+    /// `REQ session seq <write>`: a write tagged with its session's sequence number, so the
+    /// leader applies it once and in session order (see [`repl`]).
+    Req {
+        /// The session (a router's client connection), unique across routers and restarts.
+        session: String,
+        /// The write's number within the session, from 1, contiguous.
+        seq: u64,
+        /// The write itself.
+        cmd: Box<Command>,
+    },
+    /// `MUX`: the sender multiplexes many independent clients over this connection and orders
+    /// each client's requests itself, so the node must not order them by arrival.
+    Mux,
     /// `TABLE.GET`: a router's current range table, as JSON.
     TableGet,
     /// `TABLE.PUSH json`: offer a router a new range table; taken only if its epoch is higher.
@@ -182,12 +198,14 @@ impl Command {
                 let epoch = args.u64("epoch")?;
                 let follower = args.string("follower")?;
                 let from = args.u64("from")?;
+                let from_epoch = args.u64("from-epoch")?;
                 let max_bytes = args.u64("max-bytes")?;
                 args.finish()?;
                 Command::ReplFetch {
                     epoch,
                     follower,
                     from,
+                    from_epoch,
                     max_bytes,
                 }
             }
@@ -201,6 +219,35 @@ impl Command {
                 let cursor = args.string("cursor")?;
                 args.finish()?;
                 Command::SnapNext { epoch, cursor }
+            }
+            "REQ" => {
+                let session = args.string("session")?;
+                if !repl::valid_session(&session) {
+                    return Err(Reply::new(
+                        ErrorCode::Err,
+                        format!("REQ: bad session id {session:?}"),
+                    ));
+                }
+                let seq = args.u64("seq")?;
+                if seq == 0 {
+                    return Err(Reply::new(ErrorCode::Err, "REQ: seq starts at 1"));
+                }
+                let inner = Command::from_frame(Frame::Array(args.into_frames()))?;
+                if !inner.is_write() || matches!(inner, Command::Req { .. }) {
+                    return Err(Reply::new(
+                        ErrorCode::Err,
+                        "REQ wraps one write (INSERT, UPDATE, DELETE, PART, COMMIT, ABORT)",
+                    ));
+                }
+                Command::Req {
+                    session,
+                    seq,
+                    cmd: Box::new(inner),
+                }
+            }
+            "MUX" => {
+                args.finish()?;
+                Command::Mux
             }
             "TABLE.GET" => {
                 args.finish()?;
@@ -248,14 +295,18 @@ impl Command {
                 epoch,
                 follower,
                 from,
+                from_epoch,
                 max_bytes,
             } => Frame::command([
                 Bytes::from("REPL.FETCH"),
                 num(*epoch),
                 Bytes::from(follower.clone()),
                 num(*from),
+                num(*from_epoch),
                 num(*max_bytes),
             ]),
+            Command::Req { session, seq, cmd } => repl::tag_frame(session, *seq, cmd.to_frame()),
+            Command::Mux => Frame::command(["MUX"]),
             Command::ReplIndex { epoch } => {
                 Frame::command([Bytes::from("REPL.INDEX"), num(*epoch)])
             }
@@ -279,6 +330,7 @@ impl Command {
             Command::Part(p) => Some(&p.path),
             Command::Commit(c) => Some(&c.path),
             Command::Abort(a) => Some(&a.path),
+            Command::Req { cmd, .. } => cmd.path(),
             _ => None,
         }
     }
@@ -292,6 +344,7 @@ impl Command {
                 | Command::Part(_)
                 | Command::Commit(_)
                 | Command::Abort(_)
+                | Command::Req { .. }
         )
     }
 }
@@ -318,6 +371,8 @@ pub const KNOWN: &[&str] = &[
     "REPL.FETCH",
     "REPL.INDEX",
     "SNAP.NEXT",
+    "REQ",
+    "MUX",
     "TABLE.GET",
     "TABLE.PUSH",
 ];
@@ -396,8 +451,15 @@ mod tests {
                 epoch: 4,
                 follower: "n1".into(),
                 from: 9,
+                from_epoch: 3,
                 max_bytes: 100,
             },
+            Command::Req {
+                session: "r1-2".into(),
+                seq: 5,
+                cmd: Box::new(Command::Delete(path("/a/b"))),
+            },
+            Command::Mux,
             Command::ReplIndex { epoch: 4 },
             Command::SnapNext {
                 epoch: 4,
@@ -444,6 +506,19 @@ mod tests {
             .message
             .contains("upload id"));
         assert!(err(Frame::Integer(3)).message.contains("array"));
+        assert!(err(Frame::command(["REQ", "s", "1", "SELECT", "/a"]))
+            .message
+            .contains("wraps one write"));
+        assert!(err(Frame::command(["REQ", "s", "0", "DELETE", "/a"]))
+            .message
+            .contains("starts at 1"));
+        assert!(err(Frame::command(["REQ", "s s", "1", "DELETE", "/a"]))
+            .message
+            .contains("session"));
+        assert_eq!(
+            err(Frame::command(["REQ", "s", "1", "DELETE", "a"])).code,
+            ErrorCode::BadPath
+        );
         assert!(err(Frame::Array(vec![])).message.contains("empty"));
     }
 }
