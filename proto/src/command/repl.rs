@@ -15,7 +15,7 @@ use crate::frame::Frame;
 use bytes::Bytes;
 
 /// Longest session id accepted in `REQ`.
-pub const MAX_SESSION_LEN: usize = 64;
+pub const MAX_SESSION_LEN: usize = 128;
 
 /// One entry of a cluster's replication log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +222,7 @@ impl SnapBatch {
     }
 }
 
-/// Check a session id for `REQ`: 1–64 bytes of letters, digits, `-`, `_`, `.`, `:`.
+/// Check a session id for `REQ`: 1–128 bytes of letters, digits, `-`, `_`, `.`, `:`.
 pub fn valid_session(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_SESSION_LEN
