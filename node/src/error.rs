@@ -17,6 +17,15 @@ pub enum Error {
     /// Replaying an entry failed in a way that is not a gap or a duplicate.
     #[error("{0}")]
     Apply(String),
+    /// The store does not hold what the node knows it applied: its Redis lost data (restarted
+    /// from an old AOF). The node must not lead or serve until it has caught up.
+    #[error("the store is at seq {found} but this node had applied {expected}: its Redis lost data")]
+    Lost {
+        /// What the node had applied.
+        expected: u64,
+        /// What the store holds.
+        found: u64,
+    },
     /// A peer (leader, snapshot source) failed.
     #[error("peer: {0}")]
     Peer(#[from] cleave_proto::Error),
@@ -37,7 +46,7 @@ impl Error {
     /// What a client is told.
     pub fn to_reply(&self) -> Reply {
         match self {
-            Error::Redis { .. } | Error::Peer(_) | Error::Io(_) => Reply::new(
+            Error::Redis { .. } | Error::Peer(_) | Error::Io(_) | Error::Lost { .. } => Reply::new(
                 ErrorCode::TryAgain,
                 format!("node storage unavailable: {self}"),
             ),

@@ -15,12 +15,13 @@ pub mod handler;
 pub mod leader;
 pub mod node;
 pub mod op;
+pub mod role;
 pub mod server;
 pub mod store;
 
 use crate::config::{Config, StartRole};
 use crate::error::Result;
-use crate::node::{Node, RoleState};
+use crate::node::Node;
 use cleave_proto::status::Role;
 use std::future::Future;
 use std::sync::Arc;
@@ -39,17 +40,8 @@ pub async fn run(
     let mut store =
         Store::connect(&config.redis, config.log_capacity, config.log_max_bytes).await?;
     let saved = store.load_role().await?;
-    let (applied, _, _) = store.positions().await?;
-    let role = RoleState {
-        role: match saved.role.as_str() {
-            "leader" => Role::Leader,
-            "follower" => Role::Follower,
-            _ => Role::Idle,
-        },
-        epoch: saved.epoch,
-        leader: (!saved.leader.is_empty()).then(|| saved.leader.clone()),
-        needs_resync: false,
-    };
+    let at = store.positions().await?;
+    let role = role::resume(&saved);
     let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
     let start_role = config.start_role.clone();
     let start_epoch = config.epoch;
@@ -59,7 +51,7 @@ pub async fn run(
         address.clone(),
         store,
         role,
-        applied,
+        (at.applied, at.applied_epoch),
         writes,
     ));
     apply_start_role(&node, start_role, start_epoch).await;
@@ -84,8 +76,8 @@ pub async fn run(
 async fn apply_start_role(node: &Node, start: StartRole, epoch: u64) {
     let frame = match start {
         StartRole::Resume => return,
-        StartRole::Lead => handler::lead(node, epoch).await,
-        StartRole::Follow(leader) => handler::follow(node, epoch, leader).await,
+        StartRole::Lead => role::lead(node, epoch).await,
+        StartRole::Follow(leader) => role::follow(node, epoch, leader).await,
     };
     if let cleave_proto::Frame::Error(e) = frame {
         tracing::warn!("{}: start role not applied: {e}", node.id);

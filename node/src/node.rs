@@ -1,5 +1,6 @@
 //! The node's shared state: role and epoch (fencing), applied and committed seqs, and the
-//! leader's view of its followers. One `Node` per process, shared by every connection and task.
+//! leader's view of its followers (acknowledgements and confirmation rounds). One `Node` per
+//! process, shared by every connection and task. Role changes themselves are in [`crate::role`].
 
 use crate::config::Config;
 use crate::leader::cache::LogCache;
@@ -7,6 +8,7 @@ use crate::leader::commit::WriteRequest;
 use crate::store::{SavedRole, Store};
 use cleave_proto::status::{FollowerView, NodeStatus, Role};
 use std::collections::HashMap;
+use cleave_proto::{ErrorCode, Reply};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -28,8 +30,12 @@ pub struct RoleState {
 /// A follower as its leader sees it.
 #[derive(Debug, Clone)]
 pub struct FollowerState {
-    /// Highest seq it confirmed applying.
+    /// Highest seq it confirmed applying, with a log that matches the leader's up to there.
     pub acked: u64,
+    /// The newest confirmation round its fetches proved it took part in.
+    pub round: u64,
+    /// The commit index last sent to it.
+    pub told: u64,
     /// When it last fetched.
     pub last_seen: Instant,
 }
@@ -48,8 +54,20 @@ pub struct Node {
     pub role: watch::Sender<RoleState>,
     /// Seq of the last change applied to the store.
     pub applied: watch::Sender<u64>,
+    /// Epoch of the entry at `applied` (set before `applied` moves).
+    pub last_epoch: AtomicU64,
     /// Leader: highest seq acknowledged (quorum reached). Follower: last value heard.
     pub committed: watch::Sender<u64>,
+    /// Leader: the first seq of its epoch. Only entries from here on commit by counting
+    /// acknowledgements; earlier ones commit with them (Raft's rule for a new leader).
+    pub epoch_start: AtomicU64,
+    /// Leader: the current confirmation round (reads prove leadership by a quorum of fetches
+    /// that carry a round at least as new as the one they started).
+    pub round: watch::Sender<u64>,
+    /// Follower: the newest round the leader told us about (echoed in every fetch).
+    pub heard_round: AtomicU64,
+    /// Follower: bumped whenever a full resync starts, so a read that overlapped one can tell.
+    pub resync_gen: AtomicU64,
     /// Leader: followers by id.
     pub followers: Mutex<HashMap<String, FollowerState>>,
     /// Leader: recent log entries in memory.
@@ -60,6 +78,8 @@ pub struct Node {
     pub last_contact: Mutex<Option<Instant>>,
     /// Full resyncs completed by this process.
     pub full_resyncs: AtomicU64,
+    /// Leader: bumped on every acknowledgement, to wake confirmation waiters.
+    pub acks_changed: watch::Sender<u64>,
 }
 
 impl Node {
@@ -70,7 +90,7 @@ impl Node {
         address: String,
         store: Store,
         role: RoleState,
-        applied: u64,
+        applied: (u64, u64),
         writes: mpsc::UnboundedSender<WriteRequest>,
     ) -> Node {
         let cache = LogCache::new(config.log_capacity as usize);
@@ -80,13 +100,19 @@ impl Node {
             address,
             store,
             role: watch::channel(role).0,
-            applied: watch::channel(applied).0,
-            committed: watch::channel(applied).0,
+            applied: watch::channel(applied.0).0,
+            last_epoch: AtomicU64::new(applied.1),
+            committed: watch::channel(0).0,
+            epoch_start: AtomicU64::new(u64::MAX),
+            round: watch::channel(0).0,
+            heard_round: AtomicU64::new(0),
+            resync_gen: AtomicU64::new(0),
             followers: Mutex::new(HashMap::new()),
             cache: Mutex::new(cache),
             writes,
             last_contact: Mutex::new(None),
             full_resyncs: AtomicU64::new(0),
+            acks_changed: watch::channel(0).0,
         }
     }
 
@@ -111,11 +137,11 @@ impl Node {
     }
 
     /// Change role, persisting it first. Refuses to go back in epochs.
-    pub async fn set_role(&self, next: RoleState) -> Result<(), cleave_proto::Reply> {
+    pub async fn set_role(&self, next: RoleState) -> Result<(), Reply> {
         let current = self.role_state();
         if next.epoch < current.epoch {
-            return Err(cleave_proto::Reply::new(
-                cleave_proto::ErrorCode::Stale,
+            return Err(Reply::new(
+                ErrorCode::Stale,
                 format!(
                     "epoch {} is older than this node's epoch {}",
                     next.epoch, current.epoch
@@ -137,27 +163,41 @@ impl Node {
             .await
             .map_err(|e| e.to_reply())?;
         if next.role == Role::Leader && current.role != Role::Leader {
-            // A new leader has acknowledged nothing yet; it must not claim less than it has
-            // applied, or a follower's read-index could miss a write acknowledged earlier.
+            // A new leader has acknowledged nothing yet. Its commit index is what it heard as a
+            // follower, never more than it holds; entries of its own epoch start after what it
+            // holds, and only they commit by counting acknowledgements.
             let applied = *self.applied.borrow();
-            self.committed.send_modify(|c| *c = (*c).max(applied));
-            self.followers.lock().expect("lock").clear();
+            self.committed.send_modify(|c| *c = (*c).min(applied));
+            self.epoch_start.store(applied + 1, Ordering::SeqCst);
             self.cache.lock().expect("lock").clear();
         }
-        if next.epoch != current.epoch {
+        if next.role != Role::Leader {
+            self.epoch_start.store(u64::MAX, Ordering::SeqCst);
+        }
+        if next.epoch != current.epoch || next.role != current.role {
             self.followers.lock().expect("lock").clear();
         }
         self.role.send_replace(next);
         Ok(())
     }
 
-    /// Leader: record a follower's position and advance the commit index if the quorum moved.
-    pub fn record_ack(&self, follower: &str, acked: u64) {
+    /// Record that the store is now at `seq`, an entry of `epoch`.
+    pub fn set_applied(&self, seq: u64, epoch: u64) {
+        self.last_epoch.store(epoch, Ordering::SeqCst);
+        self.applied.send_replace(seq);
+    }
+
+    /// Leader: a follower fetched with a log matching ours up to `acked`, carrying `round`.
+    /// Advance the commit index if the quorum moved, and wake confirmation waiters.
+    pub fn record_ack(&self, follower: &str, acked: u64, round: u64) {
         let mut followers = self.followers.lock().expect("lock");
+        let told = followers.get(follower).map_or(0, |f| f.told);
         followers.insert(
             follower.to_string(),
             FollowerState {
                 acked,
+                round,
+                told,
                 last_seen: Instant::now(),
             },
         );
@@ -167,12 +207,42 @@ impl Node {
         }
         let mut acks: Vec<u64> = followers.values().map(|f| f.acked).collect();
         drop(followers);
+        self.acks_changed.send_modify(|n| *n += 1);
         if acks.len() < k {
             return;
         }
         acks.sort_unstable_by(|a, b| b.cmp(a));
         let applied = *self.applied.borrow();
-        self.raise_committed(acks[k - 1].min(applied));
+        let quorum = acks[k - 1].min(applied);
+        if quorum >= self.epoch_start.load(Ordering::SeqCst) {
+            self.raise_committed(quorum);
+        }
+    }
+
+    /// The commit index last sent to `follower` (0 if unknown).
+    pub fn told(&self, follower: &str) -> u64 {
+        self.followers
+            .lock()
+            .expect("lock")
+            .get(follower)
+            .map_or(0, |f| f.told)
+    }
+
+    /// Remember the commit index sent to `follower`.
+    pub fn set_told(&self, follower: &str, committed: u64) {
+        if let Some(f) = self.followers.lock().expect("lock").get_mut(follower) {
+            f.told = committed;
+        }
+    }
+
+    /// Followers whose fetches proved they took part in round `round` or a later one.
+    pub fn confirmed(&self, round: u64) -> usize {
+        self.followers
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|f| f.round >= round)
+            .count()
     }
 
     /// Move the commit index forward to `seq` (never back), waking writers waiting on it.
@@ -196,12 +266,7 @@ impl Node {
     /// The status report (`NODE.STATUS`).
     pub async fn status(&self) -> NodeStatus {
         let st = self.role_state();
-        let (applied, first, len) =
-            self.store
-                .clone()
-                .positions()
-                .await
-                .unwrap_or((*self.applied.borrow(), 0, 0));
+        let at = self.store.clone().positions().await.unwrap_or_default();
         let in_sync = match st.role {
             Role::Leader => true,
             Role::Follower => self.follower_in_sync(),
@@ -222,13 +287,13 @@ impl Node {
             id: self.id.clone(),
             role: st.role,
             epoch: st.epoch,
-            applied_seq: applied,
-            last_epoch: 0,
+            applied_seq: *self.applied.borrow(),
+            last_epoch: self.last_epoch.load(Ordering::SeqCst),
             committed_seq: *self.committed.borrow(),
             leader: st.leader,
             in_sync,
-            log_first_seq: first,
-            log_len: len,
+            log_first_seq: at.first,
+            log_len: at.len,
             full_resyncs: self.full_resyncs.load(Ordering::Relaxed),
             followers,
         }

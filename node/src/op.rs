@@ -12,6 +12,7 @@
 //! | `part` | path, upload id, index, etag, data |
 //! | `commit` | path, upload id, parts, content type, mtime (ms) |
 //! | `abort` | path, upload id |
+//! | `noop` | (nothing: the first entry of a leader's epoch) |
 //!
 //! Everything time- or content-derived (mtime, etag) is decided by the leader and carried in the
 //! op, so every replica stores identical metadata.
@@ -122,6 +123,14 @@ impl Op {
     pub fn abort(abort: &Abort) -> Op {
         let mut w = Writer::new(3, 0);
         w.str("abort").str(abort.path.as_str()).str(&abort.upload);
+        w.done()
+    }
+
+    /// The first entry of a leader's epoch: changes nothing, but once a quorum holds it every
+    /// entry before it is committed.
+    pub fn noop() -> Op {
+        let mut w = Writer::new(1, 0);
+        w.str("noop");
         w.done()
     }
 

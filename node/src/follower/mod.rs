@@ -1,101 +1,101 @@
 //! The follower's side of replication: pull entries from the leader over one persistent
-//! connection (each fetch also acknowledges what was applied), apply them strictly in seq
-//! order, notice silence or gaps, and fall back to a full resync ([`resync`]) when the
-//! leader's log no longer reaches back. Reads on a follower pass a read barrier
-//! ([`read_index`]).
+//! connection (each fetch names the follower's last `(epoch, seq)`, acknowledges it, and echoes
+//! the newest confirmation round), apply them strictly in seq order, notice silence, gaps or a
+//! store that lost data, and fall back to a full resync ([`resync`]) when the leader's log no
+//! longer reaches back or the follower's tail diverged from it. Reads on a follower pass a read
+//! barrier ([`read_index`]).
 
 pub mod read_index;
 pub mod resync;
 
 use crate::error::{Error, Result};
-use crate::leader::serve::{ENTRIES, FULLSYNC};
 use crate::node::Node;
 use crate::store::{Entry, Replayed};
-use cleave_proto::{Client, Command, ErrorCode, Frame};
+use cleave_proto::command::repl::FetchReply;
+use cleave_proto::{Client, Command, ErrorCode};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes of entries asked for per fetch.
 pub const FETCH_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
-/// What one fetch brought.
-pub enum Fetched {
-    /// Entries (possibly none) and the leader's commit index.
-    Entries {
-        /// Leader's commit index.
-        committed: u64,
-        /// The entries, in seq order.
-        entries: Vec<Entry>,
-    },
-    /// The leader's log does not reach back: resync fully.
-    FullSync,
-}
-
-/// Send one `REPL.FETCH` and decode the answer.
+/// Send one `REPL.FETCH` from `(from, from_epoch)` and decode the answer.
 pub async fn fetch(
     client: &mut Client,
     epoch: u64,
     me: &str,
-    from: u64,
+    from: (u64, u64),
+    round: u64,
     timeout: Duration,
-) -> Result<Fetched> {
+) -> Result<FetchReply> {
     let cmd = Command::ReplFetch {
         epoch,
         follower: me.into(),
-        from,
-        from_epoch: 0,
+        from: from.0,
+        from_epoch: from.1,
+        round,
         max_bytes: FETCH_MAX_BYTES,
     };
     let frame = tokio::time::timeout(timeout, client.call(&cmd))
         .await
         .map_err(|_| Error::Peer(cleave_proto::Error::Timeout))??;
-    let Frame::Array(items) = frame else {
-        return Err(Error::Apply(format!("unexpected fetch reply {frame:?}")));
-    };
-    let mut it = items.into_iter();
-    match it.next() {
-        Some(Frame::Simple(tag)) if tag == FULLSYNC => Ok(Fetched::FullSync),
-        Some(Frame::Simple(tag)) if tag == ENTRIES => {
-            let committed = match it.next() {
-                Some(Frame::Integer(n)) => n as u64,
-                _ => 0,
-            };
-            let mut seq = match it.next() {
-                Some(Frame::Integer(n)) => n as u64,
-                _ => from + 1,
-            };
-            let mut entries = vec![];
-            while let (Some(Frame::Bulk(op)), Some(Frame::Bulk(fx))) = (it.next(), it.next()) {
-                entries.push(Entry { seq, op, fx });
-                seq += 1;
-            }
-            Ok(Fetched::Entries { committed, entries })
+    let reply = FetchReply::from_frame(frame).map_err(|r| Error::Apply(r.message))?;
+    if let FetchReply::Entries { entries, .. } = &reply {
+        if entries.first().is_some_and(|e| e.seq != from.0 + 1) {
+            return Err(Error::Apply(format!(
+                "the leader answered from seq {}, not {}",
+                entries[0].seq,
+                from.0 + 1
+            )));
         }
-        other => Err(Error::Apply(format!("unexpected fetch reply {other:?}"))),
     }
+    Ok(reply)
 }
 
-/// Apply fetched entries; returns false if a gap was found (refetch from the applied seq).
-pub async fn apply(node: &Node, entries: &[Entry]) -> Result<bool> {
+/// What applying a batch found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Every entry is applied (or was already).
+    All,
+    /// The store is not where the node believed (a gap, or its Redis lost data): the node's
+    /// position was reset to the store's; fetch again from there.
+    Reset,
+}
+
+/// Apply fetched entries in order.
+pub async fn apply(node: &Node, entries: &[Entry]) -> Result<Applied> {
     if entries.is_empty() {
-        return Ok(true);
+        return Ok(Applied::All);
     }
-    let results = node.store.clone().apply_replay(entries).await?;
-    let mut ok = true;
-    for r in results {
+    let expect = *node.applied.borrow();
+    let results = node
+        .store
+        .clone()
+        .apply_replay(entries, Some(expect))
+        .await?;
+    for (r, e) in results.into_iter().zip(entries) {
         match r {
-            Replayed::Applied(seq) => {
-                node.applied.send_replace(seq);
-            }
+            Replayed::Applied(seq) => node.set_applied(seq, e.epoch),
             Replayed::Duplicate => {}
-            Replayed::Gap(at) => {
-                tracing::warn!("gap in the log: store is at {at}");
-                ok = false;
-                break;
+            Replayed::Gap(at) | Replayed::Lost(at) => {
+                tracing::warn!(
+                    "{}: the store is at seq {at}, not {expect} as this node believed: resetting",
+                    node.id
+                );
+                reset_to_store(node).await?;
+                return Ok(Applied::Reset);
             }
         }
     }
-    Ok(ok)
+    Ok(Applied::All)
+}
+
+/// Take the store's position as the node's (after a gap or a Redis that lost its tail).
+pub async fn reset_to_store(node: &Node) -> Result<()> {
+    let at = node.store.clone().positions().await?;
+    node.set_applied(at.applied, at.applied_epoch);
+    Ok(())
 }
 
 /// The follower loop for one (leader, epoch). Runs until cancelled by a role change.
@@ -120,37 +120,57 @@ pub async fn run(node: Arc<Node>, leader: String, epoch: u64) {
     }
 }
 
+fn lost_contact(node: &Node) {
+    *node.last_contact.lock().expect("lock") = None;
+}
+
 /// Fetch and apply until the connection fails, the leader goes silent, or a resync is needed.
 async fn follow(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
+    reset_to_store(node).await?;
     let mut client = Client::connect(leader).await?;
     // A fetch that long-polls for a heartbeat answers within sync_timeout / 4; silence for the
     // whole sync_timeout means we are cut off.
     let silence = node.config.sync_timeout;
     loop {
-        let from = *node.applied.borrow();
-        match fetch(&mut client, epoch, &node.id, from, silence).await {
-            Ok(Fetched::Entries { committed, entries }) => {
+        let from = (
+            *node.applied.borrow(),
+            node.last_epoch.load(Ordering::SeqCst),
+        );
+        let round = node.heard_round.load(Ordering::SeqCst);
+        match fetch(&mut client, epoch, &node.id, from, round, silence).await {
+            Ok(FetchReply::Entries {
+                committed,
+                round,
+                entries,
+            }) => {
                 *node.last_contact.lock().expect("lock") = Some(Instant::now());
+                node.heard_round.fetch_max(round, Ordering::SeqCst);
+                apply(node, &entries).await?;
                 node.committed.send_replace(committed);
-                if !apply(node, &entries).await? {
-                    continue;
-                }
             }
-            Ok(Fetched::FullSync) => {
+            Ok(FetchReply::FullSync { first }) => {
                 tracing::warn!(
-                    "leader {leader}'s log no longer reaches seq {}: full resync",
-                    from + 1
+                    "{}: leader {leader}'s log starts at seq {first}, after {}: full resync",
+                    node.id,
+                    from.0 + 1
+                );
+                return resync::full_resync(node, leader, epoch).await;
+            }
+            Ok(FetchReply::Diverged { reason }) => {
+                tracing::warn!(
+                    "{}: this node's log diverged from {leader}'s ({reason}): full resync",
+                    node.id
                 );
                 return resync::full_resync(node, leader, epoch).await;
             }
             Err(Error::Peer(e))
                 if e.code() == Some(ErrorCode::Stale) || e.code() == Some(ErrorCode::NotLeader) =>
             {
-                *node.last_contact.lock().expect("lock") = None;
+                lost_contact(node);
                 return Err(Error::Peer(e));
             }
             Err(e) => {
-                *node.last_contact.lock().expect("lock") = None;
+                lost_contact(node);
                 return Err(e);
             }
         }

@@ -8,79 +8,55 @@
 //! hold the few milliseconds between the first snapshot batch and the first fetch, whatever the
 //! snapshot's size.
 
-use super::{fetch, Fetched};
+use super::fetch;
 use crate::error::{Error, Result};
 use crate::leader::serve::ANONYMOUS_READER;
 use crate::node::{Node, RoleState};
 use crate::store::SavedRole;
-use bytes::Bytes;
+use cleave_proto::command::repl::{FetchReply, SnapBatch};
 use cleave_proto::status::Role;
-use cleave_proto::{Client, Command, Frame};
+use cleave_proto::{Client, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Entries applied per replay step after the copy.
 const REPLAY_BATCH: usize = 256;
+/// How long one snapshot batch may take to arrive (the source bounds its side at 30 s).
+const BATCH_TIMEOUT: Duration = Duration::from_secs(40);
+/// The most the resync buffer may hold; beyond it the resync gives up and starts over later,
+/// rather than fill the follower's Redis.
+pub const MAX_BUFFER_BYTES: u64 = 1024 * 1024 * 1024;
 
-struct Batch {
-    cursor: String,
-    start_seq: u64,
-    items: Vec<(Bytes, Bytes)>,
-}
-
-async fn next_batch(client: &mut Client, epoch: u64, cursor: &str) -> Result<Batch> {
-    let frame = client
-        .call(&Command::SnapNext {
-            epoch,
-            cursor: cursor.into(),
-        })
-        .await?;
-    let Frame::Array(mut parts) = frame else {
-        return Err(Error::Apply(format!("unexpected snapshot reply {frame:?}")));
+async fn next_batch(client: &mut Client, epoch: u64, cursor: &str) -> Result<SnapBatch> {
+    let cmd = Command::SnapNext {
+        epoch,
+        cursor: cursor.into(),
     };
-    if parts.len() != 3 {
-        return Err(Error::Apply("snapshot reply must have 3 parts".into()));
-    }
-    let items = match parts.pop() {
-        Some(Frame::Array(items)) => items,
-        other => return Err(Error::Apply(format!("unexpected snapshot items {other:?}"))),
-    };
-    let start_seq = match parts.pop() {
-        Some(Frame::Integer(n)) => n as u64,
-        _ => 0,
-    };
-    let cursor = parts.pop().and_then(|f| {
-        f.as_bytes()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-    });
-    let mut pairs = vec![];
-    let mut it = items.into_iter();
-    while let (Some(Frame::Bulk(k)), Some(Frame::Bulk(d))) = (it.next(), it.next()) {
-        pairs.push((k, d));
-    }
-    Ok(Batch {
-        cursor: cursor.unwrap_or_else(|| "0".into()),
-        start_seq,
-        items: pairs,
-    })
+    let call = client.call(&cmd);
+    let frame = tokio::time::timeout(BATCH_TIMEOUT, call)
+        .await
+        .map_err(|_| Error::Apply("snapshot batch did not arrive in time".into()))??;
+    SnapBatch::from_frame(frame).map_err(|r| Error::Apply(r.message))
 }
 
 /// Run one complete full resync against `leader`.
 pub async fn full_resync(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
     tracing::warn!("{}: full resync from {leader} at epoch {epoch}", node.id);
     mark(node, Role::Resyncing, true);
+    node.resync_gen.fetch_add(1, Ordering::SeqCst);
     *node.last_contact.lock().expect("lock") = None;
     let mut store = node.store.clone();
     let mut client = Client::connect(leader).await?;
     let first = next_batch(&mut client, epoch, "0").await?;
-    let start = first.start_seq;
+    let (start, start_epoch) = (first.start_seq, first.start_epoch);
     let saved = SavedRole {
         epoch,
         role: "follower".into(),
         leader: leader.into(),
     };
-    store.begin_resync(start, &saved).await?;
-    node.applied.send_replace(start);
+    store.begin_resync(start, start_epoch, &saved).await?;
+    node.set_applied(start, start_epoch);
 
     // Buffer live entries from `start` while the snapshot is copied.
     let stop = Arc::new(AtomicBool::new(false));
@@ -88,7 +64,7 @@ pub async fn full_resync(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<(
         node.clone(),
         leader.to_string(),
         epoch,
-        start,
+        (start, start_epoch),
         stop.clone(),
     ));
 
@@ -104,7 +80,19 @@ pub async fn full_resync(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<(
         }
         Ok::<usize, Error>(keys)
     };
-    let copied = copy.await;
+    // A failed buffer ends the resync at once, not after the whole copy.
+    tokio::pin!(buffering);
+    let copied = tokio::select! {
+        copied = copy => copied,
+        buffered = &mut buffering => {
+            let why = match buffered {
+                Ok(Ok(())) => "the buffer task ended early".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("buffer task: {e}"),
+            };
+            return Err(Error::Apply(format!("resync abandoned: {why}")));
+        }
+    };
     stop.store(true, Ordering::Relaxed);
     let buffered = buffering
         .await
@@ -118,7 +106,7 @@ pub async fn full_resync(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<(
         if entries.is_empty() {
             break;
         }
-        if !super::apply(node, &entries).await? {
+        if super::apply(node, &entries).await? != super::Applied::All {
             return Err(Error::Apply("gap while replaying the resync buffer".into()));
         }
     }
@@ -147,7 +135,7 @@ async fn buffer_entries(
     node: Arc<Node>,
     leader: String,
     epoch: u64,
-    mut from: u64,
+    mut from: (u64, u64),
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
     let mut client = Client::connect(&leader).await?;
@@ -155,22 +143,28 @@ async fn buffer_entries(
     // Stopping leaves no gap: the buffer is contiguous from `start`, and normal following
     // resumes from the last replayed entry.
     while !stop.load(Ordering::Relaxed) {
-        match fetch(
+        let reply = fetch(
             &mut client,
             epoch,
             ANONYMOUS_READER,
             from,
+            0,
             node.config.sync_timeout,
         )
-        .await?
-        {
-            Fetched::Entries { entries, .. } => {
+        .await?;
+        match reply {
+            FetchReply::Entries { entries, .. } => {
                 if let Some(last) = entries.last() {
-                    from = last.seq;
+                    from = (last.seq, last.epoch);
                 }
                 store.buffer_push(&entries).await?;
+                if !entries.is_empty() && store.buffer_bytes().await? > MAX_BUFFER_BYTES {
+                    return Err(Error::Apply(format!(
+                        "the resync buffer passed {MAX_BUFFER_BYTES} bytes"
+                    )));
+                }
             }
-            Fetched::FullSync => {
+            FetchReply::FullSync { .. } | FetchReply::Diverged { .. } => {
                 return Err(Error::Apply(
                     "the leader's log moved past the snapshot's start; restarting the resync"
                         .into(),

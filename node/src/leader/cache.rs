@@ -40,15 +40,22 @@ impl LogCache {
         {
             self.clear();
         }
-        self.bytes += entry.op.len() + entry.fx.len();
+        self.bytes += entry.size();
         self.entries.push_back(entry);
         while self.entries.len() > self.max_entries
             || (self.bytes > CACHE_MAX_BYTES && self.entries.len() > 1)
         {
             if let Some(e) = self.entries.pop_front() {
-                self.bytes -= e.op.len() + e.fx.len();
+                self.bytes -= e.size();
             }
         }
+    }
+
+    /// The epoch of the entry at `seq`, if the cache holds it.
+    pub fn epoch_at(&self, seq: u64) -> Option<u64> {
+        let first = self.entries.front()?.seq;
+        let i = seq.checked_sub(first)? as usize;
+        self.entries.get(i).map(|e| e.epoch)
     }
 
     /// Entries after `from`, up to about `max_bytes` (at least one). `None` if the cache does
@@ -62,10 +69,10 @@ impl LogCache {
         let mut out = vec![];
         let mut size = 0;
         for e in self.entries.iter().skip(skip) {
-            if !out.is_empty() && size + e.op.len() > max_bytes {
+            if !out.is_empty() && size + e.size() > max_bytes {
                 break;
             }
-            size += e.op.len() + e.fx.len();
+            size += e.size();
             out.push(e.clone());
         }
         Some(out)
@@ -79,6 +86,7 @@ mod tests {
 
     fn entry(seq: u64, size: usize) -> Entry {
         Entry {
+            epoch: 1,
             seq,
             op: Bytes::from(vec![0; size]),
             fx: Bytes::new(),
@@ -95,7 +103,9 @@ mod tests {
         let got: Vec<u64> = c.after(2, 100).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(got, [3, 4, 5]);
         assert!(c.after(5, 100).unwrap().is_empty());
-        let got: Vec<u64> = c.after(2, 15).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(c.epoch_at(3), Some(1));
+        assert_eq!(c.epoch_at(2), None, "evicted");
+        let got: Vec<u64> = c.after(2, 50).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(got, [3], "byte budget");
         c.push(entry(9, 1));
         assert!(c.after(4, 100).is_none(), "a jump restarts the cache");

@@ -1,33 +1,72 @@
 //! Group commit: client writes queue up while the previous batch is in Redis, and the next batch
 //! takes everything waiting — one pipelined round trip for many writes, each still atomic with
-//! its own seq. A write is acknowledged only once `min_in_sync` followers have applied it.
+//! its own (epoch, seq). A write is acknowledged only once `min_in_sync` followers hold it (the
+//! commit index, see [`crate::node::Node::record_ack`]).
+//!
+//! The queue is bounded by bytes: a connection acquires room for a write before the server reads
+//! the next request, so a flood of large writes slows its senders instead of growing memory.
 
+use crate::error::Error;
 use crate::node::Node;
 use crate::op::Op;
+use crate::store::Led;
+use cleave_proto::status::Role;
 use cleave_proto::{ErrorCode, Reply};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Most writes in one batch.
 const BATCH_MAX_OPS: usize = 512;
 /// Most bytes in one batch.
 const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of writes queued (not yet applied) across all connections before readers wait.
+pub const QUEUE_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// A write waiting for its seq.
 #[derive(Debug)]
 pub struct WriteRequest {
     /// The change.
     pub op: Op,
-    /// Where its seq (or refusal) goes.
-    pub reply: oneshot::Sender<Result<u64, Reply>>,
+    /// Its session tag, for exactly-once retries.
+    pub tag: Option<(String, u64)>,
+    /// Room in the queue, released once applied.
+    pub room: Option<OwnedSemaphorePermit>,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Led>,
 }
 
-/// Queue a write; the returned receiver yields its seq once applied on the leader.
-pub fn submit(node: &Node, op: Op) -> oneshot::Receiver<Result<u64, Reply>> {
+/// The room a write of `bytes` needs in the queue (a write larger than the whole queue takes
+/// the whole queue).
+pub fn room_for(bytes: usize) -> u32 {
+    bytes.clamp(1, QUEUE_MAX_BYTES) as u32
+}
+
+/// The queue's byte budget, shared by the server (which acquires) and the committer.
+pub fn queue_room() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(QUEUE_MAX_BYTES))
+}
+
+fn refused(reply: Reply) -> Led {
+    Led::Rejected { reply, applied: 0 }
+}
+
+/// Queue a write; the returned receiver yields its outcome once applied on the leader.
+pub fn submit(
+    node: &Node,
+    op: Op,
+    tag: Option<(String, u64)>,
+    room: Option<OwnedSemaphorePermit>,
+) -> oneshot::Receiver<Led> {
     let (reply, rx) = oneshot::channel();
-    if let Err(mpsc::error::SendError(req)) = node.writes.send(WriteRequest { op, reply }) {
-        let _ = req.reply.send(Err(Reply::new(
+    let req = WriteRequest {
+        op,
+        tag,
+        room,
+        reply,
+    };
+    if let Err(mpsc::error::SendError(req)) = node.writes.send(req) {
+        let _ = req.reply.send(refused(Reply::new(
             ErrorCode::TryAgain,
             "node is shutting down",
         )));
@@ -35,7 +74,7 @@ pub fn submit(node: &Node, op: Op) -> oneshot::Receiver<Result<u64, Reply>> {
     rx
 }
 
-/// Wait until `seq` is acknowledged by the quorum, as long as this node stays leader.
+/// Wait until `seq` is committed, as long as this node stays leader of the same epoch.
 pub async fn wait_committed(node: &Node, seq: u64) -> Result<(), Reply> {
     let mut committed = node.committed.subscribe();
     let mut role = node.role.subscribe();
@@ -43,15 +82,15 @@ pub async fn wait_committed(node: &Node, seq: u64) -> Result<(), Reply> {
     let timeout = node.config.write_timeout;
     let wait = async {
         loop {
-            if *committed.borrow_and_update() >= seq {
-                return Ok(());
-            }
             let st = role.borrow_and_update().clone();
-            if st.epoch != epoch || st.role != cleave_proto::status::Role::Leader {
+            if st.epoch != epoch || st.role != Role::Leader {
                 return Err(Reply::new(
                     ErrorCode::TryAgain,
-                    format!("leadership changed before write {seq} was replicated; retry"),
+                    format!("leadership changed before seq {seq} was committed; retry"),
                 ));
+            }
+            if *committed.borrow_and_update() >= seq {
+                return Ok(());
             }
             tokio::select! {
                 r = committed.changed() => if r.is_err() { return Err(shutting_down()) },
@@ -64,7 +103,7 @@ pub async fn wait_committed(node: &Node, seq: u64) -> Result<(), Reply> {
         Err(_) => Err(Reply::new(
             ErrorCode::TryAgain,
             format!(
-                "write {seq} is applied on the leader but not yet on {} follower(s) within {:?}",
+                "seq {seq} is applied on the leader but not yet on {} follower(s) within {:?}",
                 node.config.min_in_sync, timeout
             ),
         )),
@@ -90,39 +129,60 @@ pub async fn run(node: Arc<Node>, mut queue: mpsc::UnboundedReceiver<WriteReques
                 Err(_) => break,
             }
         }
-        if !node.is_leader() {
-            let leader = node.role_state().leader.unwrap_or_else(|| "?".into());
+        let st = node.role_state();
+        if st.role != Role::Leader {
+            let leader = st.leader.unwrap_or_else(|| "?".into());
             for req in batch {
-                let _ = req
-                    .reply
-                    .send(Err(Reply::new(ErrorCode::NotLeader, leader.clone())));
+                let reply = Reply::new(ErrorCode::NotLeader, leader.clone());
+                let _ = req.reply.send(refused(reply));
             }
             continue;
         }
-        let ops: Vec<Op> = batch.iter().map(|r| r.op.clone()).collect();
-        match store.apply_lead(&ops).await {
+        let writes: Vec<(Op, Option<(String, u64)>)> = batch
+            .iter()
+            .map(|r| (r.op.clone(), r.tag.clone()))
+            .collect();
+        let expect = *node.applied.borrow();
+        match store.apply_lead(&writes, st.epoch, expect).await {
             Ok(results) => {
                 let mut last = None;
                 {
                     let mut cache = node.cache.lock().expect("lock");
-                    for entry in results.iter().flatten() {
-                        last = Some(entry.seq);
-                        cache.push(entry.clone());
+                    for led in &results {
+                        if let Led::Applied(e) | Led::Refused { entry: e, .. } = led {
+                            last = Some(e.seq);
+                            cache.push(e.clone());
+                        }
                     }
                 }
                 if let Some(seq) = last {
-                    node.applied.send_replace(seq);
+                    node.set_applied(seq, st.epoch);
                     node.commit_applied(seq);
                 }
-                for (req, result) in batch.into_iter().zip(results) {
-                    let _ = req.reply.send(result.map(|e| e.seq));
+                for (req, led) in batch.into_iter().zip(results) {
+                    let _ = req.reply.send(led);
+                }
+            }
+            Err(e @ Error::Lost { .. }) => {
+                tracing::error!("{}: {e}; stepping down until given a new epoch", node.id);
+                crate::role::step_down(&node, &e.to_string()).await;
+                for req in batch {
+                    let _ = req.reply.send(refused(e.to_reply()));
                 }
             }
             Err(e) => {
-                tracing::warn!("applying a batch of {} writes failed: {e}", ops.len());
+                tracing::warn!("applying a batch of {} writes failed: {e}", writes.len());
+                // The script may have run before the failure: take the store's position as the
+                // truth (the clients were told to retry; their tags make a retry safe).
+                if let Ok(at) = store.positions().await {
+                    if at.applied > expect {
+                        node.set_applied(at.applied, at.applied_epoch);
+                        node.commit_applied(at.applied);
+                    }
+                }
                 let reply = e.to_reply();
                 for req in batch {
-                    let _ = req.reply.send(Err(reply.clone()));
+                    let _ = req.reply.send(refused(reply.clone()));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -1,9 +1,17 @@
-//! What a leader answers its followers: `REPL.FETCH` (entries after a seq, long-polled, which
-//! doubles as the follower's acknowledgement), `REPL.INDEX` (the commit index for read-index
-//! reads) and `SNAP.NEXT` (a batch of a full-resync snapshot; any in-sync node may serve it).
+//! What a leader answers its followers: `REPL.FETCH` (entries after the follower's position,
+//! long-polled, which doubles as its acknowledgement and as its part in confirmation rounds),
+//! `REPL.INDEX` (a commit index proven current by a quorum, for follower reads) and `SNAP.NEXT`
+//! (a batch of a full-resync snapshot; any in-sync node may serve it).
+//!
+//! Log matching: a fetch names the follower's last entry `(from, from_epoch)`. The leader serves
+//! it only if its own log holds that very entry; otherwise the follower's tail was never
+//! committed (or the leader's log no longer reaches back) and it must copy a snapshot. Only a
+//! matched fetch counts as an acknowledgement, so the commit index never counts a replica whose
+//! log differs from the leader's.
 
 use crate::node::{Node, RoleState};
 use crate::store::Entry;
+use cleave_proto::command::repl::{FetchReply, SnapBatch};
 use cleave_proto::status::Role;
 use cleave_proto::{ErrorCode, Frame, Reply};
 use std::time::Duration;
@@ -12,25 +20,16 @@ use std::time::Duration;
 pub const ANONYMOUS_READER: &str = "-";
 /// Entries read from Redis per fetch when the memory cache does not reach back.
 const LOG_READ_BATCH: u64 = 256;
-
-/// The fetch reply tags.
-pub const ENTRIES: &str = "ENTRIES";
-/// Tells the follower the log does not reach back to it: resync fully.
-pub const FULLSYNC: &str = "FULLSYNC";
+/// How long one snapshot batch may take on the source.
+const SNAPSHOT_BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn check_epoch(node: &Node, epoch: u64) -> Result<RoleState, Reply> {
     let st = node.role_state();
-    if epoch < st.epoch {
-        return Err(Reply::new(
-            ErrorCode::Stale,
-            format!("epoch {epoch} is older than {}", st.epoch),
-        ));
-    }
-    if epoch > st.epoch {
+    if epoch != st.epoch {
         return Err(Reply::new(
             ErrorCode::Stale,
             format!(
-                "this node is at epoch {} and does not lead epoch {epoch}",
+                "this node is at epoch {}, not {epoch}; ask the operator who leads",
                 st.epoch
             ),
         ));
@@ -38,35 +37,106 @@ fn check_epoch(node: &Node, epoch: u64) -> Result<RoleState, Reply> {
     Ok(st)
 }
 
-/// `REPL.FETCH epoch follower from max-bytes`.
-pub async fn fetch(node: &Node, epoch: u64, follower: &str, from: u64, max_bytes: u64) -> Frame {
-    let st = match check_epoch(node, epoch) {
-        Ok(st) => st,
-        Err(r) => return r.to_frame(),
-    };
+fn leader_state(node: &Node, epoch: u64) -> Result<RoleState, Reply> {
+    let st = check_epoch(node, epoch)?;
     if st.role != Role::Leader {
-        return Reply::new(
+        return Err(Reply::new(
             ErrorCode::NotLeader,
-            st.leader.unwrap_or_else(|| "?".into()),
-        )
-        .to_frame();
+            st.leader.clone().unwrap_or_else(|| "?".into()),
+        ));
+    }
+    Ok(st)
+}
+
+/// Where the follower's position stands against this leader's log.
+enum Position {
+    /// The leader holds `(from, from_epoch)`: serve what follows.
+    Matches,
+    /// The log no longer reaches back.
+    Trimmed(u64),
+    /// The follower's entry is not the leader's.
+    Diverged(String),
+}
+
+async fn locate(node: &Node, from: u64, from_epoch: u64) -> Result<Position, Reply> {
+    let applied = *node.applied.borrow();
+    if from > applied {
+        return Ok(Position::Diverged(format!(
+            "the follower is at seq {from}, beyond this leader's {applied}"
+        )));
+    }
+    let epoch_here = if from == applied {
+        Some(node.last_epoch.load(std::sync::atomic::Ordering::SeqCst))
+    } else {
+        node.cache.lock().expect("lock").epoch_at(from)
+    };
+    let (epoch_here, first) = match epoch_here {
+        Some(e) => (Some(e), 0),
+        None => {
+            let log = node
+                .store
+                .clone()
+                .read_log(from, 0)
+                .await
+                .map_err(|e| e.to_reply())?;
+            (log.from_epoch, log.first)
+        }
+    };
+    Ok(match epoch_here {
+        Some(e) if e == from_epoch => Position::Matches,
+        Some(e) => Position::Diverged(format!(
+            "seq {from} is an entry of epoch {e} here, not {from_epoch}"
+        )),
+        None => Position::Trimmed(first),
+    })
+}
+
+/// `REPL.FETCH epoch follower from from-epoch round max-bytes`.
+pub async fn fetch(
+    node: &Node,
+    epoch: u64,
+    follower: &str,
+    (from, from_epoch): (u64, u64),
+    round: u64,
+    max_bytes: u64,
+) -> Frame {
+    if let Err(r) = leader_state(node, epoch) {
+        return r.to_frame();
+    }
+    match locate(node, from, from_epoch).await {
+        Err(r) => return r.to_frame(),
+        Ok(Position::Trimmed(first)) => return FetchReply::FullSync { first }.to_frame(),
+        Ok(Position::Diverged(reason)) => return FetchReply::Diverged { reason }.to_frame(),
+        Ok(Position::Matches) => {}
     }
     if follower != ANONYMOUS_READER {
-        node.record_ack(follower, from);
+        node.record_ack(follower, from, round);
     }
+    // Long poll: answer at once when there is something to send, a newer commit index or a
+    // confirmation round to take part in; otherwise a heartbeat after sync_timeout / 4.
     let mut applied = node.applied.subscribe();
-    let mut last = *applied.borrow_and_update();
-    if from > last {
-        // The follower holds changes this leader never had (e.g. a deposed leader's unacknowledged
-        // writes): it must discard its data.
-        return fullsync(last);
-    }
-    if from == last {
+    let mut committed = node.committed.subscribe();
+    let mut rounds = node.round.subscribe();
+    let told = node.told(follower);
+    let nothing_new = *applied.borrow_and_update() == from
+        && *committed.borrow_and_update() <= told
+        && *rounds.borrow_and_update() <= round;
+    if nothing_new {
         let heartbeat = node.config.sync_timeout / 4;
-        let _ = tokio::time::timeout(heartbeat, applied.changed()).await;
-        last = *applied.borrow();
+        let _ = tokio::time::timeout(heartbeat, async {
+            tokio::select! {
+                _ = applied.changed() => {},
+                _ = committed.changed() => {},
+                _ = rounds.changed() => {},
+            }
+        })
+        .await;
     }
-    let entries = if from == last {
+    if let Err(r) = leader_state(node, epoch) {
+        return r.to_frame();
+    }
+    let last = *node.applied.borrow();
+    let entries = if from >= last {
         vec![]
     } else {
         let cached = node
@@ -77,23 +147,20 @@ pub async fn fetch(node: &Node, epoch: u64, follower: &str, from: u64, max_bytes
         match cached {
             Some(entries) => entries,
             None => match node.store.clone().read_log(from, LOG_READ_BATCH).await {
-                Ok((_, _, entries)) if !entries.is_empty() => trim_to(entries, max_bytes as usize),
-                Ok((first, _, _)) => return fullsync(first),
+                Ok(log) if !log.entries.is_empty() => trim_to(log.entries, max_bytes as usize),
+                Ok(log) => return FetchReply::FullSync { first: log.first }.to_frame(),
                 Err(e) => return e.to_reply().to_frame(),
             },
         }
     };
     let committed = *node.committed.borrow();
-    let mut items = vec![
-        Frame::Simple(ENTRIES.into()),
-        Frame::Integer(committed as i64),
-        Frame::Integer((from + 1) as i64),
-    ];
-    for e in entries {
-        items.push(Frame::Bulk(e.op));
-        items.push(Frame::Bulk(e.fx));
+    node.set_told(follower, committed);
+    FetchReply::Entries {
+        committed,
+        round: *node.round.borrow(),
+        entries,
     }
-    Frame::Array(items)
+    .to_frame()
 }
 
 fn trim_to(mut entries: Vec<Entry>, max_bytes: usize) -> Vec<Entry> {
@@ -101,7 +168,7 @@ fn trim_to(mut entries: Vec<Entry>, max_bytes: usize) -> Vec<Entry> {
     let keep = entries
         .iter()
         .position(|e| {
-            size += e.op.len() + e.fx.len();
+            size += e.size();
             size > max_bytes
         })
         .unwrap_or(entries.len())
@@ -110,22 +177,74 @@ fn trim_to(mut entries: Vec<Entry>, max_bytes: usize) -> Vec<Entry> {
     entries
 }
 
-fn fullsync(first: u64) -> Frame {
-    Frame::Array(vec![
-        Frame::Simple(FULLSYNC.into()),
-        Frame::Integer(first as i64),
-    ])
-}
-
-/// `REPL.INDEX epoch`: the commit index, for a follower's read barrier.
-pub fn index(node: &Node, epoch: u64) -> Frame {
-    match check_epoch(node, epoch) {
-        Ok(st) if st.role == Role::Leader => Frame::Integer(*node.committed.borrow() as i64),
-        Ok(st) => Reply::new(
+/// Prove this node still leads: start a new confirmation round and wait until `min_in_sync`
+/// followers fetched with it (each such fetch was sent after the round began, by a follower
+/// still at this epoch), and until the first entry of the epoch is committed. Returns the
+/// commit index, which then covers every write acknowledged before the call.
+pub async fn confirm(node: &Node) -> Result<u64, Reply> {
+    let st = node.role_state();
+    if st.role != Role::Leader {
+        return Err(Reply::new(
             ErrorCode::NotLeader,
             st.leader.unwrap_or_else(|| "?".into()),
-        )
-        .to_frame(),
+        ));
+    }
+    let k = node.config.min_in_sync;
+    let start = node.epoch_start.load(std::sync::atomic::Ordering::SeqCst);
+    let mut round = 0;
+    if k > 0 {
+        node.round.send_modify(|r| {
+            *r += 1;
+            round = *r;
+        });
+    }
+    let mut acks = node.acks_changed.subscribe();
+    let mut committed = node.committed.subscribe();
+    let mut role = node.role.subscribe();
+    let wait = async {
+        loop {
+            let now = role.borrow_and_update().clone();
+            if now.epoch != st.epoch || now.role != Role::Leader {
+                return Err(Reply::new(
+                    ErrorCode::TryAgain,
+                    "leadership changed during a read; retry",
+                ));
+            }
+            acks.borrow_and_update();
+            let index = *committed.borrow_and_update();
+            if node.confirmed(round) >= k && (k == 0 || index >= start) {
+                return Ok(index);
+            }
+            tokio::select! {
+                r = acks.changed() => if r.is_err() { return Err(unavailable()) },
+                r = committed.changed() => if r.is_err() { return Err(unavailable()) },
+                r = role.changed() => if r.is_err() { return Err(unavailable()) },
+            }
+        }
+    };
+    match tokio::time::timeout(node.config.sync_timeout, wait).await {
+        Ok(r) => r,
+        Err(_) => Err(Reply::new(
+            ErrorCode::TryAgain,
+            format!(
+                "could not confirm leadership with {k} follower(s) within {:?}",
+                node.config.sync_timeout
+            ),
+        )),
+    }
+}
+
+fn unavailable() -> Reply {
+    Reply::new(ErrorCode::TryAgain, "node is shutting down")
+}
+
+/// `REPL.INDEX epoch`: a commit index proven current, for a follower's read barrier.
+pub async fn index(node: &Node, epoch: u64) -> Frame {
+    if let Err(r) = leader_state(node, epoch) {
+        return r.to_frame();
+    }
+    match confirm(node).await {
+        Ok(index) => Frame::Integer(index as i64),
         Err(r) => r.to_frame(),
     }
 }
@@ -145,23 +264,18 @@ pub async fn snapshot(node: &Node, epoch: u64, cursor: &str) -> Frame {
         .to_frame();
     }
     match tokio::time::timeout(
-        Duration::from_secs(30),
+        SNAPSHOT_BATCH_TIMEOUT,
         node.store.clone().snapshot_batch(cursor),
     )
     .await
     {
-        Ok(Ok(batch)) => {
-            let mut items = Vec::with_capacity(batch.items.len() * 2);
-            for (k, d) in batch.items {
-                items.push(Frame::Bulk(k));
-                items.push(Frame::Bulk(d));
-            }
-            Frame::Array(vec![
-                Frame::bulk(batch.cursor),
-                Frame::Integer(batch.start_seq as i64),
-                Frame::Array(items),
-            ])
+        Ok(Ok(batch)) => SnapBatch {
+            cursor: batch.cursor,
+            start_seq: batch.start_seq,
+            start_epoch: batch.start_epoch,
+            items: batch.items,
         }
+        .to_frame(),
         Ok(Err(e)) => e.to_reply().to_frame(),
         Err(_) => Reply::new(ErrorCode::TryAgain, "snapshot batch timed out").to_frame(),
     }

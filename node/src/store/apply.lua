@@ -1,22 +1,46 @@
--- Apply a batch of replicated changes, each atomically together with its sequence number.
+-- Apply a batch of replicated changes, each atomically together with its (epoch, seq).
 --
 -- ARGV[1] mode: 'lead' (assign the next seq, check preconditions, compute effects) or
 --               'replay' (apply the entry with the given seq using the leader's effects)
 -- ARGV[2] log capacity (entries), ARGV[3] log size cap (bytes)
--- then, per change, three arguments: seq (replay only; '0' in lead mode), op (msgpack array,
--- see node/src/op.rs), effects (msgpack map computed by the leader; replay only).
+-- ARGV[4] lead: the epoch new entries get
+-- ARGV[5] the applied seq the node believes its store holds ('' to skip the check): a store that
+--         disagrees lost data behind the node's back (a Redis restarted from an old AOF), and
+--         the whole batch is refused with {'lost', applied}
+-- then, per change, six arguments: seq and epoch (replay; '0' in lead mode), op (msgpack array,
+-- see node/src/op.rs), effects (msgpack map computed by the leader; replay only), and the
+-- request's session and session seq (lead only; '' and '0' for an untagged request).
 --
--- Returns one result per change: {'ok', seq, effects} | {'dup', applied} | {'gap', applied} |
--- {'err', code, message}. A replay stops at the first gap.
+-- Returns one result per change:
+--   {'ok', seq, effects}          applied (and logged) at seq
+--   {'fail', seq, effects, code, message}  a tagged request refused by a precondition; the refusal
+--                                 is logged at seq so its session advances on every replica
+--   {'err', code, message, applied}  refused, nothing logged (untagged, or out of session order)
+--   {'again', result}             a tagged request already processed: its first result
+--   {'dup', applied} | {'gap', applied}  replay of an entry already applied / out of order
+-- A replay stops at the first gap.
 -- Effects name every key the change deletes and every derived metadata value, so that replaying
--- the log over a fuzzy snapshot (full resync) converges to exactly the leader's state.
+-- the log over a fuzzy snapshot (full resync) converges to exactly the leader's state. They also
+-- carry the request's session record (s, q, r) and the sessions it evicted (ev).
 --
--- Bookkeeping lives in the hash `meta` (applied, logfirst, logbytes); the log is the list `log`
--- holding op and effects alternately, oldest first.
+-- Bookkeeping lives in the hash `meta`: applied, appliedepoch (epoch of the entry at applied),
+-- logfirst, logbytes, baseepoch (epoch of the entry just before logfirst). The log is the list
+-- `log` holding epoch, op and effects of each entry, oldest first. Sessions: hash `sess:<id>`
+-- (last, r<seq> → result) and the sorted set `sess` (id → seq of last use, for eviction).
 local mode = ARGV[1]
 local cap, maxbytes = tonumber(ARGV[2]), tonumber(ARGV[3])
-local m = redis.call('HMGET', 'meta', 'applied', 'logfirst', 'logbytes')
+local lead_epoch = tonumber(ARGV[4])
+local m = redis.call('HMGET', 'meta', 'applied', 'logfirst', 'logbytes', 'appliedepoch', 'baseepoch')
 local applied, first, bytes = tonumber(m[1] or '0'), tonumber(m[2] or '0'), tonumber(m[3] or '0')
+local appliedepoch, baseepoch = tonumber(m[4] or '0'), tonumber(m[5] or '0')
+if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= applied then
+  return {{'lost', applied}}
+end
+
+-- Sessions whose records are kept (the oldest by last use are evicted beyond this), and how many
+-- recent results each keeps for retries (the router never has more in flight per session).
+local MAX_SESSIONS = 10000
+local SESSION_WINDOW = 256
 
 local function parent_of(p)
   local i = string.find(p, '/[^/]*$')
@@ -55,126 +79,203 @@ local function chunk_keys(meta_key)
   return keys
 end
 
-local function apply_one(seq_arg, op_blob, fx_blob)
-  local seq
-  if mode == 'lead' then
-    seq = applied + 1
-  else
-    seq = tonumber(seq_arg)
-    if seq <= applied then return {'dup', applied} end
-    if seq ~= applied + 1 then return {'gap', applied} end
-  end
-  local function set_meta(meta_key, m)
-    redis.call('HSET', meta_key, 'size', m.size, 'etag', m.etag, 'type', m.ctype, 'mtime', m.mtime,
-      'seq', seq, 'blob', m.blob, 'chunks', m.chunks, 'csize', m.csize, 'upset', m.upset or '')
-  end
-  local op = cmsgpack.unpack(op_blob)
-  local kind = op[1]
-  local path = op[2]
-  local fx
-  if mode == 'lead' then fx = {dels = {}} else fx = cmsgpack.unpack(fx_blob) end
-
+-- Lead mode: check the preconditions of an op and compute its effects. Returns nil, code,
+-- message when the op is refused.
+local function plan(op, seq, fx)
+  local kind, path = op[1], op[2]
+  if kind == 'noop' then return true end
   local meta_key = 'f:' .. path
   if kind == 'put' then
     -- {'put', path, must_exist, etag, ctype, mtime, size, chunk...}
-    if mode == 'lead' then
-      if op[3] == 1 and redis.call('EXISTS', meta_key) == 0 then
-        return {'err', 'NOTFOUND', 'no such file ' .. path}
-      end
-      fx.dels = chunk_keys(meta_key)
-      local nchunks = #op - 7
-      local csize = 0
-      if nchunks > 0 then csize = string.len(op[8]) end
-      fx.meta = {size = op[7], etag = op[4], ctype = op[5], mtime = op[6], blob = 'c:' .. seq .. ':',
-                 chunks = nchunks, csize = csize}
+    if op[3] == 1 and redis.call('EXISTS', meta_key) == 0 then
+      return nil, 'NOTFOUND', 'no such file ' .. path
     end
-    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
-    for i = 8, #op do redis.call('SET', fx.meta.blob .. (i - 8), op[i]) end
-    set_meta(meta_key, fx.meta)
-    index_add(path)
+    fx.dels = chunk_keys(meta_key)
+    local nchunks = #op - 7
+    local csize = 0
+    if nchunks > 0 then csize = string.len(op[8]) end
+    fx.meta = {size = op[7], etag = op[4], ctype = op[5], mtime = op[6], blob = 'c:' .. seq .. ':',
+               chunks = nchunks, csize = csize}
   elseif kind == 'del' then
-    if mode == 'lead' then
-      if redis.call('EXISTS', meta_key) == 0 then return {'err', 'NOTFOUND', 'no such file ' .. path} end
-      fx.dels = chunk_keys(meta_key)
-    end
-    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
-    redis.call('DEL', meta_key)
-    index_remove(path)
+    if redis.call('EXISTS', meta_key) == 0 then return nil, 'NOTFOUND', 'no such file ' .. path end
+    fx.dels = chunk_keys(meta_key)
   elseif kind == 'part' then
-    -- {'part', path, upload, index, etag, data}
-    local prefix = 'u:' .. path .. '\n' .. op[3] .. '\n'
-    redis.call('SET', prefix .. op[4], op[6])
-    redis.call('HSET', 'up:' .. path .. '\n' .. op[3], op[4], op[5])
+    -- {'part', path, upload, index, etag, data}: never rewrite the bytes of a committed version.
+    if redis.call('HGET', meta_key, 'upset') == 'up:' .. path .. '\n' .. op[3] then
+      return nil, 'EXISTS', 'upload ' .. op[3] .. ' of ' .. path .. ' is committed; use a new upload id'
+    end
   elseif kind == 'commit' then
     -- {'commit', path, upload, parts, ctype, mtime}
     local upset = 'up:' .. path .. '\n' .. op[3]
     local prefix = 'u:' .. path .. '\n' .. op[3] .. '\n'
-    if mode == 'lead' then
-      local n = op[4]
-      local size, csize, tags = 0, 0, {}
-      for i = 0, n - 1 do
-        local tag = redis.call('HGET', upset, tostring(i))
-        if not tag then return {'err', 'ERR', 'upload ' .. op[3] .. ' has no part ' .. i} end
-        tags[#tags + 1] = tag
-      end
-      for i = 0, n - 1 do
-        local len = redis.call('STRLEN', prefix .. i)
-        if i == 0 then csize = len end
-        if i < n - 1 and len ~= csize then
-          return {'err', 'ERR', 'part ' .. i .. ' has ' .. len .. ' bytes; all parts but the last must have ' .. csize}
-        end
-        size = size + len
-      end
-      local extra = redis.call('HLEN', upset) - n
-      if extra > 0 then return {'err', 'ERR', 'upload ' .. op[3] .. ' has ' .. extra .. ' part(s) beyond ' .. n} end
-      fx.dels = chunk_keys(meta_key)
-      fx.meta = {size = size, etag = redis.sha1hex(table.concat(tags)) .. '-' .. n, ctype = op[5],
-                 mtime = op[6], blob = prefix, chunks = n, csize = csize, upset = upset}
+    if redis.call('HGET', meta_key, 'upset') == upset then
+      return nil, 'EXISTS', 'upload ' .. op[3] .. ' of ' .. path .. ' is already committed'
     end
-    for _, k in ipairs(fx.dels) do
-      -- Replacing a file with a new upload of the same id must not delete the new parts.
-      if string.sub(k, 1, #prefix) ~= prefix and k ~= upset then redis.call('DEL', k) end
+    local n = op[4]
+    local size, csize, tags = 0, 0, {}
+    for i = 0, n - 1 do
+      local tag = redis.call('HGET', upset, tostring(i))
+      if not tag then return nil, 'ERR', 'upload ' .. op[3] .. ' has no part ' .. i end
+      tags[#tags + 1] = tag
     end
-    set_meta(meta_key, fx.meta)
-    index_add(path)
+    for i = 0, n - 1 do
+      local len = redis.call('STRLEN', prefix .. i)
+      if i == 0 then csize = len end
+      if i < n - 1 and len ~= csize then
+        return nil, 'ERR', 'part ' .. i .. ' has ' .. len .. ' bytes; all parts but the last must have ' .. csize
+      end
+      size = size + len
+    end
+    local extra = redis.call('HLEN', upset) - n
+    if extra > 0 then return nil, 'ERR', 'upload ' .. op[3] .. ' has ' .. extra .. ' part(s) beyond ' .. n end
+    fx.dels = chunk_keys(meta_key)
+    fx.meta = {size = size, etag = redis.sha1hex(table.concat(tags)) .. '-' .. n, ctype = op[5],
+               mtime = op[6], blob = prefix, chunks = n, csize = csize, upset = upset}
   elseif kind == 'abort' then
     local upset = 'up:' .. path .. '\n' .. op[3]
     local prefix = 'u:' .. path .. '\n' .. op[3] .. '\n'
-    if mode == 'lead' then
-      if redis.call('HGET', meta_key, 'upset') == upset then
-        return {'err', 'ERR', 'upload ' .. op[3] .. ' is committed; DELETE the file instead'}
-      end
-      local idx = redis.call('HKEYS', upset)
-      if #idx == 0 then return {'err', 'NOTFOUND', 'no such upload ' .. op[3]} end
-      for _, i in ipairs(idx) do fx.dels[#fx.dels + 1] = prefix .. i end
-      fx.dels[#fx.dels + 1] = upset
+    if redis.call('HGET', meta_key, 'upset') == upset then
+      return nil, 'ERR', 'upload ' .. op[3] .. ' is committed; DELETE the file instead'
     end
-    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
-  else
-    return {'err', 'ERR', 'unknown op ' .. tostring(kind)}
+    local idx = redis.call('HKEYS', upset)
+    if #idx == 0 then return nil, 'NOTFOUND', 'no such upload ' .. op[3] end
+    for _, i in ipairs(idx) do fx.dels[#fx.dels + 1] = prefix .. i end
+    fx.dels[#fx.dels + 1] = upset
+  elseif kind ~= 'noop' then
+    return nil, 'ERR', 'unknown op ' .. tostring(kind)
   end
+  return true
+end
 
-  -- The change and its seq become visible together; then the replication log is appended.
-  if mode == 'lead' then fx_blob = cmsgpack.pack(fx) end
-  applied = seq
-  if first == 0 then first = seq end
-  redis.call('RPUSH', 'log', op_blob, fx_blob)
+-- Apply an op's effects (both modes).
+local function effect(op, seq, fx)
+  local kind, path = op[1], op[2]
+  if kind == 'noop' then return end
+  local meta_key = 'f:' .. path
+  local function set_meta(m)
+    redis.call('HSET', meta_key, 'size', m.size, 'etag', m.etag, 'type', m.ctype, 'mtime', m.mtime,
+      'seq', seq, 'blob', m.blob, 'chunks', m.chunks, 'csize', m.csize, 'upset', m.upset or '')
+  end
+  if kind == 'put' then
+    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
+    for i = 8, #op do redis.call('SET', fx.meta.blob .. (i - 8), op[i]) end
+    set_meta(fx.meta)
+    index_add(path)
+  elseif kind == 'del' then
+    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
+    redis.call('DEL', meta_key)
+    index_remove(path)
+  elseif kind == 'part' then
+    redis.call('SET', 'u:' .. path .. '\n' .. op[3] .. '\n' .. op[4], op[6])
+    redis.call('HSET', 'up:' .. path .. '\n' .. op[3], op[4], op[5])
+  elseif kind == 'commit' then
+    local upset = 'up:' .. path .. '\n' .. op[3]
+    local prefix = 'u:' .. path .. '\n' .. op[3] .. '\n'
+    for _, k in ipairs(fx.dels) do
+      -- Replacing a file with a new upload must not delete the new upload's parts.
+      if string.sub(k, 1, #prefix) ~= prefix and k ~= upset then redis.call('DEL', k) end
+    end
+    set_meta(fx.meta)
+    index_add(path)
+  elseif kind == 'abort' then
+    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
+  end
+end
+
+-- Record a tagged request's result in its session (both modes, from the effects).
+local function record_session(seq, fx)
+  if not fx.s then return end
+  local key = 'sess:' .. fx.s
+  redis.call('HSET', key, 'last', fx.q, 'r' .. fx.q, fx.r)
+  if fx.q > SESSION_WINDOW then redis.call('HDEL', key, 'r' .. (fx.q - SESSION_WINDOW)) end
+  redis.call('ZADD', 'sess', seq, fx.s)
+  for _, old in ipairs(fx.ev or {}) do
+    redis.call('ZREM', 'sess', old)
+    redis.call('DEL', 'sess:' .. old)
+  end
+end
+
+local function append_log(seq, epoch, op_blob, fx_blob)
+  if first == 0 then
+    first = seq
+    baseepoch = appliedepoch
+  end
+  applied, appliedepoch = seq, epoch
+  redis.call('RPUSH', 'log', epoch, op_blob, fx_blob)
   bytes = bytes + string.len(op_blob) + string.len(fx_blob)
   local len = applied - first + 1
   while len > cap or (bytes > maxbytes and len > 1) do
-    local e = redis.call('LPOP', 'log', 2)
-    bytes = bytes - string.len(e[1]) - string.len(e[2])
+    local e = redis.call('LPOP', 'log', 3)
+    bytes = bytes - string.len(e[2]) - string.len(e[3])
+    baseepoch = tonumber(e[1])
     first = first + 1
     len = len - 1
   end
+end
+
+local function lead_one(op_blob, sess, cseq)
+  local seq = applied + 1
+  local op = cmsgpack.unpack(op_blob)
+  local fx = {dels = {}}
+  if sess ~= '' then
+    local key = 'sess:' .. sess
+    local last = tonumber(redis.call('HGET', key, 'last') or '0')
+    if cseq <= last then
+      local r = redis.call('HGET', key, 'r' .. cseq)
+      if r then return {'again', r} end
+      return {'err', 'ERR', 'request ' .. cseq .. ' of session ' .. sess .. ' is too old to answer again', applied}
+    end
+    if cseq > last + 1 then
+      return {'err', 'TRYAGAIN', 'out of order: session ' .. sess .. ' expects request ' .. (last + 1) .. ', got ' .. cseq, applied}
+    end
+    fx.s, fx.q = sess, cseq
+    if redis.call('ZSCORE', 'sess', sess) == false and redis.call('ZCARD', 'sess') >= MAX_SESSIONS then
+      local popped = redis.call('ZRANGE', 'sess', 0, 0)
+      fx.ev = popped
+    end
+  end
+  local ok, code, msg = plan(op, seq, fx)
+  if not ok then
+    if sess == '' then return {'err', code, msg, applied} end
+    -- A tagged refusal is logged (no data change), so the session advances everywhere.
+    fx.fail = code .. ' ' .. msg
+    fx.dels, fx.meta = nil, nil
+    fx.r = 'e' .. fx.fail
+    local fx_blob = cmsgpack.pack(fx)
+    record_session(seq, fx)
+    append_log(seq, lead_epoch, op_blob, fx_blob)
+    return {'fail', seq, fx_blob, code, msg}
+  end
+  fx.r = 'o' .. seq
+  effect(op, seq, fx)
+  record_session(seq, fx)
+  local fx_blob = cmsgpack.pack(fx)
+  append_log(seq, lead_epoch, op_blob, fx_blob)
   return {'ok', seq, fx_blob}
 end
 
+local function replay_one(seq, epoch, op_blob, fx_blob)
+  if seq <= applied then return {'dup', applied} end
+  if seq ~= applied + 1 then return {'gap', applied} end
+  local op = cmsgpack.unpack(op_blob)
+  local fx = cmsgpack.unpack(fx_blob)
+  if not fx.fail then effect(op, seq, fx) end
+  record_session(seq, fx)
+  append_log(seq, epoch, op_blob, fx_blob)
+  return {'ok', seq}
+end
+
 local results = {}
-for i = 4, #ARGV, 3 do
-  local r = apply_one(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+for i = 6, #ARGV, 6 do
+  local r
+  if mode == 'lead' then
+    r = lead_one(ARGV[i + 2], ARGV[i + 4], tonumber(ARGV[i + 5]))
+  else
+    r = replay_one(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+  end
   results[#results + 1] = r
   if r[1] == 'gap' then break end
 end
-redis.call('HSET', 'meta', 'applied', applied, 'logfirst', first, 'logbytes', bytes)
+redis.call('HSET', 'meta', 'applied', applied, 'appliedepoch', appliedepoch, 'logfirst', first,
+  'logbytes', bytes, 'baseepoch', baseepoch)
 return results

@@ -1,13 +1,16 @@
 -- Read a byte range of a file atomically with its metadata, so a concurrent replace can never
 -- mix two versions. ARGV: path, offset, length, expected version ('' for any).
--- Returns {'file', size, seq, data} | {'stale', seq} | {'none'}.
+-- Returns {applied, 'file', size, seq, data} | {applied, 'stale', seq} | {applied, 'none'}:
+-- `applied` is the store's applied seq, read atomically with the file, so the node can hold the
+-- answer back until everything it may reflect is committed.
+local applied = tonumber(redis.call('HGET', 'meta', 'applied') or '0')
 local meta_key = 'f:' .. ARGV[1]
 local m = redis.call('HMGET', meta_key, 'size', 'seq', 'blob', 'chunks', 'csize')
-if not m[1] then return {'none'} end
+if not m[1] then return {applied, 'none'} end
 local size, seq, blob, chunks, csize = tonumber(m[1]), tonumber(m[2]), m[3], tonumber(m[4]), tonumber(m[5])
-if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= seq then return {'stale', seq} end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= seq then return {applied, 'stale', seq} end
 local offset, length = tonumber(ARGV[2]), tonumber(ARGV[3])
-if offset >= size or length == 0 then return {'file', size, seq, ''} end
+if offset >= size or length == 0 then return {applied, 'file', size, seq, ''} end
 local last = math.min(size, offset + length) - 1
 local parts = {}
 local i = math.floor(offset / csize)
@@ -17,4 +20,4 @@ while i < chunks and i * csize <= last do
   parts[#parts + 1] = redis.call('GETRANGE', blob .. i, from, to)
   i = i + 1
 end
-return {'file', size, seq, table.concat(parts)}
+return {applied, 'file', size, seq, table.concat(parts)}

@@ -39,24 +39,29 @@ impl Scripts {
         Ok(())
     }
 
-    /// Queue one apply call for a batch of `(seq, op, effects)` changes.
+    /// Queue one apply call for a batch of `(seq, epoch, op, effects, session, session seq)`
+    /// changes; `bounds` is the log's (capacity, byte cap), `at` the epoch new entries get and
+    /// the applied seq the store must be at (see `apply.lua`).
     pub fn apply<'a>(
         &self,
         pipe: &mut redis::Pipeline,
         mode: &str,
-        cap: u64,
-        max_bytes: u64,
-        changes: impl Iterator<Item = (u64, &'a [u8], &'a [u8])>,
+        bounds: (u64, u64),
+        at: (u64, Option<u64>),
+        changes: impl Iterator<Item = (u64, u64, &'a [u8], &'a [u8], &'a [u8], u64)>,
     ) {
+        let expect = at.1.map(|e| e.to_string()).unwrap_or_default();
         let cmd = pipe
             .cmd("EVALSHA")
             .arg(&self.apply)
             .arg(0)
             .arg(mode)
-            .arg(cap)
-            .arg(max_bytes);
-        for (seq, op, fx) in changes {
-            cmd.arg(seq).arg(op).arg(fx);
+            .arg(bounds.0)
+            .arg(bounds.1)
+            .arg(at.0)
+            .arg(expect);
+        for (seq, epoch, op, fx, sess, q) in changes {
+            cmd.arg(seq).arg(epoch).arg(op).arg(fx).arg(sess).arg(q);
         }
     }
 

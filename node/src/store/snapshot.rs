@@ -10,7 +10,9 @@ use bytes::Bytes;
 use redis::Value;
 
 /// Prefixes of the keys that hold user data (everything else is node-local bookkeeping).
-const DATA_PREFIXES: [&[u8]; 5] = [b"f:", b"c:", b"u:", b"up:", b"dir:"];
+/// Client sessions (`sess`, `sess:<id>`) travel with the data: a retry after a resync or a
+/// failover must still find its first outcome.
+const DATA_PREFIXES: [&[u8]; 6] = [b"f:", b"c:", b"u:", b"up:", b"dir:", b"sess"];
 /// Stop filling a snapshot batch at about this many bytes.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Keys asked of SCAN per step.
@@ -23,6 +25,8 @@ pub struct SnapshotBatch {
     pub cursor: String,
     /// The source's applied seq before the scan began (first batch only, else 0).
     pub start_seq: u64,
+    /// The epoch of the entry at `start_seq`.
+    pub start_epoch: u64,
     /// Key and `DUMP` payload pairs.
     pub items: Vec<(Bytes, Bytes)>,
 }
@@ -36,7 +40,9 @@ impl Store {
     pub async fn snapshot_batch(&mut self, cursor: &str) -> Result<SnapshotBatch> {
         let mut batch = SnapshotBatch::default();
         if cursor == "0" {
-            batch.start_seq = self.positions().await?.0;
+            let at = self.positions().await?;
+            batch.start_seq = at.applied;
+            batch.start_epoch = at.applied_epoch;
         }
         let mut cursor = cursor.to_string();
         let mut size = 0;
@@ -76,12 +82,26 @@ impl Store {
 
     /// Receiver side: discard everything and mark the store as resyncing from `start_seq`.
     /// Atomic, so a crash leaves either the old data or an empty store flagged as incomplete.
-    pub async fn begin_resync(&mut self, start_seq: u64, role: &super::SavedRole) -> Result<()> {
+    pub async fn begin_resync(
+        &mut self,
+        start_seq: u64,
+        start_epoch: u64,
+        role: &super::SavedRole,
+    ) -> Result<()> {
         redis::pipe()
             .atomic()
             .cmd("FLUSHDB")
             .set("meta:resyncing", 1)
-            .hset("meta", "applied", start_seq)
+            .hset_multiple(
+                "meta",
+                &[
+                    ("applied", start_seq),
+                    ("appliedepoch", start_epoch),
+                    ("baseepoch", start_epoch),
+                    ("logfirst", 0),
+                    ("logbytes", 0),
+                ],
+            )
             .set("meta:epoch", role.epoch)
             .set("meta:role", &role.role)
             .set("meta:leader", &role.leader)
@@ -123,7 +143,7 @@ impl Store {
     pub async fn finish_resync(&mut self) -> Result<()> {
         redis::pipe()
             .del("meta:resyncing")
-            .del(&["rbuf", "rbuffx", "rbufseq"])
+            .del("rbuf")
             .query_async::<()>(self.conn())
             .await
             .map_err(|e| Error::redis("finish resync", e))
@@ -136,9 +156,13 @@ impl Store {
         }
         let mut pipe = redis::pipe();
         for e in entries {
-            pipe.rpush("rbuf", e.op.as_ref()).ignore();
-            pipe.rpush("rbuffx", e.fx.as_ref()).ignore();
-            pipe.rpush("rbufseq", e.seq).ignore();
+            pipe.cmd("RPUSH")
+                .arg("rbuf")
+                .arg(e.epoch)
+                .arg(e.seq)
+                .arg(e.op.as_ref())
+                .arg(e.fx.as_ref())
+                .ignore();
         }
         pipe.query_async::<()>(self.conn())
             .await
@@ -147,28 +171,40 @@ impl Store {
 
     /// Receiver side: take up to `max` buffered entries from the front.
     pub async fn buffer_take(&mut self, max: usize) -> Result<Vec<Entry>> {
-        let end = max as isize - 1;
-        let (ops, fxs, seqs, ..): (Vec<Value>, Vec<Value>, Vec<Value>, (), (), ()) = redis::pipe()
+        let end = max as isize * 4 - 1;
+        let (items, ()): (Vec<Value>, ()) = redis::pipe()
             .atomic()
             .lrange("rbuf", 0, end)
-            .lrange("rbuffx", 0, end)
-            .lrange("rbufseq", 0, end)
-            .ltrim("rbuf", max as isize, -1)
-            .ltrim("rbuffx", max as isize, -1)
-            .ltrim("rbufseq", max as isize, -1)
+            .ltrim("rbuf", max as isize * 4, -1)
             .query_async(self.conn())
             .await
             .map_err(|e| Error::redis("buffer take", e))?;
-        Ok(ops
-            .into_iter()
-            .zip(fxs)
-            .zip(seqs)
-            .map(|((op, fx), seq)| Entry {
+        let mut out = Vec::with_capacity(items.len() / 4);
+        let mut it = items.into_iter();
+        while let (Some(epoch), Some(seq), Some(op), Some(fx)) =
+            (it.next(), it.next(), it.next(), it.next())
+        {
+            out.push(Entry {
+                epoch: int(&epoch),
                 seq: int(&seq),
                 op: bytes(op),
                 fx: bytes(fx),
-            })
-            .collect())
+            });
+        }
+        Ok(out)
+    }
+
+    /// Receiver side: bytes held in the resync buffer (to bound it).
+    pub async fn buffer_bytes(&mut self) -> Result<u64> {
+        redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg("rbuf")
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async::<Option<u64>>(self.conn())
+            .await
+            .map(|n| n.unwrap_or(0))
+            .map_err(|e| Error::redis("buffer size", e))
     }
 
     /// A digest of every data key and value, to compare replicas in tests and tools.

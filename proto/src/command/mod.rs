@@ -62,7 +62,7 @@ pub enum Command {
         /// The leader's client address.
         leader: String,
     },
-    /// `REPL.FETCH epoch follower-id from max-bytes`: a follower pulls entries after `from`.
+    /// `REPL.FETCH epoch follower-id from from-epoch round max-bytes`: a follower pulls entries after `from`.
     ReplFetch {
         /// The follower's epoch (fencing).
         epoch: u64,
@@ -72,6 +72,10 @@ pub enum Command {
         from: u64,
         /// The epoch of the follower's entry at `from` (log matching).
         from_epoch: u64,
+        /// The newest confirmation round the leader has told this follower about: a fetch
+        /// that carries round `r` was sent after round `r` began, so it proves the follower still
+        /// followed this leader then (leader reads, see `docs/replication.md`).
+        round: u64,
         /// Upper bound on the bytes of entries returned.
         max_bytes: u64,
     },
@@ -199,6 +203,7 @@ impl Command {
                 let follower = args.string("follower")?;
                 let from = args.u64("from")?;
                 let from_epoch = args.u64("from-epoch")?;
+                let round = args.u64("round")?;
                 let max_bytes = args.u64("max-bytes")?;
                 args.finish()?;
                 Command::ReplFetch {
@@ -206,6 +211,7 @@ impl Command {
                     follower,
                     from,
                     from_epoch,
+                    round,
                     max_bytes,
                 }
             }
@@ -296,6 +302,7 @@ impl Command {
                 follower,
                 from,
                 from_epoch,
+                round,
                 max_bytes,
             } => Frame::command([
                 Bytes::from("REPL.FETCH"),
@@ -303,6 +310,7 @@ impl Command {
                 Bytes::from(follower.clone()),
                 num(*from),
                 num(*from_epoch),
+                num(*round),
                 num(*max_bytes),
             ]),
             Command::Req { session, seq, cmd } => repl::tag_frame(session, *seq, cmd.to_frame()),
@@ -452,6 +460,7 @@ mod tests {
                 follower: "n1".into(),
                 from: 9,
                 from_epoch: 3,
+                round: 11,
                 max_bytes: 100,
             },
             Command::Req {

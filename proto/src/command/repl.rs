@@ -44,6 +44,8 @@ pub enum FetchReply {
     Entries {
         /// The leader's commit index: every entry up to it is acknowledged.
         committed: u64,
+        /// The leader's newest confirmation round (echoed in the follower's next fetch).
+        round: u64,
         /// Contiguous entries, starting right after the follower's position.
         entries: Vec<LogEntry>,
     },
@@ -89,14 +91,19 @@ fn bulk(frame: Option<Frame>, what: &str) -> Result<Bytes, Reply> {
 }
 
 impl FetchReply {
-    /// Encode for the wire: `[+ENTRIES, :committed, (:epoch, :seq, $op, $fx)...]`,
+    /// Encode for the wire: `[+ENTRIES, :committed, :round, (:epoch, :seq, $op, $fx)...]`,
     /// `[+FULLSYNC, :first]` or `[+DIVERGED, $reason]`.
     pub fn to_frame(&self) -> Frame {
         match self {
-            FetchReply::Entries { committed, entries } => {
-                let mut items = Vec::with_capacity(2 + entries.len() * 4);
+            FetchReply::Entries {
+                committed,
+                round,
+                entries,
+            } => {
+                let mut items = Vec::with_capacity(3 + entries.len() * 4);
                 items.push(Frame::Simple(ENTRIES.into()));
                 items.push(Frame::Integer(*committed as i64));
+                items.push(Frame::Integer(*round as i64));
                 for e in entries {
                     items.push(Frame::Integer(e.epoch as i64));
                     items.push(Frame::Integer(e.seq as i64));
@@ -129,6 +136,7 @@ impl FetchReply {
         match tag.as_str() {
             ENTRIES => {
                 let committed = int(it.next(), "committed")?;
+                let round = int(it.next(), "round")?;
                 let mut entries: Vec<LogEntry> = Vec::with_capacity(it.len() / 4);
                 while it.len() > 0 {
                     let epoch = int(it.next(), "epoch")?;
@@ -145,7 +153,11 @@ impl FetchReply {
                     }
                     entries.push(LogEntry { epoch, seq, op, fx });
                 }
-                Ok(FetchReply::Entries { committed, entries })
+                Ok(FetchReply::Entries {
+                    committed,
+                    round,
+                    entries,
+                })
             }
             FULLSYNC => Ok(FetchReply::FullSync {
                 first: int(it.next(), "first")?,
@@ -264,10 +276,12 @@ mod tests {
         for reply in [
             FetchReply::Entries {
                 committed: 7,
+                round: 3,
                 entries: vec![entry(1, 8), entry(2, 9)],
             },
             FetchReply::Entries {
                 committed: 0,
+                round: 0,
                 entries: vec![],
             },
             FetchReply::FullSync { first: 42 },
@@ -283,6 +297,7 @@ mod tests {
     fn non_contiguous_or_malformed_entries_are_refused() {
         let gap = FetchReply::Entries {
             committed: 0,
+            round: 0,
             entries: vec![entry(1, 8), entry(1, 10)],
         };
         assert!(FetchReply::from_frame(gap.to_frame())
@@ -291,12 +306,14 @@ mod tests {
             .contains("does not follow"));
         let back_in_epochs = FetchReply::Entries {
             committed: 0,
+            round: 0,
             entries: vec![entry(3, 8), entry(2, 9)],
         };
         assert!(FetchReply::from_frame(back_in_epochs.to_frame()).is_err());
         let truncated = Frame::Array(vec![
             Frame::Simple(ENTRIES.into()),
             Frame::Integer(1),
+            Frame::Integer(0),
             Frame::Integer(1),
             Frame::Integer(2),
         ]);
