@@ -381,6 +381,14 @@ impl History {
         self.clusters.insert(path.into(), cluster.into());
     }
 
+    /// Assign every path recorded so far to the cluster `cluster_of(path)` names.
+    pub fn set_clusters(&mut self, cluster_of: impl Fn(&str) -> String) {
+        for p in self.paths() {
+            let c = cluster_of(&p);
+            self.clusters.insert(p, c);
+        }
+    }
+
     fn cluster(&self, path: &str) -> &str {
         self.clusters.get(path).map(String::as_str).unwrap_or("")
     }
