@@ -132,6 +132,8 @@ pub struct Op {
     pub outcome: Outcome,
     /// A read taken after the system healed and all writes stopped.
     pub final_read: bool,
+    /// Where it was sent (for messages; may be empty).
+    pub at: String,
 }
 
 impl Op {
@@ -152,7 +154,14 @@ impl Op {
             complete,
             outcome,
             final_read: false,
+            at: String::new(),
         }
+    }
+
+    /// Say where it was sent.
+    pub fn at(mut self, addr: &str) -> Op {
+        self.at = addr.to_string();
+        self
     }
 
     /// Mark as a final read.
@@ -201,6 +210,9 @@ fn show_time(t: Time) -> String {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{} ", self.client)?;
+        if !self.at.is_empty() {
+            write!(f, "@{} ", self.at)?;
+        }
         match &self.kind {
             Kind::Insert(v) => write!(f, "INSERT {} {}", self.path, show_bytes(v))?,
             Kind::Delete => write!(f, "DELETE {}", self.path)?,
@@ -462,11 +474,11 @@ impl History {
     fn check_malformed(&self, out: &mut Vec<Violation>) {
         let mut values: HashMap<&[u8], usize> = HashMap::new();
         for (i, op) in self.ops.iter().enumerate() {
-            let shape_ok = match (&op.kind, &op.outcome) {
-                (Kind::Select, Outcome::Written(_) | Outcome::Unknown(_)) => false,
-                (Kind::Insert(_) | Kind::Delete, Outcome::Read(_)) => false,
-                _ => true,
-            };
+            let shape_ok = !matches!(
+                (&op.kind, &op.outcome),
+                (Kind::Select, Outcome::Written(_) | Outcome::Unknown(_))
+                    | (Kind::Insert(_) | Kind::Delete, Outcome::Read(_))
+            );
             if !shape_ok || op.complete < op.invoke || op.invoke == 0 {
                 out.push(Violation {
                     check: Check::Malformed,

@@ -11,7 +11,7 @@
 //! # }
 //! ```
 
-use crate::history::{Clock, History, Kind, Op, Outcome, Summary};
+use crate::history::{Clock, History, Kind, Op, Outcome, Summary, Violation};
 use bytes::Bytes;
 use cleave_proto::{Client, Error, ErrorCode, Selected};
 use rand::rngs::StdRng;
@@ -88,13 +88,19 @@ impl Workload {
 
     /// Run every client to the end and return the merged history.
     pub async fn run(&self) -> History {
+        self.run_tagged(0).await
+    }
+
+    /// [`Workload::run`] with client ids starting at `first_client`: two workloads sharing a
+    /// prefix (and a history) must use disjoint ids so that their values stay unique.
+    pub async fn run_tagged(&self, first_client: u32) -> History {
         assert!(!self.write_addrs.is_empty(), "no address to write to");
         let paths = self.paths();
         let tasks: Vec<_> = (0..self.clients)
-            .map(|id| {
+            .map(|i| {
                 let w = self.clone();
                 let paths = paths.clone();
-                tokio::spawn(async move { w.client(id as u32, paths).await })
+                tokio::spawn(async move { w.client(first_client + i as u32, paths).await })
             })
             .collect();
         let mut history = History::new();
@@ -128,6 +134,7 @@ impl Workload {
                     tokio::time::sleep(self.error_backoff).await;
                     continue;
                 };
+                let addr = c.addr().to_string();
                 let invoke = self.clock.now();
                 let res = tokio::time::timeout(self.timeout, c.select(path)).await;
                 let complete = self.clock.now();
@@ -148,7 +155,7 @@ impl Workload {
                         Outcome::Fail("timed out".into())
                     }
                 };
-                Op::new(id, path, Kind::Select, invoke, complete, outcome)
+                Op::new(id, path, Kind::Select, invoke, complete, outcome).at(&addr)
             } else {
                 let Some(c) = writer.get(self.timeout).await else {
                     tokio::time::sleep(self.error_backoff).await;
@@ -176,10 +183,11 @@ impl Workload {
                     Ok(Err(e)) => classify_write_error(&e),
                     Err(_) => Outcome::Unknown("timed out".into()),
                 };
-                if matches!(outcome, Outcome::Unknown(_)) {
+                let op = Op::new(id, path, kind, invoke, complete, outcome).at(writer.addr());
+                if matches!(op.outcome, Outcome::Unknown(_)) {
                     writer.reset();
                 }
-                Op::new(id, path, kind, invoke, complete, outcome)
+                op
             };
             let failed = matches!(op.outcome, Outcome::Fail(_) | Outcome::Unknown(_));
             ops.push(op);
@@ -268,16 +276,23 @@ pub fn assert_history(history: &History, min_acked: usize) -> Summary {
     let summary = history.summary();
     println!("history: {summary}");
     if let Err(violations) = history.check() {
-        let shown: Vec<String> = violations
-            .iter()
-            .take(40)
-            .map(|v| format!("  {v}"))
-            .collect();
+        let mut by_check: std::collections::BTreeMap<_, Vec<&Violation>> = Default::default();
+        for v in &violations {
+            by_check.entry(v.check).or_default().push(v);
+        }
+        let mut text = String::new();
+        for (check, vs) in &by_check {
+            text.push_str(&format!(
+                "{check:?}: {} violation(s), the first ones:\n",
+                vs.len()
+            ));
+            for v in vs.iter().take(8) {
+                text.push_str(&format!("  {v}\n"));
+            }
+        }
         panic!(
-            "{} violation(s) in a history of {summary}:\n{}{}",
-            violations.len(),
-            shown.join("\n"),
-            if violations.len() > 40 { "\n  ..." } else { "" }
+            "{} violation(s) in a history of {summary}:\n{text}",
+            violations.len()
         );
     }
     assert!(
@@ -318,6 +333,11 @@ impl<'a> Conn<'a> {
             }
         }
         self.client.as_mut()
+    }
+
+    /// The address in use (or to be tried next).
+    fn addr(&self) -> &str {
+        &self.addrs[self.next]
     }
 
     /// Drop the connection (its state is unknown) and move to the next address.

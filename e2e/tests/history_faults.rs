@@ -106,3 +106,53 @@ async fn history_holds_through_two_routers_over_two_clusters() {
     }
     finish(&w, history, &sys.router_addrs(), 100).await;
 }
+
+/// Issue 7 item 5: a leader frozen with `SIGSTOP` is deposed by hand (node 1 leads at epoch 2,
+/// node 2 follows it), then continued: while it still believes it leads, it must serve no
+/// stale read and acknowledge no write; then it rejoins as a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 7 item 5: the deposed leader serves stale reads and its own uncommitted writes after SIGCONT"]
+async fn history_holds_when_a_frozen_leader_is_deposed_and_continued() {
+    let c = Cluster::start("hdepose", ClusterOptions::default()).await;
+    let mut w = Workload::new(c.addrs());
+    w.read_addrs = c.addrs();
+    w.prefix = "d".into();
+    w.duration = Duration::from_secs(12);
+    w.timeout = Duration::from_secs(2);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.nodes[0].proc.signal(Signal::SIGSTOP);
+    c.nodes[1].client().await.lead(2).await.unwrap();
+    c.nodes[2]
+        .client()
+        .await
+        .follow(2, &c.nodes[1].addr)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.nodes[0].proc.signal(Signal::SIGCONT);
+    // Readers (and writers) aimed at the old leader only, while it still believes it leads.
+    let mut stale = w.clone();
+    stale.write_addrs = vec![c.nodes[0].addr.clone()];
+    stale.read_addrs = vec![c.nodes[0].addr.clone()];
+    stale.duration = Duration::from_secs(2);
+    stale.read_ratio = 0.9;
+    stale.prefix = "d".into();
+    stale.seed = 99;
+    // Its values must differ from the main load's: other client ids.
+    let old_leader = stale.run_tagged(100).await;
+    c.nodes[0]
+        .client()
+        .await
+        .follow(2, &c.nodes[1].addr)
+        .await
+        .unwrap();
+    let mut history = load.await.unwrap();
+    history.extend(old_leader);
+    c.wait_converged(CONVERGE).await;
+    finish(&w, history, &c.addrs(), 100).await;
+    c.assert_identical().await;
+}
