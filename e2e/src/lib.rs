@@ -7,10 +7,14 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod history;
 pub mod process;
 pub mod system;
+pub mod workload;
 
 pub use checker::Checker;
 pub use cluster::{Cluster, ClusterOptions};
+pub use history::History;
 pub use process::{free_port, wait_until, NodeProc, RedisProc, RouterProc};
 pub use system::System;
+pub use workload::{assert_history, Workload};

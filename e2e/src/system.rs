@@ -14,6 +14,9 @@ pub struct System {
     pub router: RouterProc,
     /// Its table.
     pub table: RangeTable,
+    /// More routers serving the same table file (see [`System::add_router`]).
+    pub more_routers: Vec<RouterProc>,
+    dir: std::path::PathBuf,
 }
 
 /// Two clusters owning the low and high halves of the hash space.
@@ -61,6 +64,38 @@ impl System {
             clusters: vec![a, b],
             router,
             table,
+            more_routers: vec![],
+            dir: dir.to_path_buf(),
         }
+    }
+
+    /// Start one more router on the same table; returns its address.
+    pub fn add_router(&mut self) -> String {
+        let i = self.more_routers.len() + 1;
+        let router = RouterProc::start(
+            &self.dir.join("table.yaml"),
+            &[],
+            &self.dir.join(format!("router-{i}.log")),
+        );
+        let addr = router.addr.clone();
+        self.more_routers.push(router);
+        addr
+    }
+
+    /// The addresses of every router.
+    pub fn router_addrs(&self) -> Vec<String> {
+        std::iter::once(&self.router)
+            .chain(&self.more_routers)
+            .map(|r| r.addr.clone())
+            .collect()
+    }
+
+    /// The name of the cluster owning `path` in the table.
+    pub fn cluster_of(&self, path: &str) -> String {
+        let root = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        self.table
+            .lookup(cleave_proto::hash::hash_root(root))
+            .map(|r| r.cluster.clone())
+            .unwrap_or_default()
     }
 }
