@@ -116,6 +116,42 @@ impl Cluster {
         panic!("cluster {} has no leader", self.name);
     }
 
+    /// Do what the operator does when a cluster has no leader (a restarted leader comes back
+    /// idle): ask every node where its log ends, make the most up-to-date one (by last epoch,
+    /// then seq; never a resyncing node) leader at a newer epoch, the others its followers
+    /// first. Returns the new leader's index.
+    pub async fn elect(&self) -> usize {
+        let mut statuses = vec![];
+        for n in &self.nodes {
+            statuses.push(n.status_within(Duration::from_secs(20)).await);
+        }
+        let epoch = statuses.iter().map(|s| s.epoch).max().unwrap_or(0) + 1;
+        let best = statuses
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.role != Role::Resyncing)
+            .max_by_key(|(_, s)| (s.last_epoch, s.applied_seq))
+            .map(|(i, _)| i)
+            .expect("a node that is not resyncing");
+        let leader = self.nodes[best].addr.clone();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if i != best {
+                n.client()
+                    .await
+                    .follow(epoch, &leader)
+                    .await
+                    .unwrap_or_else(|e| panic!("{} follow {leader} at {epoch}: {e}", n.addr));
+            }
+        }
+        self.nodes[best]
+            .client()
+            .await
+            .lead(epoch)
+            .await
+            .unwrap_or_else(|e| panic!("{leader} lead at {epoch}: {e}"));
+        best
+    }
+
     /// Wait until every follower reports itself in sync.
     pub async fn wait_in_sync(&self, timeout: Duration) {
         wait_until(

@@ -281,6 +281,22 @@ impl NodeProc {
     }
 
     /// Its `NODE.STATUS`.
+    /// The node's status, waiting (bounded, polling) until it answers.
+    pub async fn status_within(&self, timeout: Duration) -> cleave_proto::status::NodeStatus {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.status().await {
+                return st;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {} did not answer NODE.STATUS within {timeout:?}",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn status(&self) -> Option<cleave_proto::status::NodeStatus> {
         let mut c = cleave_proto::Client::connect(&self.addr).await.ok()?;
         c.node_status().await.ok()

@@ -19,7 +19,9 @@ pub enum Error {
     Apply(String),
     /// The store does not hold what the node knows it applied: its Redis lost data (restarted
     /// from an old AOF). The node must not lead or serve until it has caught up.
-    #[error("the store is at seq {found} but this node had applied {expected}: its Redis lost data")]
+    #[error(
+        "the store is at seq {found} but this node had applied {expected}: its Redis lost data"
+    )]
     Lost {
         /// What the node had applied.
         expected: u64,

@@ -121,9 +121,9 @@ fn dispatch_command(
             )
             .to_frame(),
         ),
-        other => ready(
-            Reply::new(ErrorCode::Err, format!("{other:?} is not a node command")).to_frame(),
-        ),
+        other => {
+            ready(Reply::new(ErrorCode::Err, format!("{other:?} is not a node command")).to_frame())
+        }
     }
 }
 
@@ -182,8 +182,12 @@ fn write(
         let (wait_for, answer) = match led {
             Led::Applied(e) => (e.seq, Ok(e.seq)),
             Led::Refused { entry, reply } => (entry.seq, Err(reply)),
-            Led::Rejected { reply, .. } if reply.code == ErrorCode::TryAgain => return reply.to_frame(),
-            Led::Rejected { reply, .. } if reply.code == ErrorCode::NotLeader => return reply.to_frame(),
+            Led::Rejected { reply, .. } if reply.code == ErrorCode::TryAgain => {
+                return reply.to_frame()
+            }
+            Led::Rejected { reply, .. } if reply.code == ErrorCode::NotLeader => {
+                return reply.to_frame()
+            }
             Led::Rejected { reply, applied } => (applied, Err(reply)),
             Led::Again(Ok(seq)) => (seq, Ok(seq)),
             Led::Again(Err(reply)) => (*node.applied.borrow(), Err(reply)),
@@ -388,4 +392,3 @@ fn not_found(path: &FilePath) -> Reply {
         format!("no such file or directory {path}"),
     )
 }
-

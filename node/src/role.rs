@@ -127,7 +127,11 @@ pub async fn step_down(node: &Node, why: &str) {
         needs_resync: false,
     };
     if let Err(e) = node.set_role(next).await {
-        tracing::warn!("{}: could not persist stepping down: {}", node.id, e.message);
+        tracing::warn!(
+            "{}: could not persist stepping down: {}",
+            node.id,
+            e.message
+        );
     }
     if let Ok(at) = node.store.clone().positions().await {
         node.set_applied(at.applied, at.applied_epoch);

@@ -121,7 +121,11 @@ async fn connection(
             if mux || class == last_class || pending.is_empty() {
                 last_class = class;
                 let permit = if class == Class::Write {
-                    match room.clone().acquire_many_owned(commit::room_for(frame_bytes(&frame))).await {
+                    match room
+                        .clone()
+                        .acquire_many_owned(commit::room_for(frame_bytes(&frame)))
+                        .await
+                    {
                         Ok(p) => Some(p),
                         Err(_) => return,
                     }
@@ -171,7 +175,11 @@ async fn connection(
 }
 
 /// Write a reply and every reply already complete behind it, then flush once.
-async fn write_ready(conn: &mut Connection, first: Frame, pending: &mut Pending) -> std::io::Result<()> {
+async fn write_ready(
+    conn: &mut Connection,
+    first: Frame,
+    pending: &mut Pending,
+) -> std::io::Result<()> {
     conn.write_frame(&first).await?;
     while let Some(Some(next)) = pending.next().now_or_never() {
         conn.write_frame(&next).await?;

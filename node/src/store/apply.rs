@@ -239,13 +239,12 @@ impl Store {
 
     /// The applied seq and its epoch, and the log's first seq and length.
     pub async fn positions(&mut self) -> Result<Positions> {
-        let (applied, epoch, first): (Option<u64>, Option<u64>, Option<u64>) =
-            redis::cmd("HMGET")
-                .arg("meta")
-                .arg(&["applied", "appliedepoch", "logfirst"])
-                .query_async(self.conn())
-                .await
-                .map_err(|e| Error::redis("read positions", e))?;
+        let (applied, epoch, first): (Option<u64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg("meta")
+            .arg(&["applied", "appliedepoch", "logfirst"])
+            .query_async(self.conn())
+            .await
+            .map_err(|e| Error::redis("read positions", e))?;
         let (applied, first) = (applied.unwrap_or(0), first.unwrap_or(0));
         let len = if first == 0 { 0 } else { applied + 1 - first };
         Ok(Positions {

@@ -31,5 +31,4 @@ impl Store {
             .await
             .map_err(|e| Error::redis("save role", e))
     }
-
 }
