@@ -182,8 +182,10 @@ fn first_pass_makes_node_zero_leader_at_epoch_one() {
             epoch: 1
         }
     );
+    // Followers first (once they are at the epoch an old leader gets no acknowledgements),
+    // then the leader.
     assert_eq!(
-        plan.actions[0],
+        plan.actions[2],
         NodeAction::Lead {
             cluster: "fc-a".into(),
             node: "fc-a-0".into(),
@@ -192,7 +194,7 @@ fn first_pass_makes_node_zero_leader_at_epoch_one() {
         }
     );
     assert_eq!(
-        plan.actions[1],
+        plan.actions[0],
         NodeAction::Follow {
             cluster: "fc-a".into(),
             node: "fc-a-1".into(),
@@ -414,4 +416,93 @@ fn status_of_a_refused_set_says_why_and_keeps_serving() {
         "the last valid table is still served"
     );
     assert_eq!(r.epoch, 1);
+}
+
+/// A status with its log position: `(last epoch, seq)`.
+fn at(role: Role, epoch: u64, leader: Option<&str>, last: (u64, u64)) -> NodeStatus {
+    let mut s = status(role, epoch, leader, last.1);
+    s.last_epoch = last.0;
+    s
+}
+
+#[test]
+fn a_restarted_leader_is_replaced_by_the_most_up_to_date_node_at_a_newer_epoch() {
+    let v = validate(&samples()).unwrap();
+    let state = committed(&v);
+    // fc-a-0 restarted (idle, and its Redis lost its tail: seq 90); fc-a-2 holds the most.
+    let obs = observed(
+        |c, i| match (c, i) {
+            ("fc-a", 0) => Some(at(Role::Idle, 1, None, (1, 90))),
+            ("fc-a", 1) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 99))),
+            ("fc-a", 2) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 100))),
+            _ => settled(c, i),
+        },
+        &[Some(1), Some(1)],
+    );
+    let plan = build(&v, &state, &obs);
+    assert_eq!(
+        plan.state.clusters["fc-a"],
+        ClusterState {
+            leader: Some("fc-a-2".into()),
+            epoch: 2
+        }
+    );
+    let lead_at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, NodeAction::Lead { node, epoch: 2, .. } if node == "fc-a-2"))
+        .expect("fc-a-2 is told to lead epoch 2");
+    for n in ["fc-a-0", "fc-a-1"] {
+        let follow_at = plan
+            .actions
+            .iter()
+            .position(|a| matches!(a, NodeAction::Follow { node, epoch: 2, leader, .. } if node == n && leader == "127.0.0.1:102"))
+            .unwrap_or_else(|| panic!("{n} is told to follow fc-a-2 at epoch 2"));
+        assert!(follow_at < lead_at, "followers move to the new epoch first");
+    }
+    assert_eq!(plan.state.clusters["fc-b"].epoch, 1, "fc-b is left alone");
+}
+
+#[test]
+fn an_election_waits_while_too_few_nodes_answer_and_never_picks_a_resyncing_node() {
+    let v = validate(&samples()).unwrap();
+    let state = committed(&v);
+    // minInSync 1 of 3: both followers must answer; fc-a-2 is down.
+    let obs = observed(
+        |c, i| match (c, i) {
+            ("fc-a", 0) => Some(at(Role::Idle, 1, None, (1, 100))),
+            ("fc-a", 1) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 100))),
+            ("fc-a", 2) => None,
+            _ => settled(c, i),
+        },
+        &[Some(1)],
+    );
+    let plan = build(&v, &state, &obs);
+    assert_eq!(plan.state.clusters["fc-a"].epoch, 1, "no new epoch");
+    assert!(
+        plan.waiting["fc-a"].contains("1 of the 2 other node(s) answered, 2 needed"),
+        "{:?}",
+        plan.waiting
+    );
+    assert!(!plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, NodeAction::Lead { cluster, .. } if cluster == "fc-a")));
+
+    // Every node answers but the one with the highest seq is resyncing: it is not chosen.
+    let obs = observed(
+        |c, i| match (c, i) {
+            ("fc-a", 0) => Some(at(Role::Idle, 1, None, (1, 50))),
+            ("fc-a", 1) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 60))),
+            ("fc-a", 2) => Some(at(Role::Resyncing, 1, Some("127.0.0.1:100"), (1, 900))),
+            _ => settled(c, i),
+        },
+        &[Some(1)],
+    );
+    let plan = build(&v, &state, &obs);
+    assert_eq!(
+        plan.state.clusters["fc-a"].leader.as_deref(),
+        Some("fc-a-1")
+    );
+    assert_eq!(plan.state.clusters["fc-a"].epoch, 2);
 }

@@ -74,6 +74,25 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
         if cs.leader.is_none() {
             adopt_or_choose(cs, &nodes);
         }
+        if needs_election(cs, &nodes) {
+            let k = fc.spec.min_in_sync.max(0) as usize;
+            match elect(cs, &nodes, k) {
+                Ok((leader, epoch)) => {
+                    tracing::info!(
+                        cluster = %cname,
+                        leader = %leader.name,
+                        epoch,
+                        "the leader does not lead: electing the most up-to-date node"
+                    );
+                    cs.leader = Some(leader.name.clone());
+                    cs.epoch = epoch;
+                }
+                Err(why) => {
+                    waiting.insert(cname.clone(), why);
+                    continue;
+                }
+            }
+        }
         let leader_name = cs.leader.clone().expect("a leader was chosen");
         let Some(leader) = nodes.iter().find(|n| n.name == leader_name) else {
             waiting.insert(
@@ -84,7 +103,23 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
         };
         let epoch = cs.epoch;
         let mut leading = false;
-        // Leader first: followers must find it leading.
+        // Followers first: once a quorum of them is at the new epoch, an old leader can no
+        // longer collect acknowledgements; then the leader.
+        for n in nodes.iter().filter(|n| n.name != leader_name) {
+            let Some(st) = &n.status else { continue };
+            let ok = matches!(st.role, Role::Follower | Role::Resyncing)
+                && st.epoch == epoch
+                && st.leader.as_deref() == Some(leader.address.as_str());
+            if !ok && st.epoch <= epoch {
+                actions.push(NodeAction::Follow {
+                    cluster: cname.clone(),
+                    node: n.name.clone(),
+                    address: n.address.clone(),
+                    epoch,
+                    leader: leader.address.clone(),
+                });
+            }
+        }
         match &leader.status {
             None => {
                 waiting.insert(
@@ -105,21 +140,6 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
                 address: leader.address.clone(),
                 epoch,
             }),
-        }
-        for n in nodes.iter().filter(|n| n.name != leader_name) {
-            let Some(st) = &n.status else { continue };
-            let ok = matches!(st.role, Role::Follower | Role::Resyncing)
-                && st.epoch == epoch
-                && st.leader.as_deref() == Some(leader.address.as_str());
-            if !ok && st.epoch <= epoch {
-                actions.push(NodeAction::Follow {
-                    cluster: cname.clone(),
-                    node: n.name.clone(),
-                    address: n.address.clone(),
-                    epoch,
-                    leader: leader.address.clone(),
-                });
-            }
         }
         if !leading && !waiting.contains_key(&cname) {
             waiting.insert(cname.clone(), format!("{leader_name} is becoming leader"));
@@ -179,6 +199,64 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
         push_to,
         waiting,
     }
+}
+
+/// Whether the recorded leader answers but does not lead its epoch (it restarted — a restarted
+/// leader never resumes an epoch — or stepped down because its store lost data): a node that
+/// holds every acknowledged write must lead a newer epoch.
+fn needs_election(cs: &ClusterState, nodes: &[super::NodeObs]) -> bool {
+    let Some(name) = &cs.leader else { return false };
+    let Some(st) = nodes
+        .iter()
+        .find(|n| &n.name == name)
+        .and_then(|n| n.status.as_ref())
+    else {
+        return false;
+    };
+    st.epoch >= cs.epoch && cs.epoch > 0 && !(st.role == Role::Leader && st.epoch == cs.epoch)
+}
+
+/// Choose the node to lead a new epoch: the one whose log is the most up to date by
+/// `(last epoch, last seq)`, never a resyncing one, and only when enough nodes answered to be
+/// sure it holds every acknowledged write. A write was acknowledged once `k` followers held
+/// it, so any `n - k` of the previous leader's `n - 1` followers include one that holds it (the
+/// previous leader itself may have lost its tail and does not count). Returns the node and the
+/// epoch, newer than any seen.
+pub fn elect<'a>(
+    cs: &ClusterState,
+    nodes: &'a [super::NodeObs],
+    k: usize,
+) -> Result<(&'a super::NodeObs, u64), String> {
+    let previous = cs.leader.as_deref().unwrap_or_default();
+    let answered: Vec<&super::NodeObs> = nodes.iter().filter(|n| n.status.is_some()).collect();
+    let followers_answered = answered.iter().filter(|n| n.name != previous).count();
+    let needed = nodes
+        .len()
+        .saturating_sub(k.max(1))
+        .min(nodes.len().saturating_sub(1));
+    if followers_answered < needed {
+        return Err(format!(
+            "waiting to elect a leader: {followers_answered} of the {} other node(s) answered, \
+             {needed} needed to be sure no acknowledged write is missing",
+            nodes.len().saturating_sub(1)
+        ));
+    }
+    let best = answered
+        .iter()
+        .filter(|n| n.status.as_ref().is_some_and(|s| s.role != Role::Resyncing))
+        .max_by_key(|n| {
+            let s = n.status.as_ref().expect("answered");
+            (s.last_epoch, s.applied_seq, n.name == previous)
+        })
+        .ok_or_else(|| {
+            "waiting to elect a leader: every node that answered is resyncing".to_string()
+        })?;
+    let seen = answered
+        .iter()
+        .filter_map(|n| n.status.as_ref().map(|s| s.epoch))
+        .max()
+        .unwrap_or(0);
+    Ok((best, seen.max(cs.epoch) + 1))
 }
 
 /// A cluster the state knows nothing about: adopt what its nodes report (the state was lost
