@@ -166,6 +166,12 @@ impl Client {
                 Ok(cmd) => cmd,
             };
             let path = match cmd.path() {
+                Some(_) if matches!(cmd, Command::Req { .. }) => {
+                    // Sessions are the router's own: a client's tag would nest.
+                    let e = Reply::new(ErrorCode::Err, "REQ is not a router command");
+                    self.start_local(e.to_frame());
+                    continue;
+                }
                 Some(p) => p,
                 None => {
                     let w = self.waiting.pop_front().expect("front");

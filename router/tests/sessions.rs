@@ -559,3 +559,22 @@ async fn a_session_that_gave_up_is_replaced_and_later_writes_apply() {
     assert_eq!(st.seen.len(), refused + 1, "a new session after each give-up");
     assert_eq!(st.files.get("/g/f"), Some(&Bytes::from("x")));
 }
+
+#[tokio::test]
+async fn clients_cannot_tag_writes_themselves() {
+    let cluster = Cluster::start(1, |_| Fault::None).await;
+    let router = Router::start(Some(&table(&[("fc", &cluster)])), 1000).await;
+    let replies = pipeline(
+        &router,
+        &[
+            cmd(&["REQ", "mine", "1", "INSERT", "/a/f", "x"]),
+            cmd(&["MUX"]),
+            cmd(&["INSERT", "/a/f", "y"]),
+        ],
+    )
+    .await;
+    assert!(matches!(&replies[0], Frame::Error(e) if e.starts_with("ERR")));
+    assert!(matches!(&replies[1], Frame::Error(e) if e.starts_with("ERR")));
+    assert_eq!(replies[2], Frame::Integer(1));
+    assert_eq!(cluster.state().applied, 1);
+}
