@@ -22,7 +22,7 @@ use crate::route::{self, Outcome};
 use bytes::Bytes;
 use cleave_proto::{ErrorCode, Frame, RangeTable, Reply};
 use futures::FutureExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -203,7 +203,8 @@ struct Upstream {
 #[derive(Debug)]
 pub struct Writes {
     prefix: String,
-    sessions: HashMap<String, Session>,
+    /// Per cluster written to (few: a linear scan beats hashing the name per write).
+    sessions: Vec<(String, Session)>,
     /// The cluster whose session the writes in flight belong to.
     lane: String,
     inflight: VecDeque<Write>,
@@ -223,7 +224,7 @@ impl Writes {
     pub fn new(prefix: String) -> Writes {
         Writes {
             prefix,
-            sessions: HashMap::new(),
+            sessions: Vec::new(),
             lane: String::new(),
             inflight: VecDeque::new(),
             sent: 0,
@@ -251,17 +252,19 @@ impl Writes {
         extra: Duration,
     ) -> oneshot::Receiver<Frame> {
         debug_assert!(self.inflight.is_empty() || self.lane == cluster);
-        let session = match self.sessions.get_mut(cluster) {
-            Some(s) => s,
-            None => self
-                .sessions
-                .entry(cluster.to_string())
-                .or_insert_with(|| Session {
+        let i = match self.sessions.iter().position(|(c, _)| c == cluster) {
+            Some(i) => i,
+            None => {
+                let s = Session {
                     id: Bytes::from(session_id(&self.prefix, 0, cluster)),
                     gen: 0,
                     next: 1,
-                }),
+                };
+                self.sessions.push((cluster.to_string(), s));
+                self.sessions.len() - 1
+            }
         };
+        let session = &mut self.sessions[i].1;
         let seq = session.next;
         session.next += 1;
         let frame = tag(&session.id, seq, frame);
@@ -483,7 +486,7 @@ impl Writes {
         self.wait_until = None;
         self.backoff = MIN_BACKOFF;
         self.tried = 0;
-        if let Some(s) = self.sessions.get_mut(&self.lane) {
+        if let Some((_, s)) = self.sessions.iter_mut().find(|(c, _)| *c == self.lane) {
             s.gen += 1;
             s.id = Bytes::from(session_id(&self.prefix, s.gen, &self.lane));
             s.next = 1;
@@ -493,8 +496,9 @@ impl Writes {
     /// The session id and the next seq of this connection's writes to `cluster` (for tests).
     pub fn session(&self, cluster: &str) -> Option<(String, u64)> {
         self.sessions
-            .get(cluster)
-            .map(|s| (String::from_utf8_lossy(&s.id).into_owned(), s.next))
+            .iter()
+            .find(|(c, _)| c == cluster)
+            .map(|(_, s)| (String::from_utf8_lossy(&s.id).into_owned(), s.next))
     }
 }
 

@@ -7,9 +7,9 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
+use cleave_proto::frame::Limits;
 use cleave_proto::hash::hash_root;
 use cleave_proto::range::{ClusterMembers, HashRange};
-use cleave_proto::frame::Limits;
 use cleave_proto::{Command, Connection, Frame, RangeTable};
 use common::Router;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -353,7 +353,10 @@ fn assert_applied_in_order(replies: &[Frame]) {
         let Frame::Integer(seq) = r else {
             panic!("request {i}: expected a seq, got {r:?}");
         };
-        assert!(*seq > last, "request {i}: seq {seq} after {last}: reordered");
+        assert!(
+            *seq > last,
+            "request {i}: seq {seq} after {last}: reordered"
+        );
         last = *seq;
     }
 }
@@ -370,7 +373,11 @@ async fn pipelined_insert_delete_insert_over_50_paths_keep_their_order() {
     assert_eq!(st.applied, 6000, "each write applied once");
     assert_eq!(st.untagged, 0, "every write carries its session");
     assert_eq!(st.without_mux, 0, "pooled connections announce MUX");
-    assert_eq!(st.sessions.len(), 1, "one connection, one cluster: one session");
+    assert_eq!(
+        st.sessions.len(),
+        1,
+        "one connection, one cluster: one session"
+    );
     assert!(st.sessions.keys().all(|s| s.ends_with(".fc")));
     assert!(
         st.max_ahead > 1 && st.max_ahead <= 256,
@@ -556,7 +563,11 @@ async fn a_session_that_gave_up_is_replaced_and_later_writes_apply() {
     assert!(refused >= 1);
     let st = cluster.state();
     assert_eq!(st.applied, 1);
-    assert_eq!(st.seen.len(), refused + 1, "a new session after each give-up");
+    assert_eq!(
+        st.seen.len(),
+        refused + 1,
+        "a new session after each give-up"
+    );
     assert_eq!(st.files.get("/g/f"), Some(&Bytes::from("x")));
 }
 
@@ -577,4 +588,34 @@ async fn clients_cannot_tag_writes_themselves() {
     assert!(matches!(&replies[1], Frame::Error(e) if e.starts_with("ERR")));
     assert_eq!(replies[2], Frame::Integer(1));
     assert_eq!(cluster.state().applied, 1);
+}
+
+/// Throughput through the router with `redis-benchmark` (50 connections, no pipelining), against
+/// a stub: `cargo test -p cleave-router --release --test sessions throughput -- --ignored
+/// --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    let cluster = Cluster::start(1, |_| Fault::None).await;
+    let router = Router::start(Some(&table(&[("fc", &cluster)])), 5000).await;
+    let port = router.addr.rsplit(':').next().unwrap().to_string();
+    for args in [
+        &["INSERT", "/b/__rand_int__", "xxxxxxxxxxxxxxxx"][..],
+        &["SELECT", "/b/__rand_int__"][..],
+        &["INSERT", "/b/__rand_int__", "xxxxxxxxxxxxxxxx"][..],
+        &["SELECT", "/b/__rand_int__"][..],
+    ] {
+        let out = tokio::process::Command::new("redis-benchmark")
+            .args(["-p", &port, "-c", "50", "-n", "100000", "-r", "1000", "-q"])
+            .args(args)
+            .output()
+            .await
+            .expect("redis-benchmark");
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!(
+            "{}: {}",
+            args[0],
+            text.trim().rsplit('\r').next().unwrap_or("")
+        );
+    }
 }
