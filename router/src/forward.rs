@@ -51,7 +51,28 @@ impl Forwarder {
         }
     }
 
+    /// The served range table.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Leaders learned from `-NOTLEADER` replies.
+    pub fn leaders(&self) -> &Leaders {
+        &self.leaders
+    }
+
+    /// The retry budget of one request.
+    pub fn retry(&self) -> Duration {
+        self.retry
+    }
+
     /// Forward `frame` (the client's request, decoded as `cmd`) and return the reply to relay.
+    /// Used for reads, which need no session; writes go through [`crate::session::Writes`].
     pub async fn forward(&self, cmd: &Command, frame: Frame) -> Frame {
         let Some(path) = cmd.path() else {
             return Reply::new(ErrorCode::Err, "not a routable command").to_frame();

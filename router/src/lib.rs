@@ -7,6 +7,7 @@
 //! - [`route`]: pure routing decisions (hash → cluster → node, what a reply means);
 //! - [`pool`]: pooled, multiplexed connections to nodes;
 //! - [`forward`]: one request's journey, with transparent bounded retries;
+//! - [`session`]: sessions, the order of one connection's requests, its write pipeline;
 //! - [`server`]: the accept loop and pipelined connections.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod forward;
 pub mod pool;
 pub mod route;
 pub mod server;
+pub mod session;
 pub mod table;
 
 pub use config::Config;
@@ -45,6 +47,8 @@ pub async fn run(
         forwarder: forward::Forwarder::new(tables.clone(), config.retry),
         tables,
         id: addr.clone(),
+        router_id: session::router_id(),
+        connections: Default::default(),
     });
     println!("cleave-router listening on {addr}");
     let _ = std::io::stdout().flush();

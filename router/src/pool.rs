@@ -1,12 +1,14 @@
 //! Pooled, multiplexed connections to nodes.
 //!
 //! Per node address the pool keeps a few [`MuxClient`]s (each one socket shared by many
-//! requests with pipelining) and hands them out round-robin. A connection that failed
+//! requests with pipelining, announced to the node with `MUX`) and hands them out round-robin.
+//! A client connection's writes stay on the socket they got (see [`crate::session`]), so
+//! round-robin only spreads connections and reads. A connection that failed
 //! (`is_closed()`) or timed out is replaced on next use; only one task reconnects a slot at a
 //! time. A node that refused a connection is remembered as *down* for a short while, so reads
 //! prefer the other nodes of its cluster instead of paying a failed connect each time.
 
-use cleave_proto::MuxClient;
+use cleave_proto::{Frame, MuxClient};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -78,7 +80,7 @@ impl Pool {
         if let Some(p) = live(slot, i) {
             return Ok(p);
         }
-        let connected = match tokio::time::timeout(timeout, MuxClient::connect(addr)).await {
+        let connected = match tokio::time::timeout(timeout, connect(addr)).await {
             Ok(r) => r,
             Err(_) => Err(cleave_proto::Error::Connect {
                 addr: addr.into(),
@@ -127,6 +129,20 @@ impl Pool {
     }
 }
 
+/// Connect and announce `MUX`: this socket carries many clients' requests, which the router
+/// orders itself (per client connection and session), so the node must not order them by
+/// arrival. A node that does not answer `+OK` is not used.
+async fn connect(addr: &str) -> cleave_proto::Result<MuxClient> {
+    let client = MuxClient::connect(addr).await?;
+    match client.request(Frame::command(["MUX"])).await? {
+        Frame::Simple(ok) if ok == "OK" => Ok(client),
+        Frame::Error(e) => Err(cleave_proto::Error::Reply(cleave_proto::Reply::parse(&e))),
+        other => Err(cleave_proto::Error::Unexpected(format!(
+            "MUX answered {other:?}"
+        ))),
+    }
+}
+
 fn live(slot: &Slot, i: usize) -> Option<Pooled> {
     let conn = slot.conn.read().unwrap_or_else(|e| e.into_inner());
     match conn.as_ref() {
@@ -142,10 +158,11 @@ fn live(slot: &Slot, i: usize) -> Option<Pooled> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cleave_proto::{Connection, Frame};
+    use cleave_proto::{Command, Connection};
     use tokio::net::TcpListener;
 
-    /// A node that answers every request with `:1` and counts its connections.
+    /// A node that answers `MUX` with `+OK` (and checks that it came first), every other
+    /// request with `:1`, and counts its connections.
     async fn echo_node() -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -156,8 +173,16 @@ mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut c = Connection::new(s);
-                    while let Ok(Some(_)) = c.read_frame().await {
-                        if c.send(&Frame::Integer(1)).await.is_err() {
+                    let mut first = true;
+                    while let Ok(Some(f)) = c.read_frame().await {
+                        let mux = Command::from_frame(f).is_ok_and(|c| c == Command::Mux);
+                        let reply = match (first, mux) {
+                            (true, true) => Frame::ok(),
+                            (false, false) => Frame::Integer(1),
+                            _ => Frame::Error("ERR MUX must come first, once".into()),
+                        };
+                        first = false;
+                        if c.send(&reply).await.is_err() {
                             return;
                         }
                     }
@@ -185,6 +210,30 @@ mod tests {
             p.client.request(Frame::command(["PING"])).await.unwrap();
         }
         assert_eq!(accepted.load(Ordering::SeqCst), CONNECTIONS_PER_NODE + 1);
+    }
+
+    #[tokio::test]
+    async fn a_node_that_refuses_mux_is_not_used() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut c = Connection::new(s);
+                    while let Ok(Some(_)) = c.read_frame().await {
+                        let no = Frame::Error("ERR MUX not supported yet".into());
+                        if c.send(&no).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let err = Pool::new()
+            .get(&addr, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
     }
 
     #[tokio::test]

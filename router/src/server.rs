@@ -1,20 +1,24 @@
 //! The TCP server: accept clients, answer pipelined requests in order.
 //!
-//! Each connection reads requests as they arrive and starts them at once (one client's
-//! pipelined requests may go to different clusters); replies are written strictly in request
-//! order and flushed together once no further reply is ready. Buffered requests are read before
+//! Each connection reads requests as they arrive and starts each as soon as the order of its
+//! requests allows ([`Order`]: writes to one cluster are pipelined, reads run together, and a
+//! read waits for earlier writes and a write for earlier reads, as with Redis); replies are
+//! written strictly in request order and flushed together once no further reply is ready. Buffered requests are read before
 //! ready replies are written, so a pipeline is dispatched as a whole and answered in few writes.
 //! Reading pauses while too many requests, or too many bytes, are in flight: a connection never
 //! holds more than one large request beyond [`MAX_IN_FLIGHT_BYTES`].
 
-use crate::forward::Forwarder;
+use crate::forward::{no_table, payload_bytes, Forwarder, PER_MIB};
+use crate::session::{self, Kind, Order, Writes};
 use crate::table::{Pushed, Tables};
 use cleave_proto::connection::ConnectionError;
 use cleave_proto::{Command, Connection, ErrorCode, Frame, Reply};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -34,6 +38,10 @@ pub struct Shared {
     pub forwarder: Forwarder,
     /// This router's id (its bound address), reported by `HELLO`.
     pub id: String,
+    /// Random, made at start: the first part of every session id (unique across restarts).
+    pub router_id: u64,
+    /// Connections accepted so far: the second part of every session id.
+    pub connections: AtomicU64,
 }
 
 /// Accept connections until `shutdown` completes; then stop reading new requests, let the
@@ -73,31 +81,59 @@ pub async fn serve(
     }
 }
 
-type Pending = FuturesOrdered<BoxFuture<'static, (Frame, usize)>>;
+/// A reply to come: the frame, the request bytes it frees, and whether it was a read or write
+/// counted by [`Order`].
+type Pending = FuturesOrdered<BoxFuture<'static, (Frame, usize, bool)>>;
+
+/// A request read but not started yet (it waits for earlier requests, see [`Order`]).
+struct Waiting {
+    frame: Frame,
+    cmd: Result<Command, Frame>,
+    size: usize,
+}
+
+/// One client connection: its requests in order, its write pipeline, its session prefix.
+struct Client {
+    shared: Arc<Shared>,
+    waiting: VecDeque<Waiting>,
+    pending: Pending,
+    order: Order,
+    writes: Writes,
+    bytes_in_flight: usize,
+}
 
 async fn connection(shared: Arc<Shared>, socket: TcpStream, mut stop: watch::Receiver<bool>) {
     let mut conn = Connection::new(socket);
     let peer = conn.peer();
-    let mut pending: Pending = FuturesOrdered::new();
-    let mut bytes_in_flight = 0usize;
+    let number = shared.connections.fetch_add(1, Ordering::Relaxed);
+    let mut c = Client {
+        writes: Writes::new(session::prefix(shared.router_id, number)),
+        shared,
+        waiting: VecDeque::new(),
+        pending: FuturesOrdered::new(),
+        order: Order::default(),
+        bytes_in_flight: 0,
+    };
     let mut reading = !*stop.borrow();
-    while reading || !pending.is_empty() {
-        let can_read =
-            reading && pending.len() < MAX_IN_FLIGHT && bytes_in_flight < MAX_IN_FLIGHT_BYTES;
+    while reading || !c.pending.is_empty() || !c.waiting.is_empty() {
+        c.start_ready();
+        let queued = c.pending.len() + c.waiting.len();
+        let can_read = reading && queued < MAX_IN_FLIGHT && c.bytes_in_flight < MAX_IN_FLIGHT_BYTES;
+        let forwarder = &c.shared.forwarder;
         tokio::select! {
             biased;
             frame = conn.read_frame(), if can_read => match frame {
                 Ok(Some(frame)) => {
                     let size = frame_bytes(&frame);
-                    bytes_in_flight += size;
-                    let reply = handle(shared.clone(), frame);
-                    pending.push_back(reply.map(move |f| (f, size)).boxed());
+                    c.bytes_in_flight += size;
+                    let cmd = Command::from_frame(frame.clone()).map_err(|r| r.to_frame());
+                    c.waiting.push_back(Waiting { frame, cmd, size });
                 }
                 Ok(None) => reading = false,
                 Err(ConnectionError::Frame(e)) => {
                     tracing::debug!("{peer}: {e}");
                     let reply = Frame::Error(format!("ERR Protocol error: {e}"));
-                    pending.push_back(futures::future::ready((reply, 0)).boxed());
+                    c.waiting.push_back(Waiting { frame: Frame::Null, cmd: Err(reply), size: 0 });
                     reading = false;
                 }
                 Err(e) => {
@@ -105,30 +141,120 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, mut stop: watch::Rec
                     return;
                 }
             },
-            Some((reply, size)) = pending.next(), if !pending.is_empty() => {
-                bytes_in_flight -= size;
-                if write_ready(&mut conn, reply, &mut pending, &mut bytes_in_flight).await.is_err() {
+            Some(first) = c.pending.next(), if !c.pending.is_empty() => {
+                if c.write_ready(&mut conn, first).await.is_err() {
                     return;
                 }
             }
+            _ = c.writes.step(forwarder), if c.writes.busy() => {}
             _ = stop.changed(), if reading => reading = false,
         }
     }
 }
 
-/// Write a reply and every reply already complete behind it, then flush once.
-async fn write_ready(
-    conn: &mut Connection,
-    first: Frame,
-    pending: &mut Pending,
-    bytes_in_flight: &mut usize,
-) -> std::io::Result<()> {
-    conn.write_frame(&first).await?;
-    while let Some(Some((next, size))) = pending.next().now_or_never() {
-        *bytes_in_flight -= size;
-        conn.write_frame(&next).await?;
+impl Client {
+    /// Start every waiting request that [`Order`] admits, oldest first; stop at the first that
+    /// must wait (nothing overtakes it).
+    fn start_ready(&mut self) {
+        while let Some(w) = self.waiting.front() {
+            let cmd = match &w.cmd {
+                Err(reply) => {
+                    let reply = reply.clone();
+                    self.start_local(reply);
+                    continue;
+                }
+                Ok(cmd) => cmd,
+            };
+            let path = match cmd.path() {
+                Some(_) if matches!(cmd, Command::Req { .. }) => {
+                    // Sessions are the router's own: a client's tag would nest.
+                    let e = Reply::new(ErrorCode::Err, "REQ is not a router command");
+                    self.start_local(e.to_frame());
+                    continue;
+                }
+                Some(p) => p,
+                None => {
+                    let w = self.waiting.pop_front().expect("front");
+                    let reply = local(&self.shared, w.cmd.expect("parsed"), &w.frame);
+                    self.push(futures::future::ready(reply), w.size, false);
+                    continue;
+                }
+            };
+            if !cmd.is_write() {
+                if !self.order.admits(Kind::Read) {
+                    return;
+                }
+                self.order.start(Kind::Read);
+                let w = self.waiting.pop_front().expect("front");
+                let shared = self.shared.clone();
+                let cmd = w.cmd.expect("parsed");
+                let reply = async move { shared.forwarder.forward(&cmd, w.frame).await };
+                self.push(reply, w.size, true);
+                continue;
+            }
+            let fwd = &self.shared.forwarder;
+            let Some(table) = fwd.tables().current() else {
+                self.start_local(no_table());
+                continue;
+            };
+            let hash = path.hash();
+            let Some((range, _)) = table.route(hash) else {
+                let e = Reply::new(ErrorCode::Err, "range table has no owner for this path");
+                self.start_local(e.to_frame());
+                continue;
+            };
+            let kind = Kind::Write(&range.cluster);
+            if !self.order.admits(kind) {
+                return;
+            }
+            let mib = payload_bytes(cmd, &w.frame).div_ceil(1 << 20) as u32;
+            self.order.start(kind);
+            let w = self.waiting.pop_front().expect("front");
+            let rx = self
+                .writes
+                .push(&range.cluster, hash, w.frame, fwd.retry(), PER_MIB * mib);
+            let reply = async move {
+                rx.await.unwrap_or_else(|_| {
+                    Reply::new(ErrorCode::TryAgain, "write abandoned").to_frame()
+                })
+            };
+            self.push(reply, w.size, true);
+        }
     }
-    conn.flush().await
+
+    /// Answer the oldest waiting request with `reply` at once.
+    fn start_local(&mut self, reply: Frame) {
+        let w = self.waiting.pop_front().expect("front");
+        self.push(futures::future::ready(reply), w.size, false);
+    }
+
+    fn push(
+        &mut self,
+        reply: impl Future<Output = Frame> + Send + 'static,
+        size: usize,
+        counted: bool,
+    ) {
+        self.pending
+            .push_back(reply.map(move |f| (f, size, counted)).boxed());
+    }
+
+    /// Write a reply and every reply already complete behind it, then flush once.
+    async fn write_ready(
+        &mut self,
+        conn: &mut Connection,
+        first: (Frame, usize, bool),
+    ) -> std::io::Result<()> {
+        let mut next = Some(first);
+        while let Some((reply, size, counted)) = next {
+            self.bytes_in_flight -= size;
+            if counted {
+                self.order.finish();
+            }
+            conn.write_frame(&reply).await?;
+            next = self.pending.next().now_or_never().flatten();
+        }
+        conn.flush().await
+    }
 }
 
 /// Bytes a request holds (its bulk payloads), for the in-flight bound.
@@ -140,31 +266,18 @@ fn frame_bytes(frame: &Frame) -> usize {
     }
 }
 
-fn ready(frame: Frame) -> BoxFuture<'static, Frame> {
-    futures::future::ready(frame).boxed()
-}
-
-/// Answer one request: locally (handshake, table admin) or by forwarding it to a node.
-fn handle(shared: Arc<Shared>, frame: Frame) -> BoxFuture<'static, Frame> {
-    let original = frame.clone();
-    let cmd = match Command::from_frame(frame) {
-        Ok(cmd) => cmd,
-        Err(reply) => return ready(reply.to_frame()),
-    };
+/// Answer a request that has no path: handshake and table admin, or an error.
+fn local(shared: &Shared, cmd: Command, original: &Frame) -> Frame {
     match cmd {
-        Command::Ping(None) => ready(Frame::Simple("PONG".into())),
-        Command::Ping(Some(msg)) => ready(Frame::Bulk(msg)),
-        Command::Hello(v) => ready(cleave_proto::runtime::hello_reply(
-            v,
-            "cleave-router",
-            &shared.id,
-        )),
-        Command::CommandInfo | Command::ConfigGet(_) => ready(Frame::Array(vec![])),
-        Command::TableGet => ready(match shared.tables.current() {
+        Command::Ping(None) => Frame::Simple("PONG".into()),
+        Command::Ping(Some(msg)) => Frame::Bulk(msg),
+        Command::Hello(v) => cleave_proto::runtime::hello_reply(v, "cleave-router", &shared.id),
+        Command::CommandInfo | Command::ConfigGet(_) => Frame::Array(vec![]),
+        Command::TableGet => match shared.tables.current() {
             Some(t) => Frame::Bulk(serde_json::to_vec(&*t).unwrap_or_default().into()),
             None => Frame::Null,
-        }),
-        Command::TablePush(json) => ready(match shared.tables.push_json(&json) {
+        },
+        Command::TablePush(json) => match shared.tables.push_json(&json) {
             Ok(pushed) => {
                 if pushed == Pushed::Accepted {
                     let epoch = shared.tables.current().map_or(0, |t| t.epoch);
@@ -176,12 +289,9 @@ fn handle(shared: Arc<Shared>, frame: Frame) -> BoxFuture<'static, Frame> {
                 tracing::warn!("refused range table: {e}");
                 e.to_reply().to_frame()
             }
-        }),
-        cmd if cmd.path().is_some() => {
-            async move { shared.forwarder.forward(&cmd, original).await }.boxed()
-        }
+        },
         _ => {
-            let name = match &original {
+            let name = match original {
                 Frame::Array(items) => items
                     .first()
                     .and_then(Frame::as_bytes)
@@ -189,7 +299,7 @@ fn handle(shared: Arc<Shared>, frame: Frame) -> BoxFuture<'static, Frame> {
                     .unwrap_or_default(),
                 _ => String::new(),
             };
-            ready(Reply::new(ErrorCode::Err, format!("{name} is not a router command")).to_frame())
+            Reply::new(ErrorCode::Err, format!("{name} is not a router command")).to_frame()
         }
     }
 }

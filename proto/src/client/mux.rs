@@ -48,12 +48,22 @@ impl MuxClient {
 
     /// Send a request and wait for its reply frame (error replies are returned as frames).
     pub async fn request(&self, frame: Frame) -> Result<Frame> {
+        let reply = self.send(frame).await?;
+        reply.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Queue a request and return at once with its reply to come. Requests queued one after
+    /// the other by one task are written in that order (a caller that must keep its requests
+    /// in order awaits each `send` before the next). Cancel-safe: if the returned future is
+    /// dropped before it resolves, nothing was queued. The receiver fails if the connection
+    /// closed before the reply came; dropping it discards the reply.
+    pub async fn send(&self, frame: Frame) -> Result<oneshot::Receiver<Result<Frame>>> {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send((frame, tx))
             .await
             .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        Ok(rx)
     }
 
     /// Whether the connection has failed (the pool should replace it).

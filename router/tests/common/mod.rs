@@ -16,6 +16,7 @@ type Behaviour = Arc<dyn Fn(&Command) -> Frame + Send + Sync>;
 
 /// A TCP server speaking RESP that answers each request with `behaviour(command)`, after
 /// `delay`, and counts the requests it got. Not a storage node: just enough to drive the router.
+/// `MUX` is acknowledged (not counted); a `REQ`-tagged write is answered as the write itself.
 pub struct Stub {
     pub addr: String,
     pub hits: Arc<AtomicUsize>,
@@ -42,10 +43,22 @@ impl Stub {
                 tokio::spawn(async move {
                     let mut conn = Connection::new(socket);
                     while let Ok(Some(frame)) = conn.read_frame().await {
-                        counter.fetch_add(1, Ordering::SeqCst);
                         let reply = match Command::from_frame(frame) {
-                            Ok(cmd) => behaviour(&cmd),
-                            Err(r) => r.to_frame(),
+                            // The router announces its pooled connections; not a request.
+                            Ok(Command::Mux) => Frame::ok(),
+                            // Writes come tagged with their session: answer the write.
+                            Ok(Command::Req { cmd, .. }) => {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                behaviour(&cmd)
+                            }
+                            Ok(cmd) => {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                behaviour(&cmd)
+                            }
+                            Err(r) => {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                r.to_frame()
+                            }
                         };
                         if !delay.is_zero() {
                             tokio::time::sleep(delay).await;
