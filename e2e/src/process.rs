@@ -280,7 +280,6 @@ impl NodeProc {
             .expect("connect to node")
     }
 
-    /// Its `NODE.STATUS`.
     /// The node's status, waiting (bounded, polling) until it answers.
     pub async fn status_within(&self, timeout: Duration) -> cleave_proto::status::NodeStatus {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -297,6 +296,7 @@ impl NodeProc {
         }
     }
 
+    /// Its `NODE.STATUS`.
     pub async fn status(&self) -> Option<cleave_proto::status::NodeStatus> {
         let mut c = cleave_proto::Client::connect(&self.addr).await.ok()?;
         c.node_status().await.ok()

@@ -28,9 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// The largest file `SELECT` returns whole; larger ones are read with `READ`.
 pub const MAX_SELECT: u64 = 64 * 1024 * 1024;
-/// The largest `INSERT`/`UPDATE`/`PART` payload: with its op's own overhead an entry must still
-/// fit in one replication frame. Larger files are uploaded in parts.
-pub const MAX_WRITE: usize = 64 * 1024 * 1024;
+pub use cleave_proto::command::write::MAX_WRITE;
 
 /// What every connection shares.
 #[derive(Clone)]

@@ -100,7 +100,7 @@ mod tests {
             c.push(entry(s, 10));
         }
         assert!(c.after(1, 100).is_none(), "entry 2 was evicted");
-        let got: Vec<u64> = c.after(2, 100).unwrap().iter().map(|e| e.seq).collect();
+        let got: Vec<u64> = c.after(2, 1000).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(got, [3, 4, 5]);
         assert!(c.after(5, 100).unwrap().is_empty());
         assert_eq!(c.epoch_at(3), Some(1));

@@ -26,7 +26,7 @@ pub struct Put {
 impl Put {
     pub(crate) fn parse(mut args: Args, must_exist: bool) -> Result<Self, Reply> {
         let path = args.path()?;
-        let data = args.bytes("data")?;
+        let data = payload(&mut args, "data")?;
         let mut content_type = None;
         while let Some(opt) = args.keyword()? {
             match opt.as_str() {
@@ -67,6 +67,25 @@ pub struct Part {
     pub data: Bytes,
 }
 
+/// The largest `INSERT`/`UPDATE`/`PART` payload. With its op's own overhead a write must still
+/// fit in one replication frame; larger files are uploaded in parts. Checked when the command is
+/// parsed, so a router refuses it before it is tagged and a node never sees it.
+pub const MAX_WRITE: usize = 64 * 1024 * 1024;
+
+fn payload(args: &mut Args, what: &str) -> Result<Bytes, Reply> {
+    let data = args.bytes(what)?;
+    if data.len() > MAX_WRITE {
+        return Err(Reply::new(
+            crate::ErrorCode::TooLarge,
+            format!(
+                "{what} of {} bytes exceeds {MAX_WRITE}; upload it in parts (PART/COMMIT)",
+                data.len()
+            ),
+        ));
+    }
+    Ok(data)
+}
+
 /// Largest part index, so a hostile COMMIT cannot ask for billions of parts.
 pub const MAX_PARTS: u32 = 100_000;
 
@@ -103,7 +122,7 @@ impl Part {
         let path = args.path()?;
         let upload = upload_id(&mut args)?;
         let index = part_count(&mut args, "part index")?;
-        let data = args.bytes("data")?;
+        let data = payload(&mut args, "data")?;
         args.finish()?;
         Ok(Part {
             path,
