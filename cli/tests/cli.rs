@@ -5,11 +5,14 @@ use cleave_proto::command::Stat;
 use cleave_proto::range::{ClusterMembers, HashRange};
 use cleave_proto::{Command, Connection, Frame, RangeTable};
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::net::TcpListener;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpSocket};
+
+/// How long one `cleave` run may take before the test fails (generous for a loaded machine).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// What the stub node stores: files (data, seq, type) and staged parts.
 #[derive(Default)]
@@ -206,11 +209,13 @@ async fn env() -> Env {
     }
 }
 
-/// Run `cleave --router R args...` with `stdin` piped in.
+/// Run `cleave --router R args...` with `stdin` piped in; killed and failed after
+/// [`RUN_LIMIT`]. A run that succeeds must have taken all of its stdin.
 async fn cleave(router: &str, args: &[&str], stdin: Vec<u8>) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cleave"));
     cmd.arg("--router").arg(router).args(args);
     cmd.env_remove("CLEAVE_ROUTER");
+    let what = format!("cleave {}", args.join(" "));
     tokio::task::spawn_blocking(move || {
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -219,12 +224,37 @@ async fn cleave(router: &str, args: &[&str], stdin: Vec<u8>) -> Output {
             .spawn()
             .unwrap();
         let mut input = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&stdin);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
+        let stdin_len = stdin.len();
+        let writer = std::thread::spawn(move || input.write_all(&stdin));
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = vec![];
+                pipe.read_to_end(&mut buf).map(|_| buf)
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > RUN_LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {RUN_LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let written = writer.join().unwrap();
+        if status.success() && stdin_len > 0 {
+            written.unwrap_or_else(|e| panic!("{what} succeeded without reading its stdin: {e}"));
+        }
+        Output {
+            status,
+            stdout: stdout.join().unwrap().unwrap(),
+            stderr: stderr.join().unwrap().unwrap(),
+        }
     })
     .await
     .unwrap()
@@ -303,6 +333,7 @@ async fn small_files_round_trip() {
     .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = cleave(&e.router, &["get", "/docs/piped", "-"], vec![]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(out.stdout, b"from stdin");
 
     let out = cleave(&e.router, &["rm", "/docs/hello.txt"], vec![]).await;
@@ -365,6 +396,7 @@ async fn large_files_go_in_parts_and_come_back_in_pieces() {
     let out = cleave(&e.router, &["put", "-", "/big/piped"], piped.clone()).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = cleave(&e.router, &["get", "/big/piped"], vec![]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(out.stdout == piped, "piped bytes differ");
 }
 
@@ -419,12 +451,14 @@ async fn ls_pages_through_a_directory() {
         let out = cleave(&e.router, &["put", "-", &format!("/d/f{i:02}")], vec![b'x']).await;
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
-    cleave(&e.router, &["put", "-", "/d/sub/inner"], vec![b'y']).await;
+    let out = cleave(&e.router, &["put", "-", "/d/sub/inner"], vec![b'y']).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = cleave(&e.router, &["ls", "/d", "--limit", "10"], vec![]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 10);
     assert!(stderr(&out).contains("--all"));
     let out = cleave(&e.router, &["ls", "/d", "--limit", "10", "--all"], vec![]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
@@ -451,9 +485,10 @@ async fn exit_statuses_scripts_rely_on() {
     let out = cleave(&e.router, &["ls"], vec![]).await;
     assert_eq!(code(&out), 2);
 
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A port that is bound (no other test can take it) but not listened on: refused.
+    let closed = TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let nobody = closed.local_addr().unwrap().to_string();
-    drop(closed);
     let out = cleave(&nobody, &["stat", "/a/b"], vec![]).await;
     assert_eq!(code(&out), 5, "{}", stderr(&out));
     assert!(

@@ -133,8 +133,8 @@ impl Frame {
     /// Append the wire form of this frame to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
-            Frame::Simple(s) => put_line(out, b'+', s.as_bytes()),
-            Frame::Error(s) => put_line(out, b'-', s.as_bytes()),
+            Frame::Simple(s) => put_text_line(out, b'+', s),
+            Frame::Error(s) => put_text_line(out, b'-', s),
             Frame::Integer(n) => put_line(out, b':', n.to_string().as_bytes()),
             Frame::Null => out.put_slice(b"$-1\r\n"),
             Frame::Bulk(b) => {
@@ -173,6 +173,20 @@ fn put_line(out: &mut BytesMut, kind: u8, body: &[u8]) {
     out.put_u8(kind);
     out.put_slice(body);
     out.put_slice(b"\r\n");
+}
+
+/// A simple string or error line. CR and LF cannot appear inside one (the peer would read the
+/// rest as another reply and lose its place in the stream), so each becomes a space, as Redis
+/// does: error messages quote client input.
+fn put_text_line(out: &mut BytesMut, kind: u8, text: &str) {
+    if !text.contains(['\r', '\n']) {
+        return put_line(out, kind, text.as_bytes());
+    }
+    let clean: Vec<u8> = text
+        .bytes()
+        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect();
+    put_line(out, kind, &clean);
 }
 
 /// Find the end (exclusive offset) of the frame starting at `pos`, or `None` if incomplete.
@@ -388,6 +402,20 @@ mod tests {
         ));
         let long = vec![b'+'; limits.max_line + 10];
         assert!(matches!(decode_all(&long), Err(FrameError::LineTooLong(_))));
+    }
+
+    #[test]
+    fn line_breaks_in_text_lines_cannot_inject_replies() {
+        let reply = Frame::Error("ERR unknown command 'X\r\n:1'\n".into());
+        assert_eq!(
+            decode_all(&reply.to_bytes()).unwrap(),
+            vec![Frame::Error("ERR unknown command 'X  :1' ".into())]
+        );
+        let simple = Frame::Simple("a\rb".into());
+        assert_eq!(
+            decode_all(&simple.to_bytes()).unwrap(),
+            vec![Frame::Simple("a b".into())]
+        );
     }
 
     #[test]

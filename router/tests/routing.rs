@@ -2,15 +2,15 @@
 
 mod common;
 
-use cleave_proto::{Client, Frame};
-use common::{dead_addr, leader_like, single_cluster, Router, Stub};
+use cleave_proto::{Frame, Selected};
+use common::{client, dead_addr, leader_like, single_cluster, storing, wait_until, Router, Stub};
 use std::time::{Duration, Instant};
 
 async fn call(router: &Router, parts: &[&str]) -> Frame {
-    let mut c = Client::connect(&router.addr).await.unwrap();
+    let mut c = client(&router.addr).await;
     c.raw(&Frame::command(parts.iter().map(|s| s.to_string())))
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{parts:?}: {e}"))
 }
 
 #[tokio::test]
@@ -77,9 +77,9 @@ async fn reads_spread_over_nodes_and_move_on_from_tryagain() {
 
 #[tokio::test]
 async fn unreachable_nodes_are_skipped_for_reads_and_writes() {
-    let dead = dead_addr().await;
+    let dead = dead_addr();
     let alive = Stub::start(leader_like).await;
-    let table = single_cluster(1, &[&dead, &alive.addr], Some(&dead));
+    let table = single_cluster(1, &[&dead.addr, &alive.addr], Some(&dead.addr));
     let router = Router::start(Some(&table), 2000).await;
     assert_eq!(
         call(&router, &["INSERT", "/a/x", "abc"]).await,
@@ -114,7 +114,8 @@ async fn retries_are_bounded_and_the_last_error_is_returned() {
     let reply = call(&router, &["SELECT", "/a/x"]).await;
     assert_eq!(reply, Frame::Error("MOVED hash 5 not served".into()));
 
-    let all_dead = single_cluster(1, &[&dead_addr().await], None);
+    let dead = dead_addr();
+    let all_dead = single_cluster(1, &[&dead.addr], None);
     let router = Router::start(Some(&all_dead), 200).await;
     let Frame::Error(e) = call(&router, &["STAT", "/a/x"]).await else {
         panic!("expected an error")
@@ -149,7 +150,7 @@ async fn no_table_then_pushes_by_the_epoch_rules() {
     assert_eq!(reply, Frame::Error("TRYAGAIN no range table yet".into()));
     assert_eq!(call(&router, &["TABLE.GET"]).await, Frame::Null);
 
-    let mut c = Client::connect(&router.addr).await.unwrap();
+    let mut c = client(&router.addr).await;
     let t2 = single_cluster(2, &[&node.addr], None);
     c.push_table(&t2).await.unwrap();
     c.push_table(&t2).await.unwrap();
@@ -175,17 +176,29 @@ async fn no_table_then_pushes_by_the_epoch_rules() {
     assert!(persisted.contains("epoch: 2"), "{persisted}");
 
     router.stop();
-    router.task.take().unwrap().await.unwrap().unwrap();
+    common::bounded("the router to stop", router.task.take().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
 async fn large_values_pass_through_unchanged() {
-    let node = Stub::start(leader_like).await;
+    let node = Stub::start(storing()).await;
     let table = single_cluster(1, &[&node.addr], None);
     let router = Router::start(Some(&table), 2000).await;
-    let mut c = Client::connect(&router.addr).await.unwrap();
-    let big = vec![7u8; 20 << 20];
-    assert_eq!(c.insert("/big/file", big).await.unwrap(), 20 << 20);
+    let mut c = client(&router.addr).await;
+    // Every 8-byte word holds its own offset: a dropped, repeated or misplaced chunk shows.
+    let big: Vec<u8> = (0..(20u64 << 20) / 8).flat_map(u64::to_le_bytes).collect();
+    assert_eq!(c.insert("/big/file", big.clone()).await.unwrap(), 20 << 20);
+    let Selected::File(back) = c.select("/big/file").await.unwrap() else {
+        panic!("a file, not a directory")
+    };
+    assert_eq!(back.len(), big.len());
+    if let Some(at) = back.iter().zip(&big).position(|(a, b)| a != b) {
+        panic!("the file came back changed from byte {at}");
+    }
+    assert_eq!(node.hits(), 2, "one INSERT and one SELECT reached the node");
 }
 
 #[tokio::test]
@@ -194,16 +207,17 @@ async fn shutdown_lets_requests_in_flight_finish() {
     let table = single_cluster(1, &[&slow.addr], None);
     let mut router = Router::start(Some(&table), 2000).await;
     let addr = router.addr.clone();
-    let request = tokio::spawn(async move {
-        let mut c = Client::connect(&addr).await.unwrap();
-        c.insert("/a/x", "four").await
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let request = tokio::spawn(async move { client(&addr).await.insert("/a/x", "four").await });
+    // Stop only once the request is at the node, i.e. in flight.
+    wait_until("the INSERT to reach the node", || slow.hits() == 1).await;
     router.stop();
     assert_eq!(request.await.unwrap().unwrap(), 4);
-    router.task.take().unwrap().await.unwrap().unwrap();
+    common::bounded("the router to stop", router.task.take().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
-        Client::connect(&router.addr).await.is_err(),
+        cleave_proto::Client::connect(&router.addr).await.is_err(),
         "no longer accepting"
     );
 }

@@ -3,8 +3,8 @@
 mod common;
 
 use cleave_proto::frame::Limits;
-use cleave_proto::{Client, Connection, Frame};
-use common::{leader_like, single_cluster, Router, Stub};
+use cleave_proto::{Connection, Frame};
+use common::{bounded, client, leader_like, single_cluster, Router, Stub};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -16,12 +16,19 @@ async fn ask(conn: &mut Connection, parts: &[&str]) -> Frame {
     conn.send(&Frame::command(parts.iter().map(|s| s.to_string())))
         .await
         .unwrap();
-    conn.read_frame().await.unwrap().unwrap()
+    read(conn, &format!("the reply to {parts:?}")).await
+}
+
+/// The next frame, within the tests' timeout; a close is a failure.
+async fn read(conn: &mut Connection, what: &str) -> Frame {
+    bounded(what, conn.read_frame())
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+        .unwrap_or_else(|| panic!("{what}: connection closed"))
 }
 
 async fn still_serving(addr: &str) {
-    let mut c = Client::connect(addr).await.unwrap();
-    c.ping().await.unwrap();
+    client(addr).await.ping().await.unwrap();
 }
 
 #[tokio::test]
@@ -79,7 +86,7 @@ async fn pipelined_requests_are_answered_in_order() {
             1 => Frame::bulk(format!("contents of /r{i}/f")),
             _ => Frame::bulk(format!("p{i}")),
         };
-        assert_eq!(c.read_frame().await.unwrap().unwrap(), want, "reply {i}");
+        assert_eq!(read(&mut c, &format!("reply {i}")).await, want, "reply {i}");
     }
 }
 
@@ -123,12 +130,7 @@ async fn bad_requests_get_errors_and_the_connection_goes_on() {
     };
     assert!(e.contains("overlap"), "{e}");
     assert_eq!(ask(&mut c, &["PING"]).await, Frame::Simple("PONG".into()));
-    let table = Client::connect(&router.addr)
-        .await
-        .unwrap()
-        .table()
-        .await
-        .unwrap();
+    let table = client(&router.addr).await.table().await.unwrap();
     assert_eq!(table.epoch, 1, "refused tables change nothing");
 }
 
@@ -145,11 +147,12 @@ async fn malformed_frames_close_only_that_connection() {
         let mut s = TcpStream::connect(&router.addr).await.unwrap();
         s.write_all(input).await.unwrap();
         let mut c = Connection::with_stream(s, Limits::default());
-        let Some(Frame::Error(e)) = c.read_frame().await.unwrap() else {
+        let Frame::Error(e) = read(&mut c, "the protocol error").await else {
             panic!("expected an error for {input:?}")
         };
         assert!(e.starts_with("ERR Protocol error: "), "{e}");
-        assert!(c.read_frame().await.unwrap().is_none(), "then closed");
+        let after = bounded("the close after a protocol error", c.read_frame()).await;
+        assert!(after.unwrap().is_none(), "then closed");
         still_serving(&router.addr).await;
     }
 }
@@ -164,7 +167,7 @@ async fn an_oversized_bulk_is_refused_without_reading_it() {
     );
     s.write_all(header.as_bytes()).await.unwrap();
     let mut c = Connection::with_stream(s, Limits::default());
-    let Some(Frame::Error(e)) = c.read_frame().await.unwrap() else {
+    let Frame::Error(e) = read(&mut c, "the refusal of an oversized bulk").await else {
         panic!()
     };
     assert!(e.contains("exceeds the limit"), "{e}");
@@ -184,13 +187,15 @@ async fn redis_cli_can_talk_to_the_router() {
     let router = Router::start(Some(&single_cluster(1, &[&node.addr], None)), 1000).await;
     let port = router.addr.rsplit(':').next().unwrap().to_string();
     let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
+        let what = format!("redis-cli {}", args.join(" "));
+        let cli = tokio::task::spawn_blocking(move || {
             let out = std::process::Command::new("redis-cli")
                 .args(args)
                 .output()
                 .unwrap();
             String::from_utf8_lossy(&out.stdout).trim().to_string()
-        })
+        });
+        async move { bounded(&what, cli).await }
     };
     let base = vec!["-h".to_string(), "127.0.0.1".into(), "-p".into(), port];
     let mut ping = base.clone();

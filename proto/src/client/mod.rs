@@ -46,10 +46,18 @@ pub enum Selected {
 }
 
 /// A client on one connection. Requests are sent one at a time.
+///
+/// By default a request waits for its reply as long as it takes (the CLI streams gigabytes);
+/// [`Client::with_timeout`] bounds each request, which every test should do so that a hung
+/// server fails the test instead of hanging it.
 #[derive(Debug)]
 pub struct Client {
     conn: Connection,
     addr: String,
+    timeout: Option<Duration>,
+    /// Set when a request timed out: its reply may still arrive and would be taken for the
+    /// next one's, so the connection is not used again.
+    broken: bool,
 }
 
 /// Turn an error frame into an `Err`.
@@ -98,7 +106,26 @@ impl Client {
         Ok(Client {
             conn: Connection::new(stream),
             addr: addr.to_string(),
+            timeout: None,
+            broken: false,
         })
+    }
+
+    /// Bound every request (sending it and reading its reply) by `timeout`; a request that
+    /// takes longer fails with [`Error::Timeout`] and the connection is not used again.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Connect, with every request bounded by `timeout` (see [`Client::with_timeout`]).
+    pub async fn connect_timeout(addr: &str, timeout: Duration) -> Result<Client> {
+        Ok(Client::connect(addr).await?.with_timeout(timeout))
+    }
+
+    /// The per-request timeout, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// The address this client is connected to.
@@ -108,6 +135,23 @@ impl Client {
 
     /// Send one frame and return the reply frame as is (errors included).
     pub async fn raw(&mut self, frame: &Frame) -> Result<Frame> {
+        if self.broken {
+            return Err(Error::Closed);
+        }
+        let Some(limit) = self.timeout else {
+            return self.exchange(frame).await;
+        };
+        match tokio::time::timeout(limit, self.exchange(frame)).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.broken = true;
+                tracing::warn!(addr = %self.addr, ?limit, "request timed out");
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    async fn exchange(&mut self, frame: &Frame) -> Result<Frame> {
         self.conn.send(frame).await?;
         self.conn.read_frame().await?.ok_or(Error::Closed)
     }
@@ -276,5 +320,38 @@ impl Client {
     pub async fn push_table(&mut self, table: &RangeTable) -> Result<()> {
         let json = serde_json::to_vec(table).map_err(|e| Error::Unexpected(e.to_string()))?;
         self.call(&Command::TablePush(json.into())).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server that accepts and reads but never answers: a request with a timeout fails in
+    /// time, and the connection is not reused (a late reply would answer the wrong request).
+    #[tokio::test]
+    async fn a_silent_server_times_out_instead_of_hanging() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut conn = Connection::new(socket);
+            while let Ok(Some(_)) = conn.read_frame().await {}
+        });
+        let mut c = Client::connect_timeout(&addr, Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert_eq!(c.timeout(), Some(Duration::from_millis(200)));
+        let start = std::time::Instant::now();
+        let err = c.ping().await.unwrap_err();
+        assert!(matches!(err, Error::Timeout), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(matches!(c.ping().await.unwrap_err(), Error::Closed));
+        server.abort();
     }
 }

@@ -2,13 +2,16 @@
 
 #![allow(dead_code)]
 
+use bytes::Bytes;
 use cleave_proto::range::{ClusterMembers, HashRange};
-use cleave_proto::{Command, Connection, Frame, RangeTable};
+use cleave_proto::{Client, Command, Connection, Frame, RangeTable};
+use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -96,10 +99,68 @@ pub fn leader_like(cmd: &Command) -> Frame {
     }
 }
 
-/// An address where nothing listens.
-pub async fn dead_addr() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().to_string()
+/// A stub that stores what `INSERT` sends and answers `SELECT` with it, byte for byte, so a
+/// test can tell whether data crossed the router unchanged in both directions.
+pub fn storing() -> impl Fn(&Command) -> Frame + Send + Sync + 'static {
+    let files: Mutex<HashMap<String, Bytes>> = Mutex::default();
+    move |cmd| match cmd {
+        Command::Put(p) => {
+            files
+                .lock()
+                .unwrap()
+                .insert(p.path.to_string(), p.data.clone());
+            Frame::Integer(p.data.len() as i64)
+        }
+        Command::Select(p) => match files.lock().unwrap().get(p.as_str()) {
+            Some(data) => Frame::Bulk(data.clone()),
+            None => Frame::Error(format!("NOTFOUND no such file {p}")),
+        },
+        _ => Frame::Error("ERR stub does not do that".into()),
+    }
+}
+
+/// An address where nothing listens: the port is bound (so no other test can take it) but
+/// never listened on, so connecting is refused. Keep it alive as long as the address is used.
+pub struct DeadAddr {
+    pub addr: String,
+    _socket: TcpSocket,
+}
+
+pub fn dead_addr() -> DeadAddr {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    DeadAddr {
+        addr,
+        _socket: socket,
+    }
+}
+
+/// How long any single request or wait in these tests may take: generous for a loaded 2-core
+/// machine, but a hung router fails the test instead of hanging it.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client whose every request is bounded by [`TIMEOUT`].
+pub async fn client(addr: &str) -> Client {
+    Client::connect_timeout(addr, TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
+}
+
+/// Await `fut` for at most [`TIMEOUT`], failing the test with `what` it waited for.
+pub async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("no answer after {TIMEOUT:?} waiting for {what}"))
+}
+
+/// Poll `cond` every 5 ms until it holds, failing the test after [`TIMEOUT`] with `what`.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < TIMEOUT, "waited {TIMEOUT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// A table where one cluster `fc` owns every hash.

@@ -168,7 +168,7 @@ mod tests {
     const CRD: &str = "/apis/cleave.dev/v1alpha1/namespaces/store";
     const SERVER: &str = "https://api.test:6443/";
 
-    /// One expected request (`METHOD path`, a piece of the query) and its answer.
+    /// One expected request (`METHOD path`, its exact query) and its answer.
     type Step = (&'static str, String, &'static str, u16, Value);
 
     fn list(kind: &str, items: Vec<Value>) -> Value {
@@ -180,11 +180,10 @@ mod tests {
                "reason": reason, "code": code, "message": message})
     }
 
-    /// Serve `script` in order; return the requests seen as `METHOD path?query`.
-    async fn serve(
-        mut handle: Handle<Request<Body>, Response<Body>>,
-        script: Vec<Step>,
-    ) -> Vec<String> {
+    /// Serve `script` in order, then fail on any request after it: the client under test must
+    /// make exactly these requests. Returns once the client is dropped (which `fetch`, taking
+    /// the client by value, does when it returns).
+    async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<Step>) {
         let mut seen = Vec::new();
         for (i, (method, path, query, code, answer)) in script.into_iter().enumerate() {
             let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
@@ -198,7 +197,7 @@ mod tests {
                 (method, path.as_str()),
                 "step {i}; seen: {seen:#?}"
             );
-            assert!(q.contains(query), "step {i}: query {q:?} lacks {query:?}");
+            assert_eq!(q, query, "step {i}: the query");
             send.send_response(
                 Response::builder()
                     .status(code)
@@ -206,7 +205,16 @@ mod tests {
                     .unwrap(),
             );
         }
-        seen
+        let after = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+            .await
+            .expect("the client under test was not dropped after the script");
+        if let Some((req, _)) = after {
+            panic!(
+                "unexpected request after the script: {} {}; seen: {seen:#?}",
+                req.method(),
+                req.uri()
+            );
+        }
     }
 
     fn v(x: &impl serde::Serialize) -> Value {
@@ -219,8 +227,8 @@ mod tests {
     }
 
     fn router_query() -> &'static str {
-        // `app.kubernetes.io/component=router`, URL-encoded.
-        "labelSelector=app.kubernetes.io%2Fcomponent%3Drouter"
+        // The router pods' labels, URL-encoded (kube-rs starts the query with `&`).
+        "&labelSelector=app.kubernetes.io%2Fcomponent%3Drouter%2Capp.kubernetes.io%2Finstance%3Dcleave-router%2Capp.kubernetes.io%2Fname%3Dcleave"
     }
 
     #[tokio::test]
@@ -270,7 +278,7 @@ mod tests {
         ];
         let server = tokio::spawn(serve(handle, script));
         let report = fetch(client, "store", SERVER).await.unwrap();
-        assert_eq!(server.await.unwrap().len(), 4);
+        server.await.unwrap();
 
         assert_eq!(report.epoch, 5);
         let ranges: Vec<_> = report.ranges.iter().map(|r| r.name.as_str()).collect();
@@ -417,10 +425,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_api_server_exits_with_5() {
-        // A real client to a port nothing listens on: the connection is refused at once.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
+        // A real client to a port that is bound (so no other test takes it) but not listened
+        // on: the connection is refused at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
         let mut config = kube::Config::new(url.parse().unwrap());
         config.connect_timeout = Some(Duration::from_secs(2));
