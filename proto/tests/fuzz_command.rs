@@ -43,9 +43,11 @@ proptest! {
         let decoded = Frame::decode(&mut wire, &Limits::default()).unwrap().unwrap();
         prop_assert!(wire.is_empty());
         prop_assert_eq!(Command::from_frame(decoded), Ok(cmd.clone()));
-        // The path a router hashes is the one the command carries.
+        // The path a router hashes is the one the command carries (after `REQ session seq
+        // NAME` for a tagged write).
         if let Some(p) = cmd.path() {
-            prop_assert_eq!(items[1].as_bytes(), Some(p.as_str().as_bytes()));
+            let at = if matches!(cmd, Command::Req { .. }) { 4 } else { 1 };
+            prop_assert_eq!(items[at].as_bytes(), Some(p.as_str().as_bytes()));
         }
     }
 

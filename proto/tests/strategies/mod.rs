@@ -330,14 +330,35 @@ pub fn command() -> impl Strategy<Value = Command> {
         Just(Command::NodeStatus),
         any::<u64>().prop_map(|epoch| Command::NodeLead { epoch }),
         (any::<u64>(), text()).prop_map(|(epoch, leader)| Command::NodeFollow { epoch, leader }),
-        (any::<u64>(), text(), any::<u64>(), any::<u64>()).prop_map(
-            |(epoch, follower, from, max_bytes)| Command::ReplFetch {
-                epoch,
-                follower,
-                from,
-                max_bytes,
+        (
+            any::<u64>(),
+            text(),
+            (any::<u64>(), any::<u64>(), any::<u64>()),
+            any::<u64>()
+        )
+            .prop_map(|(epoch, follower, (from, from_epoch, round), max_bytes)| {
+                Command::ReplFetch {
+                    epoch,
+                    follower,
+                    from,
+                    from_epoch,
+                    round,
+                    max_bytes,
+                }
+            }),
+        ("[A-Za-z0-9._:-]{1,128}", 1..=u64::MAX, file_path(), data()).prop_map(
+            |(session, seq, path, data)| Command::Req {
+                session,
+                seq,
+                cmd: Box::new(Command::Put(Put {
+                    path,
+                    data,
+                    content_type: None,
+                    must_exist: false,
+                })),
             }
         ),
+        Just(Command::Mux),
         any::<u64>().prop_map(|epoch| Command::ReplIndex { epoch }),
         (any::<u64>(), text()).prop_map(|(epoch, cursor)| Command::SnapNext { epoch, cursor }),
         Just(Command::TableGet),
@@ -369,6 +390,8 @@ pub fn variant_name(cmd: &Command) -> &'static str {
         Command::ReplFetch { .. } => "REPL.FETCH",
         Command::ReplIndex { .. } => "REPL.INDEX",
         Command::SnapNext { .. } => "SNAP.NEXT",
+        Command::Req { .. } => "REQ",
+        Command::Mux => "MUX",
         Command::TableGet => "TABLE.GET",
         Command::TablePush(_) => "TABLE.PUSH",
     }
