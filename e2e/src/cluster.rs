@@ -16,6 +16,8 @@ pub struct ClusterOptions {
     pub min_in_sync: usize,
     /// Follower silence timeout.
     pub sync_timeout_ms: u64,
+    /// How long a write waits for its quorum (the node's default when `None`).
+    pub write_timeout_ms: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -25,6 +27,7 @@ impl Default for ClusterOptions {
             log_capacity: 10_000,
             min_in_sync: 1,
             sync_timeout_ms: 1000,
+            write_timeout_ms: None,
         }
     }
 }
@@ -77,6 +80,9 @@ impl Cluster {
                 "--epoch".into(),
                 "1".into(),
             ];
+            if let Some(ms) = opts.write_timeout_ms {
+                flags.extend(["--write-timeout-ms".to_string(), ms.to_string()]);
+            }
             if i == 0 {
                 flags.push("--lead".into());
             } else {
@@ -121,21 +127,26 @@ impl Cluster {
     /// then seq; never a resyncing node) leader at a newer epoch, the others its followers
     /// first. Returns the new leader's index.
     pub async fn elect(&self) -> usize {
+        // Every node that answers within a few seconds (a killed one does not).
         let mut statuses = vec![];
         for n in &self.nodes {
-            statuses.push(n.status_within(Duration::from_secs(20)).await);
+            statuses.push(n.try_status_within(Duration::from_secs(5)).await);
         }
-        let epoch = statuses.iter().map(|s| s.epoch).max().unwrap_or(0) + 1;
-        let best = statuses
+        let answered: Vec<(usize, &cleave_proto::status::NodeStatus)> = statuses
             .iter()
             .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+            .collect();
+        let epoch = answered.iter().map(|(_, s)| s.epoch).max().unwrap_or(0) + 1;
+        let best = answered
+            .iter()
             .filter(|(_, s)| s.role != Role::Resyncing)
             .max_by_key(|(_, s)| (s.last_epoch, s.applied_seq))
-            .map(|(i, _)| i)
-            .expect("a node that is not resyncing");
+            .map(|(i, _)| *i)
+            .expect("a node that answers and is not resyncing");
         let leader = self.nodes[best].addr.clone();
         for (i, n) in self.nodes.iter().enumerate() {
-            if i != best {
+            if i != best && statuses[i].is_some() {
                 n.client()
                     .await
                     .follow(epoch, &leader)

@@ -220,10 +220,43 @@ impl RedisProc {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Its data folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Copy its data folder (the AOF) to `to`, as a host crash would find it a moment later.
+    pub fn copy_data(&self, to: &Path) {
+        copy_dir(&self.dir, to);
+    }
+
+    /// Kill it and restart it from a copy made by [`RedisProc::copy_data`]: a host crash that
+    /// lost every write after the copy.
+    pub async fn restart_from(&mut self, copy: &Path) {
+        self.proc.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        copy_dir(copy, &self.dir);
+        *self = RedisProc::start_on(&self.dir.clone(), self.port).await;
+    }
+
     /// Restart after a kill, same port and folder (AOF is replayed).
     pub async fn restart(&mut self) {
         self.proc.kill9();
         *self = RedisProc::start_on(&self.dir.clone(), self.port).await;
+    }
+}
+
+/// Copy a folder tree (files and sub-folders).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
     }
 }
 
@@ -278,6 +311,23 @@ impl NodeProc {
         cleave_proto::Client::connect(&self.addr)
             .await
             .expect("connect to node")
+    }
+
+    /// The node's status, or `None` if it does not answer within `timeout` (polling).
+    pub async fn try_status_within(
+        &self,
+        timeout: Duration,
+    ) -> Option<cleave_proto::status::NodeStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.status().await {
+                return Some(st);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The node's status, waiting (bounded, polling) until it answers.

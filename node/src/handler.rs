@@ -232,6 +232,10 @@ async fn read(ctx: &Ctx, query: Query) -> Frame {
         }
     }
     if at < index {
+        if before.role == Role::Leader {
+            // The leader's own store is behind what it committed: its Redis lost data.
+            role::step_down(node, &format!("its store is at seq {at}, behind {index}")).await;
+        }
         return Reply::new(
             ErrorCode::TryAgain,
             format!("this node's store is at seq {at}, behind the read index {index}"),

@@ -4,15 +4,15 @@
 
 use crate::config::Config;
 use crate::leader::cache::LogCache;
-use crate::leader::commit::WriteRequest;
-use crate::store::{SavedRole, Store};
+use crate::op::Op;
+use crate::store::{Led, SavedRole, Store};
 use cleave_proto::status::{FollowerView, NodeStatus, Role};
 use cleave_proto::{ErrorCode, Reply};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 /// Role, epoch and leader: changed only together, and only to a higher or equal epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,19 @@ pub struct RoleState {
     pub leader: Option<String>,
     /// Set when this node must discard its data before following (e.g. a deposed leader).
     pub needs_resync: bool,
+}
+
+/// A write waiting for its seq.
+#[derive(Debug)]
+pub struct WriteRequest {
+    /// The change.
+    pub op: Op,
+    /// Its session tag, for exactly-once retries.
+    pub tag: Option<(String, u64)>,
+    /// Room in the queue, released once applied.
+    pub room: Option<OwnedSemaphorePermit>,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Led>,
 }
 
 /// A follower as its leader sees it.

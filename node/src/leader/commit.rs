@@ -7,7 +7,7 @@
 //! the next request, so a flood of large writes slows its senders instead of growing memory.
 
 use crate::error::Error;
-use crate::node::Node;
+use crate::node::{Node, WriteRequest};
 use crate::op::Op;
 use crate::store::Led;
 use cleave_proto::status::Role;
@@ -22,19 +22,6 @@ const BATCH_MAX_OPS: usize = 512;
 const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes of writes queued (not yet applied) across all connections before readers wait.
 pub const QUEUE_MAX_BYTES: usize = 256 * 1024 * 1024;
-
-/// A write waiting for its seq.
-#[derive(Debug)]
-pub struct WriteRequest {
-    /// The change.
-    pub op: Op,
-    /// Its session tag, for exactly-once retries.
-    pub tag: Option<(String, u64)>,
-    /// Room in the queue, released once applied.
-    pub room: Option<OwnedSemaphorePermit>,
-    /// Where the outcome goes.
-    pub reply: oneshot::Sender<Led>,
-}
 
 /// The room a write of `bytes` needs in the queue (a write larger than the whole queue takes
 /// the whole queue).
@@ -174,11 +161,19 @@ pub async fn run(node: Arc<Node>, mut queue: mpsc::UnboundedReceiver<WriteReques
                 tracing::warn!("applying a batch of {} writes failed: {e}", writes.len());
                 // The script may have run before the failure: take the store's position as the
                 // truth (the clients were told to retry; their tags make a retry safe).
-                if let Ok(at) = store.positions().await {
-                    if at.applied > expect {
+                match store.positions().await {
+                    Ok(at) if at.applied > expect => {
                         node.set_applied(at.applied, at.applied_epoch);
                         node.commit_applied(at.applied);
                     }
+                    Ok(at) if at.applied < expect => {
+                        let lost = Error::Lost {
+                            expected: expect,
+                            found: at.applied,
+                        };
+                        crate::role::step_down(&node, &lost.to_string()).await;
+                    }
+                    _ => {}
                 }
                 let reply = e.to_reply();
                 for req in batch {

@@ -16,7 +16,9 @@ const DATA_PREFIXES: [&[u8]; 6] = [b"f:", b"c:", b"u:", b"up:", b"dir:", b"sess"
 /// Stop filling a snapshot batch at about this many bytes.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Keys asked of SCAN per step.
-const SCAN_COUNT: u64 = 256;
+const SCAN_COUNT: u64 = 64;
+/// Keys dumped per round trip.
+const DUMP_GROUP: usize = 8;
 
 /// One batch of a snapshot.
 #[derive(Debug, Default)]
@@ -36,47 +38,82 @@ fn is_data_key(k: &[u8]) -> bool {
 }
 
 impl Store {
+    /// This Redis server's run id: it changes when Redis restarts.
+    async fn run_id(&mut self) -> Result<String> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(self.conn())
+            .await
+            .map_err(|e| Error::redis("info", e))?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .unwrap_or("")
+            .trim()
+            .to_string())
+    }
+
     /// Source side: the next batch of data keys after `cursor` (`"0"` starts a snapshot).
+    ///
+    /// The cursor handed out is `<redis run id>:<SCAN cursor>`: a SCAN cursor means nothing to
+    /// a restarted Redis (it could skip keys), so a batch asked with another server's cursor is
+    /// refused and the receiver starts over. Keys are dumped a few at a time and the batch ends
+    /// once it passes [`BATCH_BYTES`], so one batch holds at most that plus one group of keys.
     pub async fn snapshot_batch(&mut self, cursor: &str) -> Result<SnapshotBatch> {
         let mut batch = SnapshotBatch::default();
-        if cursor == "0" {
+        let run_id = self.run_id().await?;
+        let mut scan = if cursor == "0" {
             let at = self.positions().await?;
             batch.start_seq = at.applied;
             batch.start_epoch = at.applied_epoch;
-        }
-        let mut cursor = cursor.to_string();
+            "0".to_string()
+        } else {
+            match cursor.split_once(':') {
+                Some((id, scan)) if id == run_id => scan.to_string(),
+                _ => {
+                    return Err(Error::Apply(
+                        "the snapshot source's Redis restarted during the snapshot; start over"
+                            .into(),
+                    ))
+                }
+            }
+        };
         let mut size = 0;
         loop {
             let (next, keys): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(&cursor)
+                .arg(&scan)
                 .arg("COUNT")
                 .arg(SCAN_COUNT)
                 .query_async(self.conn())
                 .await
                 .map_err(|e| Error::redis("snapshot scan", e))?;
             let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| is_data_key(k)).collect();
-            if !keys.is_empty() {
+            for group in keys.chunks(DUMP_GROUP) {
                 let mut pipe = redis::pipe();
-                for k in &keys {
+                for k in group {
                     pipe.cmd("DUMP").arg(k);
                 }
                 let dumps: Vec<Value> = pipe
                     .query_async(self.conn())
                     .await
                     .map_err(|e| Error::redis("snapshot dump", e))?;
-                for (k, d) in keys.into_iter().zip(dumps) {
+                for (k, d) in group.iter().zip(dumps) {
                     if let Value::BulkString(d) = d {
                         size += k.len() + d.len();
-                        batch.items.push((Bytes::from(k), Bytes::from(d)));
+                        batch.items.push((Bytes::from(k.clone()), Bytes::from(d)));
                     }
                 }
             }
-            cursor = next;
-            if cursor == "0" || size >= BATCH_BYTES {
+            scan = next;
+            if scan == "0" || size >= BATCH_BYTES {
                 break;
             }
         }
-        batch.cursor = cursor;
+        batch.cursor = if scan == "0" {
+            "0".to_string()
+        } else {
+            format!("{run_id}:{scan}")
+        };
         Ok(batch)
     }
 
