@@ -89,6 +89,9 @@ fn dispatch_command(
         Command::NodeFollow { epoch, leader } => {
             async move { role::follow(&ctx.node, epoch, leader).await }.boxed()
         }
+        Command::NodeFreeze { epoch, ms } => {
+            async move { role::freeze(&ctx.node, epoch, ms).await }.boxed()
+        }
         Command::ReplFetch {
             epoch,
             follower,
@@ -169,6 +172,9 @@ fn write(
     if !ctx.node.is_leader() {
         let leader = ctx.node.role_state().leader.unwrap_or_else(|| "?".into());
         return ready(Reply::new(ErrorCode::NotLeader, leader).to_frame());
+    }
+    if ctx.node.is_frozen() {
+        return ready(commit::frozen().to_frame());
     }
     let outcome = commit::submit(&ctx.node, op, tag, room);
     let node = ctx.node.clone();

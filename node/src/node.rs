@@ -93,6 +93,10 @@ pub struct Node {
     pub full_resyncs: AtomicU64,
     /// Leader: bumped on every acknowledgement, to wake confirmation waiters.
     pub acks_changed: watch::Sender<u64>,
+    /// Leader: writes are refused until then (a planned switchover hands over).
+    pub frozen_until: Mutex<Option<Instant>>,
+    /// Held by the committer while a batch is being applied, so a freeze can wait it out.
+    pub applying: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -126,6 +130,8 @@ impl Node {
             last_contact: Mutex::new(None),
             full_resyncs: AtomicU64::new(0),
             acks_changed: watch::channel(0).0,
+            frozen_until: Mutex::new(None),
+            applying: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -189,9 +195,18 @@ impl Node {
         }
         if next.epoch != current.epoch || next.role != current.role {
             self.followers.lock().expect("lock").clear();
+            *self.frozen_until.lock().expect("lock") = None;
         }
         self.role.send_replace(next);
         Ok(())
+    }
+
+    /// Whether writes are frozen for a switchover.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen_until
+            .lock()
+            .expect("lock")
+            .is_some_and(|t| Instant::now() < t)
     }
 
     /// Record that the store is now at `seq`, an entry of `epoch`.

@@ -137,3 +137,21 @@ pub async fn step_down(node: &Node, why: &str) {
         node.set_applied(at.applied, at.applied_epoch);
     }
 }
+
+/// `NODE.FREEZE epoch ms`: as the leader of `epoch`, apply no more writes for `ms` (a planned
+/// switchover), and answer the applied seq once no batch is in flight: from then on nothing
+/// changes here, so a follower that reaches this seq holds everything this leader has.
+pub async fn freeze(node: &Node, epoch: u64, ms: u64) -> Frame {
+    let st = node.role_state();
+    if st.role != Role::Leader || st.epoch != epoch {
+        return Reply::new(
+            ErrorCode::Stale,
+            format!("this node does not lead epoch {epoch}"),
+        )
+        .to_frame();
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    *node.frozen_until.lock().expect("lock") = Some(until);
+    let _no_batch_in_flight = node.applying.lock().await;
+    Frame::Integer(*node.applied.borrow() as i64)
+}

@@ -97,6 +97,14 @@ pub async fn wait_committed(node: &Node, seq: u64) -> Result<(), Reply> {
     }
 }
 
+/// The reply to a write while the leader hands over to another node.
+pub fn frozen() -> Reply {
+    Reply::new(
+        ErrorCode::TryAgain,
+        "the leader is handing over to another node (switchover); retry",
+    )
+}
+
 fn shutting_down() -> Reply {
     Reply::new(ErrorCode::TryAgain, "node is shutting down")
 }
@@ -115,6 +123,13 @@ pub async fn run(node: Arc<Node>, mut queue: mpsc::UnboundedReceiver<WriteReques
                 }
                 Err(_) => break,
             }
+        }
+        let applying = node.applying.lock().await;
+        if node.is_frozen() {
+            for req in batch {
+                let _ = req.reply.send(refused(frozen()));
+            }
+            continue;
         }
         let st = node.role_state();
         if st.role != Role::Leader {
@@ -182,5 +197,6 @@ pub async fn run(node: Arc<Node>, mut queue: mpsc::UnboundedReceiver<WriteReques
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        drop(applying);
     }
 }

@@ -60,6 +60,16 @@ pub struct FileClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 50, max = 600000))]
     pub sync_timeout_ms: Option<i64>,
+    /// Milliseconds a leader may stay unreachable (gone, hung, cut off) before the operator
+    /// promotes the most up-to-date follower (default 1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 200, max = 600000))]
+    pub failover_timeout_ms: Option<i64>,
+    /// The node that should lead (e.g. `fc-a-2`), for a planned switchover: the operator
+    /// pauses writes on the current leader, lets this node catch up, and hands it a new epoch.
+    /// Unset: whichever node the operator elected keeps leading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
     /// Settings of each node's Redis server.
     #[serde(default)]
     pub redis: RedisSpec,
@@ -74,6 +84,17 @@ pub struct FileClusterSpec {
     /// Container images, when not the operator's defaults (Kubernetes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSpec>,
+}
+
+/// The failover timeout when the spec leaves it unset.
+pub const DEFAULT_FAILOVER_TIMEOUT_MS: u64 = 1500;
+
+impl FileClusterSpec {
+    /// How long the leader may stay unreachable before a failover.
+    pub fn failover_timeout_ms(&self) -> u64 {
+        self.failover_timeout_ms
+            .map_or(DEFAULT_FAILOVER_TIMEOUT_MS, |ms| ms.max(0) as u64)
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -165,6 +186,32 @@ pub struct FileClusterStatus {
     /// The `metadata.generation` the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last change of leader (failover or switchover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<Failover>,
+    /// Leader changes since the operator started managing the cluster.
+    #[serde(default)]
+    pub failovers: u64,
+}
+
+/// A change of leader.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// When the operator decided it (RFC 3339).
+    pub at: String,
+    /// The node that led before.
+    pub from: String,
+    /// The node that leads now.
+    pub to: String,
+    /// The epoch the new leader leads.
+    pub epoch: u64,
+    /// Why: the old leader stopped answering, restarted, stepped down, or a switchover.
+    pub reason: String,
+    /// Milliseconds from the first sign of trouble (or the switchover's start) until the new
+    /// leader was seen leading; unset while it is not yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// One node as the operator last saw it.

@@ -9,7 +9,7 @@ pub mod filecluster;
 pub mod hashrange;
 pub mod manifest;
 
-pub use filecluster::{FileCluster, FileClusterSpec, FileClusterStatus, NodeState};
+pub use filecluster::{Failover, FileCluster, FileClusterSpec, FileClusterStatus, NodeState};
 pub use hashrange::{HashRange, HashRangeSpec, HashRangeStatus};
 
 use kube::CustomResourceExt;

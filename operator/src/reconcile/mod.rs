@@ -25,8 +25,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-/// How long one admin command (status, lead, follow, push) may take.
+/// How long one admin command (lead, follow, push) may take.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a node may take to answer `NODE.STATUS` before it counts as not answering.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The desired objects of one namespace, as fetched.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,14 +57,34 @@ pub struct CoreState {
     pub committed_epoch: u64,
 }
 
-/// Leader and epoch of one cluster.
+/// Leader and epoch of one cluster, and what the operator tracks to fail it over.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterState {
     /// Name of the leading node.
     pub leader: Option<String>,
-    /// The cluster's epoch.
+    /// The cluster's epoch: the operator hands out each epoch once (it is recorded here before
+    /// any node is told about it).
     pub epoch: u64,
+    /// When (ms since the Unix epoch) the leader was first seen not answering, while it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent_since_ms: Option<u64>,
+    /// The last change of leader, and when its trouble began (for its duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverState>,
+    /// Leader changes so far.
+    #[serde(default)]
+    pub failovers: u64,
+}
+
+/// A change of leader as the operator records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverState {
+    /// What status reports.
+    pub record: crate::crd::Failover,
+    /// When the trouble began (ms since the Unix epoch).
+    pub began_ms: u64,
 }
 
 /// A node as the platform runs it.
@@ -109,6 +131,10 @@ pub struct RouterObs {
 /// Everything observed in one pass.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
+    /// When it was observed (ms since the Unix epoch): the plan's only clock.
+    pub now_ms: u64,
+    /// The same instant, RFC 3339 (for records).
+    pub now: String,
     /// Nodes per cluster, in index order.
     pub clusters: BTreeMap<String, Vec<NodeObs>>,
     /// Routers.
@@ -168,17 +194,43 @@ async fn admin<T>(
     }
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `NODE.STATUS` within [`PROBE_TIMEOUT`]: a node that cannot answer that fast counts as not
+/// answering (a hung leader must not hold a whole pass for the admin timeout).
+async fn probe(addr: &str) -> Result<NodeStatus> {
+    let work = async {
+        let mut c = Client::connect(addr).await?;
+        c.node_status().await
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, work).await {
+        Err(_) => Err(Error::Timeout {
+            addr: addr.into(),
+            ms: PROBE_TIMEOUT.as_millis() as u64,
+        }),
+        Ok(r) => r.map_err(|source| Error::Admin {
+            addr: addr.into(),
+            source,
+        }),
+    }
+}
+
 /// Ask every node and router how it is.
 pub async fn observe<P: Platform>(platform: &mut P) -> Result<Observed> {
     let nodes = platform.nodes().await?;
     let routers = platform.routers().await?;
-    let mut observed = Observed::default();
+    let mut observed = Observed {
+        now_ms: now_ms(),
+        now: k8s_openapi::jiff::Timestamp::now().to_string(),
+        ..Observed::default()
+    };
     for (cluster, eps) in nodes {
-        let statuses = join_all(
-            eps.iter()
-                .map(|e| admin(&e.address, async |c| c.node_status().await)),
-        )
-        .await;
+        let statuses = join_all(eps.iter().map(|e| probe(&e.address))).await;
         let obs = eps
             .into_iter()
             .zip(statuses)
@@ -256,6 +308,66 @@ async fn publish_table<P: Platform>(
     Ok(())
 }
 
+/// How long a switchover may pause writes on the old leader.
+pub const SWITCHOVER_FREEZE: Duration = Duration::from_millis(3000);
+/// How long the target may take to catch up with the frozen leader.
+pub const SWITCHOVER_CATCH_UP: Duration = Duration::from_millis(2000);
+
+/// Carry out a planned switchover: freeze the leader (it applies nothing more), wait until the
+/// target has applied everything the leader holds, record the new leader, then move the
+/// others to the new epoch under it, and tell it to lead. If the target does not catch up in
+/// time, nothing is recorded: the freeze expires and the next pass re-leads the old leader at
+/// the reserved epoch.
+async fn switchover<P: Platform>(
+    platform: &mut P,
+    state: &mut CoreState,
+    sw: &plan::Switchover,
+    now: &str,
+) -> Result<()> {
+    let began = now_ms();
+    let (from_name, from_addr, from_epoch) = &sw.from;
+    let (to_name, to_addr) = &sw.to;
+    let ms = SWITCHOVER_FREEZE.as_millis() as u64;
+    let last = admin(from_addr, async |c| c.freeze(*from_epoch, ms).await).await?;
+    let deadline = tokio::time::Instant::now() + SWITCHOVER_CATCH_UP;
+    loop {
+        if probe(to_addr).await.is_ok_and(|s| s.applied_seq >= last) {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                addr: to_addr.clone(),
+                ms: SWITCHOVER_CATCH_UP.as_millis() as u64,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cs = state.clusters.entry(sw.cluster.clone()).or_default();
+    cs.leader = Some(to_name.clone());
+    cs.epoch = sw.epoch;
+    cs.failovers += 1;
+    cs.last_failover = Some(FailoverState {
+        record: crate::crd::Failover {
+            at: now.to_string(),
+            from: from_name.clone(),
+            to: to_name.clone(),
+            epoch: sw.epoch,
+            reason: format!("switchover to {to_name} (spec.leader)"),
+            duration_ms: None,
+        },
+        began_ms: began,
+    });
+    platform.save_state(state).await?;
+    for addr in &sw.others {
+        if let Err(e) = admin(addr, async |c| c.follow(sw.epoch, to_addr).await).await {
+            tracing::warn!("switchover: {addr} did not follow yet: {e}");
+        }
+    }
+    admin(to_addr, async |c| c.lead(sw.epoch).await).await?;
+    tracing::info!(cluster = %sw.cluster, from = %from_name, to = %to_name, epoch = sw.epoch, "switched over");
+    Ok(())
+}
+
 /// One pass of the pipeline. `previous` is the last report (for transition times).
 pub async fn reconcile<P: Platform>(
     platform: &mut P,
@@ -299,6 +411,12 @@ pub async fn reconcile<P: Platform>(
                 };
                 if let Err(e) = r {
                     outcome.apply_errors.push(e.to_string());
+                }
+            }
+            for sw in &plan.switchovers {
+                if let Err(e) = switchover(platform, &mut state, sw, &observed.now).await {
+                    tracing::warn!(cluster = %sw.cluster, "switchover abandoned: {e}");
+                    outcome.apply_errors.push(format!("switchover of {}: {e}", sw.cluster));
                 }
             }
             if let Some(table) = &plan.table {

@@ -2,7 +2,8 @@
 //! Pure: no I/O, so every decision is unit-tested.
 
 use super::validate::Valid;
-use super::{ClusterState, CoreState, Observed};
+use super::{ClusterState, CoreState, FailoverState, Observed};
+use crate::crd::Failover;
 use crate::crd::FileCluster;
 use cleave_proto::range::{ClusterMembers, RangeTable};
 use cleave_proto::status::Role;
@@ -37,13 +38,32 @@ pub enum NodeAction {
     },
 }
 
+/// A planned change of leader (`spec.leader`), carried out by the apply step: freeze the
+/// leader, wait until the target holds everything it has, then move every node to `epoch`
+/// under the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switchover {
+    /// Cluster name.
+    pub cluster: String,
+    /// The leader now, and the epoch it leads.
+    pub from: (String, String, u64),
+    /// The node to lead: name and address.
+    pub to: (String, String),
+    /// The new epoch (recorded before acting).
+    pub epoch: u64,
+    /// Every other node's address (the old leader included): they follow the target.
+    pub others: Vec<String>,
+}
+
 /// What one reconcile pass will do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The state to record before acting (leaders and epochs chosen, table epoch assigned).
     pub state: CoreState,
-    /// Role changes, in order (leaders first).
+    /// Role changes, in order (followers first).
     pub actions: Vec<NodeAction>,
+    /// Planned switchovers.
+    pub switchovers: Vec<Switchover>,
     /// The table every router must serve, when it can be built (every cluster has a leader).
     pub table: Option<RangeTable>,
     /// Routers (by address) whose table is older than `table`.
@@ -60,6 +80,7 @@ fn name(fc: &FileCluster) -> String {
 pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
     let mut next = state.clone();
     let mut actions = Vec::new();
+    let mut switchovers = Vec::new();
     let mut waiting = BTreeMap::new();
     let mut members = BTreeMap::new();
 
@@ -74,21 +95,36 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
         if cs.leader.is_none() {
             adopt_or_choose(cs, &nodes);
         }
-        if needs_election(cs, &nodes) {
-            let k = fc.spec.min_in_sync.max(0) as usize;
+        let k = fc.spec.min_in_sync.max(0) as usize;
+        if let Some((reason, began_ms)) = trouble(cs, &nodes, fc, observed.now_ms) {
             match elect(cs, &nodes, k) {
                 Ok((leader, epoch)) => {
                     tracing::info!(
                         cluster = %cname,
                         leader = %leader.name,
                         epoch,
-                        "the leader does not lead: electing the most up-to-date node"
+                        %reason,
+                        "electing the most up-to-date node"
                     );
+                    let from = cs.leader.clone().unwrap_or_default();
+                    cs.last_failover = Some(FailoverState {
+                        record: Failover {
+                            at: observed.now.clone(),
+                            from,
+                            to: leader.name.clone(),
+                            epoch,
+                            reason,
+                            duration_ms: None,
+                        },
+                        began_ms,
+                    });
+                    cs.failovers += 1;
+                    cs.silent_since_ms = None;
                     cs.leader = Some(leader.name.clone());
                     cs.epoch = epoch;
                 }
                 Err(why) => {
-                    waiting.insert(cname.clone(), why);
+                    waiting.insert(cname.clone(), format!("{reason}; {why}"));
                     continue;
                 }
             }
@@ -127,7 +163,15 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
                     format!("leader {leader_name} does not answer"),
                 );
             }
-            Some(st) if st.role == Role::Leader && st.epoch == epoch => leading = true,
+            Some(st) if st.role == Role::Leader && st.epoch == epoch => {
+                leading = true;
+                if let Some(f) = cs.last_failover.as_mut() {
+                    if f.record.duration_ms.is_none() && f.record.epoch == epoch {
+                        f.record.duration_ms =
+                            Some(observed.now_ms.saturating_sub(f.began_ms));
+                    }
+                }
+            }
             Some(st) if st.epoch > epoch => {
                 waiting.insert(
                     cname.clone(),
@@ -140,6 +184,51 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
                 address: leader.address.clone(),
                 epoch,
             }),
+        }
+        if let Some(target) = fc.spec.leader.as_ref().filter(|t| **t != leader_name) {
+            match nodes.iter().find(|n| &n.name == target) {
+                None => {
+                    waiting.insert(
+                        cname.clone(),
+                        format!("spec.leader names {target}, which is not a node of {cname}"),
+                    );
+                }
+                Some(t) if leading && actions.is_empty() => {
+                    let ready = t.status.as_ref().is_some_and(|st| {
+                        st.role == Role::Follower && st.epoch == epoch && st.in_sync
+                    });
+                    if ready {
+                        let seen = nodes
+                            .iter()
+                            .filter_map(|n| n.status.as_ref().map(|s| s.epoch))
+                            .max()
+                            .unwrap_or(0);
+                        let new_epoch = seen.max(epoch) + 1;
+                        cs.epoch = new_epoch;
+                        switchovers.push(Switchover {
+                            cluster: cname.clone(),
+                            from: (leader_name.clone(), leader.address.clone(), epoch),
+                            to: (t.name.clone(), t.address.clone()),
+                            epoch: new_epoch,
+                            others: nodes
+                                .iter()
+                                .filter(|n| n.name != t.name)
+                                .map(|n| n.address.clone())
+                                .collect(),
+                        });
+                        waiting.insert(
+                            cname.clone(),
+                            format!("switching over from {leader_name} to {target}"),
+                        );
+                    } else {
+                        waiting.insert(
+                            cname.clone(),
+                            format!("switchover to {target} waits until it is an in-sync follower"),
+                        );
+                    }
+                }
+                Some(_) => {}
+            }
         }
         if !leading && !waiting.contains_key(&cname) {
             waiting.insert(cname.clone(), format!("{leader_name} is becoming leader"));
@@ -195,9 +284,50 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
     Plan {
         state: next,
         actions,
+        switchovers,
         table,
         push_to,
         waiting,
+    }
+}
+
+/// Whether the cluster needs a new leader, why, and since when (ms). Also keeps track of how
+/// long the leader has been silent. A leader that answers but does not lead its epoch needs
+/// replacing at once; one that does not answer, once it has been silent for the cluster's
+/// failover timeout (it may be hung — `SIGSTOP` — or cut off, which no restart fixes).
+fn trouble(
+    cs: &mut ClusterState,
+    nodes: &[super::NodeObs],
+    fc: &FileCluster,
+    now_ms: u64,
+) -> Option<(String, u64)> {
+    let name = cs.leader.clone()?;
+    let leader = nodes.iter().find(|n| n.name == name);
+    match leader.and_then(|n| n.status.as_ref()) {
+        Some(st) => {
+            cs.silent_since_ms = None;
+            needs_election(cs, nodes).then(|| {
+                (
+                    format!(
+                        "leader {name} is {:?} at epoch {} (it restarted or stepped down)",
+                        st.role, st.epoch
+                    )
+                    .to_lowercase(),
+                    now_ms,
+                )
+            })
+        }
+        None if cs.epoch == 0 => None,
+        None => {
+            let since = *cs.silent_since_ms.get_or_insert(now_ms);
+            let silent = now_ms.saturating_sub(since);
+            (silent >= fc.spec.failover_timeout_ms()).then(|| {
+                (
+                    format!("leader {name} did not answer for {silent} ms"),
+                    since,
+                )
+            })
+        }
     }
 }
 

@@ -191,6 +191,24 @@ pub fn compute(
                 )
             },
         ];
+        if let Some(f) = cs.last_failover.as_ref().map(|f| &f.record) {
+            let took = f
+                .duration_ms
+                .map_or_else(|| "in progress".to_string(), |ms| format!("took {ms} ms"));
+            conditions.push(Condition::new(
+                "FailedOver",
+                true,
+                if f.reason.starts_with("switchover") {
+                    "Switchover"
+                } else {
+                    "LeaderLost"
+                },
+                format!(
+                    "{} -> {} at epoch {} ({}); {took}",
+                    f.from, f.to, f.epoch, f.reason
+                ),
+            ));
+        }
         let old = previous.clusters.iter().find(|c| c.name == name);
         let generation = fc.metadata.generation;
         stamp_conditions(
@@ -213,6 +231,8 @@ pub fn compute(
                 nodes,
                 conditions,
                 observed_generation,
+                last_failover: cs.last_failover.as_ref().map(|f| f.record.clone()),
+                failovers: cs.failovers,
             },
         });
     }

@@ -295,6 +295,11 @@ impl Client {
         serde_json::from_slice(&json).map_err(|e| Error::Unexpected(e.to_string()))
     }
 
+    /// `NODE.FREEZE epoch ms`: stop the leader applying writes; returns its final applied seq.
+    pub async fn freeze(&mut self, epoch: u64, ms: u64) -> Result<u64> {
+        int(self.call(&Command::NodeFreeze { epoch, ms }).await?)
+    }
+
     /// `NODE.LEAD epoch`.
     pub async fn lead(&mut self, epoch: u64) -> Result<()> {
         self.call(&Command::NodeLead { epoch }).await.map(drop)

@@ -62,6 +62,14 @@ pub enum Command {
         /// The leader's client address.
         leader: String,
     },
+    /// `NODE.FREEZE epoch ms`: the leader of `epoch` stops applying writes for `ms` (a planned
+    /// switchover); answers its applied seq once nothing more can be applied.
+    NodeFreeze {
+        /// The epoch the node must be leading.
+        epoch: u64,
+        /// How long the freeze lasts unless a role change ends it first.
+        ms: u64,
+    },
     /// `REPL.FETCH epoch follower-id from from-epoch round max-bytes`: a follower pulls entries after `from`.
     ReplFetch {
         /// The follower's epoch (fencing).
@@ -198,6 +206,12 @@ impl Command {
                 args.finish()?;
                 Command::NodeFollow { epoch, leader }
             }
+            "NODE.FREEZE" => {
+                let epoch = args.u64("epoch")?;
+                let ms = args.u64("ms")?;
+                args.finish()?;
+                Command::NodeFreeze { epoch, ms }
+            }
             "REPL.FETCH" => {
                 let epoch = args.u64("epoch")?;
                 let follower = args.string("follower")?;
@@ -315,6 +329,9 @@ impl Command {
             ]),
             Command::Req { session, seq, cmd } => repl::tag_frame(session, *seq, cmd.to_frame()),
             Command::Mux => Frame::command(["MUX"]),
+            Command::NodeFreeze { epoch, ms } => {
+                Frame::command([Bytes::from("NODE.FREEZE"), num(*epoch), num(*ms)])
+            }
             Command::ReplIndex { epoch } => {
                 Frame::command([Bytes::from("REPL.INDEX"), num(*epoch)])
             }
@@ -376,6 +393,7 @@ pub const KNOWN: &[&str] = &[
     "NODE.STATUS",
     "NODE.LEAD",
     "NODE.FOLLOW",
+    "NODE.FREEZE",
     "REPL.FETCH",
     "REPL.INDEX",
     "SNAP.NEXT",
@@ -470,6 +488,7 @@ mod tests {
             },
             Command::Mux,
             Command::ReplIndex { epoch: 4 },
+            Command::NodeFreeze { epoch: 4, ms: 2000 },
             Command::SnapNext {
                 epoch: 4,
                 cursor: "0".into(),

@@ -36,7 +36,7 @@ pub struct LocalArgs {
     #[arg(long, env = "CLEAVE_PORT_BASE", default_value_t = 7001)]
     pub port_base: u16,
     /// Milliseconds between reconcile passes (a manifest change starts one at once).
-    #[arg(long, env = "CLEAVE_RESYNC_MS", default_value_t = 1000)]
+    #[arg(long, env = "CLEAVE_RESYNC_MS", default_value_t = 300)]
     pub resync_ms: u64,
 }
 
@@ -71,7 +71,35 @@ fn absolute(p: &PathBuf) -> Result<PathBuf> {
 }
 
 /// Take the data folder for this process, or say which operator has it.
+/// How often reconcile passes run while a cluster is not ready.
+const UNHEALTHY_PERIOD: Duration = Duration::from_millis(200);
+
 fn lock(layout: &Layout) -> Result<()> {
+    // The data folder is the local platform's epoch authority: one operator at a time, enforced
+    // by the kernel (an flock dies with its process, so a killed operator never leaves it held).
+    let path = layout.root.join("operator.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(&path))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => {
+            // Held for the life of the process.
+            Box::leak(Box::new(guard));
+        }
+        Err((_, _)) => {
+            let pid = std::fs::read_to_string(layout.pid_file())
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            return Err(Error::Locked {
+                pid,
+                dir: layout.root.clone(),
+            });
+        }
+    }
     if let Ok(text) = std::fs::read_to_string(layout.pid_file()) {
         if let Ok(pid) = text.trim().parse::<i32>() {
             let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
@@ -158,8 +186,14 @@ pub async fn run(args: LocalArgs) -> Result<()> {
     let mut announced = false;
     let mut last_pass = std::time::Instant::now() - Duration::from_secs(3600);
     loop {
-        let due = last_pass.elapsed() >= Duration::from_millis(args.resync_ms)
-            || platform.manifests_changed();
+        // While a cluster is not ready (a leader lost, a node coming up) pass often, so a
+        // failover is noticed within its timeout rather than the resync period.
+        let period = if ready(&previous) {
+            Duration::from_millis(args.resync_ms)
+        } else {
+            UNHEALTHY_PERIOD.min(Duration::from_millis(args.resync_ms))
+        };
+        let due = last_pass.elapsed() >= period || platform.manifests_changed();
         if due {
             last_pass = std::time::Instant::now();
             let now = k8s_openapi::jiff::Timestamp::now().to_string();
@@ -182,7 +216,7 @@ pub async fn run(args: LocalArgs) -> Result<()> {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
