@@ -26,7 +26,8 @@ struct Step {
     query: &'static str,
     /// Checks on the request body (JSON, `Null` when empty).
     check: Box<dyn Fn(&Value) + Send>,
-    /// Status code and body of the answer; `None`: echo the request body.
+    /// Status code and body of the answer; `None`: answer as an API server answers an apply
+    /// or a create (see [`stored`]). Reads and JSON patches must be given an answer.
     answer: Option<(u16, Value)>,
 }
 
@@ -67,9 +68,38 @@ fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
-fn not_found() -> Value {
+/// A `Status` failure as the API server sends it.
+fn failure(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "reason": "NotFound", "code": 404, "message": "not found"})
+           "reason": reason, "code": code, "message": message})
+}
+
+fn not_found() -> Value {
+    failure(404, "NotFound", "not found")
+}
+
+/// What the API server returns for an object it has just stored from an apply or a create:
+/// the object with server-set metadata — a fresh `resourceVersion` (`rv`), a uid, generation 1
+/// and a creation time when they were not there — never simply the request echoed back.
+fn stored(body: &Value, rv: u64) -> Value {
+    let mut obj = body.clone();
+    assert!(
+        obj["metadata"]["name"].is_string() || obj["metadata"]["generateName"].is_string(),
+        "an object without a name: {body}"
+    );
+    let meta = obj["metadata"].as_object_mut().unwrap();
+    meta.insert("resourceVersion".into(), json!(rv.to_string()));
+    let name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("generated")
+        .to_string();
+    meta.entry("uid")
+        .or_insert_with(|| json!(format!("uid-{name}")));
+    meta.entry("generation").or_insert(json!(1));
+    meta.entry("creationTimestamp")
+        .or_insert(json!("2027-01-15T08:00:00Z"));
+    obj
 }
 
 fn fc(finalizer: bool, deleting: bool) -> FileCluster {
@@ -106,6 +136,7 @@ fn hr(cluster: &str) -> HashRange {
 /// drops its `Context` (which `reconcile` takes by value) before awaiting this.
 async fn verify(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<Step>) {
     let mut seen = Vec::new();
+    let mut resource_version = 100;
     for (i, s) in script.into_iter().enumerate() {
         let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
             .await
@@ -133,7 +164,15 @@ async fn verify(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<S
             serde_json::from_slice(&bytes).unwrap()
         };
         (s.check)(&body);
-        let (code, answer) = s.answer.unwrap_or((200, body));
+        let (code, answer) = s.answer.unwrap_or_else(|| {
+            assert!(
+                (method == "PATCH" || method == "POST") && body.is_object(),
+                "step {i}: {method} {path} needs a scripted answer"
+            );
+            resource_version += 1;
+            let code = if method == "POST" { 201 } else { 200 };
+            (code, stored(&body, resource_version))
+        });
         send.send_response(
             Response::builder()
                 .status(code)
@@ -266,6 +305,15 @@ async fn a_new_cluster_is_applied_then_its_status_published() {
             .check(|b| {
                 assert_eq!(b["kind"], "HashRange");
                 assert_eq!(b["status"]["observedGeneration"], 1);
+                // spec.cluster is fc-a, but no router table is committed yet: nothing serves
+                // the range, and the status must not claim otherwise.
+                assert!(b["status"].get("servedBy").is_none(), "{b}");
+                let conds = b["status"]["conditions"].as_array().unwrap();
+                let ready = conds.iter().find(|c| c["type"] == "Ready").unwrap();
+                assert_eq!(
+                    (&ready["status"], &ready["reason"]),
+                    (&json!("False"), &json!("NotServed"))
+                );
             })
             .answer(200, r.clone()),
     ];
@@ -380,5 +428,68 @@ async fn deletion_completes_when_nothing_routes_to_the_cluster() {
     let server = tokio::spawn(verify(handle, script));
     let action = reconcile(Arc::new(fc(true, true)), ctx).await.unwrap();
     assert_eq!(action, Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_conflict_on_the_finalizer_is_an_error_and_nothing_follows() {
+    let (ctx, handle) = context();
+    let script = vec![step("PATCH", &format!("{CRD}/fileclusters/fc-a")).answer(
+        409,
+        failure(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on fileclusters.cleave.dev \"fc-a\": \
+                 the object has been modified; please apply your changes to the latest version",
+        ),
+    )];
+    let server = tokio::spawn(verify(handle, script));
+    let err = reconcile(Arc::new(fc(false, false)), ctx)
+        .await
+        .expect_err("a refused finalizer patch must fail the reconcile");
+    assert!(
+        err.to_string().contains("the object has been modified"),
+        "{err}"
+    );
+    // verify fails on any request after the refused PATCH: nothing was applied regardless.
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_object_stops_the_pass_with_an_error_naming_it() {
+    let (ctx, handle) = context();
+    let f = serde_json::to_value(fc(true, false)).unwrap();
+    let r = serde_json::to_value(hr("fc-a")).unwrap();
+    let invalid = failure(
+        422,
+        "Invalid",
+        "StatefulSet.apps \"fc-a\" is invalid: spec.template.spec.containers[0].image: \
+         Required value",
+    );
+    let script = vec![
+        step("GET", &format!("{CRD}/fileclusters")).answer(200, list("FileClusterList", vec![f])),
+        step("GET", &format!("{CRD}/hashranges")).answer(200, list("HashRangeList", vec![r])),
+        step(
+            "GET",
+            "/api/v1/namespaces/store/configmaps/cleave-range-table",
+        )
+        .answer(404, not_found()),
+        step("PATCH", "/api/v1/namespaces/store/configmaps/fc-a-config").query(APPLY),
+        step("PATCH", "/api/v1/namespaces/store/services/fc-a").query(APPLY),
+        step("PATCH", "/apis/apps/v1/namespaces/store/statefulsets/fc-a")
+            .query(APPLY)
+            .answer(422, invalid),
+    ];
+    let server = tokio::spawn(verify(handle, script));
+    let err = reconcile(Arc::new(fc(true, false)), ctx)
+        .await
+        .expect_err("an invalid StatefulSet must fail the reconcile");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("StatefulSet") && msg.contains("store/fc-a"),
+        "{msg}"
+    );
+    assert!(msg.contains("Required value"), "{msg}");
+    // No PodDisruptionBudget, no status: verify fails on any request after the 422.
     server.await.unwrap();
 }
