@@ -2,21 +2,53 @@
 //! reads work for files larger than one frame.
 
 use bytes::Bytes;
+use cleave_e2e::process::NodeProc;
 use cleave_e2e::{Cluster, ClusterOptions};
-use cleave_proto::{ErrorCode, Selected};
+use cleave_proto::{Client, ErrorCode, Selected};
+use std::future::Future;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Send raw bytes, return what the server answered before closing (or after a short wait).
+/// Bound on one request, and on waiting for a follower to serve a read: generous for a loaded
+/// 2-core machine, but a hung node fails the test instead of hanging it.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client of `node` whose every request is bounded by [`TIMEOUT`].
+async fn client(node: &NodeProc) -> Client {
+    node.client().await.with_timeout(TIMEOUT)
+}
+
+/// Send raw bytes, return what the server answered first (within [`TIMEOUT`]).
 async fn raw(addr: &str, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+    let what = String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).into_owned();
+    let n = tokio::time::timeout(TIMEOUT, s.read(&mut buf))
         .await
-        .unwrap()
-        .unwrap();
+        .unwrap_or_else(|_| panic!("no answer within {TIMEOUT:?} to {what:?}"))
+        .unwrap_or_else(|e| panic!("reading the answer to {what:?}: {e}"));
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Run a read until it stops answering `TRYAGAIN` (a follower waiting for its read barrier on
+/// a loaded machine), for at most [`TIMEOUT`]; any other error fails the test.
+async fn read_retrying<T, F, Fut>(what: &str, mut read: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = cleave_proto::Result<T>>,
+{
+    let start = Instant::now();
+    loop {
+        match read().await {
+            Ok(v) => return v,
+            Err(e) if e.code() == Some(ErrorCode::TryAgain) && start.elapsed() < TIMEOUT => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{what}: {e} (after {:?})", start.elapsed()),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +95,7 @@ async fn bad_input_is_refused_and_the_node_keeps_serving() {
         );
     }
     let long = format!("/{}", "x/".repeat(700));
-    let mut n = c.nodes[0].client().await;
+    let mut n = client(&c.nodes[0]).await;
     assert_eq!(
         n.select(&long).await.unwrap_err().code(),
         Some(ErrorCode::BadPath)
@@ -86,7 +118,7 @@ async fn bad_input_is_refused_and_the_node_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_uploads_commit_atomically_and_read_back_in_ranges() {
     let c = Cluster::start("multipart", ClusterOptions::default()).await;
-    let mut n = c.nodes[0].client().await;
+    let mut n = client(&c.nodes[0]).await;
     let part = |i: u8, len: usize| {
         Bytes::from(
             (0..len)
@@ -125,20 +157,30 @@ async fn multipart_uploads_commit_atomically_and_read_back_in_ranges() {
     let whole: Vec<u8> = parts.concat();
     // Ranged reads that straddle part boundaries, on every node.
     for node in &c.nodes {
-        let mut f = node.client().await;
-        let mid = f
-            .read("/big/file.bin", (3 << 20) - 10, 20, Some(seq))
-            .await
-            .unwrap();
-        assert_eq!(&mid[..], &whole[(3 << 20) - 10..(3 << 20) + 10]);
-        let tail = f
-            .read("/big/file.bin", (6 << 20) + 990, 100, Some(seq))
-            .await
-            .unwrap();
-        assert_eq!(&tail[..], &whole[(6 << 20) + 990..]);
-        assert_eq!(
-            f.select("/big/file.bin").await.unwrap(),
-            Selected::File(whole.clone().into())
+        let at = &node.addr;
+        let mid = read_retrying(&format!("READ across a part boundary at {at}"), || async {
+            client(node)
+                .await
+                .read("/big/file.bin", (3 << 20) - 10, 20, Some(seq))
+                .await
+        })
+        .await;
+        assert_eq!(&mid[..], &whole[(3 << 20) - 10..(3 << 20) + 10], "{at}");
+        let tail = read_retrying(&format!("READ past the end at {at}"), || async {
+            client(node)
+                .await
+                .read("/big/file.bin", (6 << 20) + 990, 100, Some(seq))
+                .await
+        })
+        .await;
+        assert_eq!(&tail[..], &whole[(6 << 20) + 990..], "{at}");
+        let file = read_retrying(&format!("SELECT at {at}"), || async {
+            client(node).await.select("/big/file.bin").await
+        })
+        .await;
+        assert!(
+            file == Selected::File(whole.clone().into()),
+            "{at}: the file differs"
         );
     }
     // Unequal parts are refused; ABORT drops staged parts.

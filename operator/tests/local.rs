@@ -9,9 +9,43 @@ use cleave_proto::{Client, Selected};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use std::hash::{BuildHasher, RandomState};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// How long one request through the router may take before the test fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Ports one test reserves: the first for router-0, the rest for what the operator assigns
+/// from `--port-base` (the second router and 6 nodes x (node + Redis) = 13, with headroom).
+const BLOCK: u16 = 40;
+
+/// A block of [`BLOCK`] consecutive free ports, each bound (so neither another test nor another
+/// process can take it) until the operator starts. The block lies below the kernel's ephemeral
+/// range (32768 and up), so that once released no outgoing connection's source port lands on
+/// it, not even while the operator restarts and its nodes rebind the same ports.
+fn reserve_block() -> Vec<TcpListener> {
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap();
+    for _ in 0..1000 {
+        let base =
+            20_000 + (RandomState::new().hash_one(0u8) % (32_768 - 20_000 - BLOCK as u64)) as u16;
+        if handed_out.iter().any(|b| b.abs_diff(base) < BLOCK) {
+            continue;
+        }
+        let held: Option<Vec<TcpListener>> = (base..base + BLOCK)
+            .map(|p| TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if let Some(held) = held {
+            handed_out.push(base);
+            return held;
+        }
+    }
+    panic!("found no {BLOCK} consecutive free ports between 20000 and 32768 in 1000 tries");
+}
 
 const OPERATOR: &str = env!("CARGO_BIN_EXE_cleave-operator");
 
@@ -45,13 +79,15 @@ struct System {
     data: PathBuf,
     router_port: u16,
     port_base: u16,
+    /// The reserved ports, held until the operator starts.
+    reserved: Vec<TcpListener>,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
 
 impl System {
-    /// `slot` keeps the tests' ports apart (each gets 100 ports below 32768).
-    fn new(slot: u16) -> System {
+    /// A system on its own block of ports (see [`reserve_block`]).
+    fn new() -> System {
         let tmp = tempfile::tempdir().unwrap();
         let manifests = tmp.path().join("manifests");
         std::fs::create_dir_all(&manifests).unwrap();
@@ -59,11 +95,14 @@ impl System {
             let f = f.unwrap().path();
             std::fs::copy(&f, manifests.join(f.file_name().unwrap())).unwrap();
         }
+        let reserved = reserve_block();
+        let base = reserved[0].local_addr().unwrap().port();
         System {
             manifests,
             data: tmp.path().join("data"),
-            router_port: 21000 + slot * 100,
-            port_base: 21001 + slot * 100,
+            router_port: base,
+            port_base: base + 1,
+            reserved,
             child: None,
             _tmp: tmp,
         }
@@ -82,6 +121,7 @@ impl System {
     }
 
     fn start(&mut self) {
+        self.reserved.clear(); // the operator binds them now
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -221,10 +261,17 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A client of the router whose every request is bounded by [`REQUEST_TIMEOUT`].
+async fn client(addr: &str) -> Client {
+    Client::connect_timeout(addr, REQUEST_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the router at {addr}: {e}"))
+}
+
 /// Write `n` files under several roots (so both clusters get some) through the router.
 fn write(addr: &str, tag: &str, n: usize) -> Vec<(String, String)> {
     rt().block_on(async {
-        let mut c = Client::connect(addr).await.unwrap();
+        let mut c = client(addr).await;
         let mut out = Vec::new();
         for i in 0..n {
             let path = format!("/root{}/{tag}/file-{i}", i % 8);
@@ -236,7 +283,7 @@ fn write(addr: &str, tag: &str, n: usize) -> Vec<(String, String)> {
                     Err(e) if Instant::now() < deadline => {
                         eprintln!("retrying {path}: {e}");
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        c = Client::connect(addr).await.unwrap();
+                        c = client(addr).await;
                     }
                     Err(e) => panic!("INSERT {path}: {e}"),
                 }
@@ -249,7 +296,7 @@ fn write(addr: &str, tag: &str, n: usize) -> Vec<(String, String)> {
 
 fn read_back(addr: &str, files: &[(String, String)]) {
     rt().block_on(async {
-        let mut c = Client::connect(addr).await.unwrap();
+        let mut c = client(addr).await;
         for (path, data) in files {
             match c.select(path).await {
                 Ok(Selected::File(b)) => assert_eq!(b, data.as_bytes(), "{path}"),
@@ -271,8 +318,10 @@ fn node<'a>(s: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn a_port_in_use_is_a_clear_error_not_a_panic() {
-    let sys = System::new(0);
-    let _holder = std::net::TcpListener::bind(("127.0.0.1", sys.router_port)).unwrap();
+    let mut sys = System::new();
+    // Keep the router's port bound; free the rest.
+    let _holder = sys.reserved.remove(0);
+    sys.reserved.clear();
     let out = sys.command().output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -291,7 +340,7 @@ fn from_manifests_to_a_working_system() {
     if !have_router() {
         return;
     }
-    let mut sys = System::new(1);
+    let mut sys = System::new();
     sys.start();
     let s = sys.wait_ready();
     assert_eq!(s["epoch"], 1);
@@ -345,7 +394,7 @@ fn killed_nodes_and_redis_servers_are_restarted_and_catch_up() {
     if !have_router() {
         return;
     }
-    let mut sys = System::new(2);
+    let mut sys = System::new();
     sys.start();
     let s = sys.wait_ready();
     let mut files = write(&sys.router(), "before", 30);
@@ -384,7 +433,7 @@ fn bad_edits_are_refused_and_the_system_keeps_serving() {
     if !have_router() {
         return;
     }
-    let mut sys = System::new(3);
+    let mut sys = System::new();
     sys.start();
     sys.wait_ready();
     let files = write(&sys.router(), "steady", 20);
@@ -467,7 +516,7 @@ fn ctrl_c_leaves_no_child_and_a_restart_resumes_every_write() {
     if !have_router() {
         return;
     }
-    let mut sys = System::new(4);
+    let mut sys = System::new();
     sys.start();
     sys.wait_ready();
     let files = write(&sys.router(), "durable", 50);
@@ -496,7 +545,7 @@ fn a_restart_after_the_operator_was_killed_reaps_its_orphans() {
     if !have_router() {
         return;
     }
-    let mut sys = System::new(5);
+    let mut sys = System::new();
     sys.start();
     sys.wait_ready();
     let files = write(&sys.router(), "orphans", 20);

@@ -139,7 +139,10 @@ pub(crate) mod fixtures {
         .unwrap()
     }
 
-    /// A HashRange served by `cluster` at epoch 5, refused with `valid` when given.
+    /// A HashRange assigned to `cluster` (`spec.cluster`), refused with `valid` when given.
+    /// Its status says it is served at epoch 5 by `cluster`, except that a range assigned to
+    /// `fc-b` is still served by `fc-a` (a move in progress), so that tests can tell whether the
+    /// spec or the status was read.
     pub(crate) fn hr(
         name: &str,
         start: i64,
@@ -147,11 +150,12 @@ pub(crate) mod fixtures {
         cluster: &str,
         valid: Option<&str>,
     ) -> HashRange {
+        let served_by = if cluster == "fc-b" { "fc-a" } else { cluster };
         let mut v = json!({
             "apiVersion": "cleave.dev/v1alpha1", "kind": "HashRange",
             "metadata": {"name": name, "namespace": "store"},
             "spec": {"start": start, "end": end, "cluster": cluster},
-            "status": {"servedBy": cluster, "epoch": 5, "conditions": []}
+            "status": {"servedBy": served_by, "epoch": 5, "conditions": []}
         });
         if let Some(msg) = valid {
             v["status"]["conditions"] = json!([
@@ -226,7 +230,12 @@ mod tests {
             ),
             (0, 2147483647, "fc-a")
         );
-        assert_eq!(r.ranges[1].status.served_by.as_deref(), Some("fc-b"));
+        assert_eq!(r.ranges[1].cluster, "fc-b", "the spec's assignment");
+        assert_eq!(
+            r.ranges[1].status.served_by.as_deref(),
+            Some("fc-a"),
+            "the status's current owner"
+        );
 
         let names: Vec<_> = r.clusters.iter().map(|x| x.name.as_str()).collect();
         assert_eq!(names, ["fc-a", "fc-b"], "clusters by name");
@@ -262,15 +271,15 @@ mod tests {
     fn the_json_has_the_shape_of_the_local_platform() {
         let r = report(
             &[fc_a()],
-            &[hr("all", 0, 4294967295, "fc-a", None)],
-            Some(&table_config(Some(STATE), None)),
+            &[hr("all", 0, 4294967295, "fc-b", None)],
+            Some(&table_config(Some(STATE), Some("epoch: 6\nranges: []\n"))),
             &[router_pod("cleave-router-x", "Running", Some("10.1.0.7"))],
         );
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["epoch"], 5);
         assert_eq!(v["ranges"][0]["start"], 0);
         assert_eq!(v["ranges"][0]["end"], 4294967295_u64);
-        assert_eq!(v["ranges"][0]["cluster"], "fc-a");
+        assert_eq!(v["ranges"][0]["cluster"], "fc-b");
         assert_eq!(v["ranges"][0]["servedBy"], "fc-a");
         assert_eq!(v["routers"][0]["address"], "10.1.0.7:7000");
         assert_eq!(v["routers"][0]["epoch"], 5);

@@ -260,7 +260,9 @@ mod tests {
                 "/api/v1/namespaces/store/configmaps/cleave-range-table".into(),
                 "",
                 200,
-                v(&table_config(Some(STATE), Some("epoch: 5\nranges: []\n"))),
+                // The table is newer (6) than what every router acknowledged (5): the
+                // report must take the committed epoch from state.json.
+                v(&table_config(Some(STATE), Some("epoch: 6\nranges: []\n"))),
             ),
             (
                 "GET",
@@ -281,8 +283,25 @@ mod tests {
         server.await.unwrap();
 
         assert_eq!(report.epoch, 5);
-        let ranges: Vec<_> = report.ranges.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(ranges, ["low", "high"]);
+        let ranges: Vec<_> = report
+            .ranges
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.cluster.as_str(),
+                    r.status.served_by.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                ("low", "fc-a", Some("fc-a")),
+                ("high", "fc-b", Some("fc-a"))
+            ],
+            "spec.cluster and status.servedBy each from their own field"
+        );
         let clusters: Vec<_> = report.clusters.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(clusters, ["fc-a", "fc-b"]);
         assert_eq!(report.clusters[0].status.leader.as_deref(), Some("fc-a-0"));
