@@ -5,7 +5,7 @@ use cleave_operator::crd::{FileCluster, HashRange};
 use cleave_operator::reconcile::plan::{build, NodeAction};
 use cleave_operator::reconcile::status::{compute, Outcome, Report};
 use cleave_operator::reconcile::validate::validate;
-use cleave_operator::reconcile::{ClusterState, CoreState, Desired, NodeObs, Observed, RouterObs};
+use cleave_operator::reconcile::{CoreState, Desired, NodeObs, Observed, RouterObs};
 use cleave_proto::status::{NodeStatus, Role};
 
 fn fc(name: &str) -> FileCluster {
@@ -176,11 +176,8 @@ fn first_pass_makes_node_zero_leader_at_epoch_one() {
     let obs = observed(|_, _| Some(status(Role::Idle, 0, None, 0)), &[None, None]);
     let plan = build(&v, &CoreState::default(), &obs);
     assert_eq!(
-        plan.state.clusters["fc-a"],
-        ClusterState {
-            leader: Some("fc-a-0".into()),
-            epoch: 1
-        }
+        leader_and_epoch(&plan.state, "fc-a"),
+        (Some("fc-a-0".into()), 1)
     );
     // Followers first (once they are at the epoch an old leader gets no acknowledgements),
     // then the leader.
@@ -272,11 +269,8 @@ fn a_restarted_operator_adopts_the_leader_its_nodes_report() {
     );
     let plan = build(&v, &CoreState::default(), &obs);
     assert_eq!(
-        plan.state.clusters["fc-a"],
-        ClusterState {
-            leader: Some("fc-a-2".into()),
-            epoch: 4
-        }
+        leader_and_epoch(&plan.state, "fc-a"),
+        (Some("fc-a-2".into()), 4)
     );
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     assert_eq!(plan.table.unwrap().epoch, 4, "above what the routers serve");
@@ -418,6 +412,12 @@ fn status_of_a_refused_set_says_why_and_keeps_serving() {
     assert_eq!(r.epoch, 1);
 }
 
+/// The leader and epoch the plan recorded for a cluster.
+fn leader_and_epoch(state: &CoreState, cluster: &str) -> (Option<String>, u64) {
+    let cs = &state.clusters[cluster];
+    (cs.leader.clone(), cs.epoch)
+}
+
 /// A status with its log position: `(last epoch, seq)`.
 fn at(role: Role, epoch: u64, leader: Option<&str>, last: (u64, u64)) -> NodeStatus {
     let mut s = status(role, epoch, leader, last.1);
@@ -441,11 +441,8 @@ fn a_restarted_leader_is_replaced_by_the_most_up_to_date_node_at_a_newer_epoch()
     );
     let plan = build(&v, &state, &obs);
     assert_eq!(
-        plan.state.clusters["fc-a"],
-        ClusterState {
-            leader: Some("fc-a-2".into()),
-            epoch: 2
-        }
+        leader_and_epoch(&plan.state, "fc-a"),
+        (Some("fc-a-2".into()), 2)
     );
     let lead_at = plan
         .actions
@@ -505,4 +502,87 @@ fn an_election_waits_while_too_few_nodes_answer_and_never_picks_a_resyncing_node
         Some("fc-a-1")
     );
     assert_eq!(plan.state.clusters["fc-a"].epoch, 2);
+}
+
+#[test]
+fn a_silent_leader_is_replaced_only_after_the_failover_timeout_and_the_change_is_recorded() {
+    let v = validate(&samples()).unwrap();
+    let state = committed(&v);
+    let silent = |c: &str, i: usize| match (c, i) {
+        ("fc-a", 0) => None,
+        ("fc-a", 1) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 40))),
+        ("fc-a", 2) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 41))),
+        _ => settled(c, i),
+    };
+    let mut obs = observed(silent, &[Some(1)]);
+    obs.now_ms = 10_000;
+    let first = build(&v, &state, &obs);
+    assert_eq!(leader_and_epoch(&first.state, "fc-a"), (Some("fc-a-0".into()), 1));
+    assert_eq!(first.state.clusters["fc-a"].silent_since_ms, Some(10_000));
+    assert!(first.waiting["fc-a"].contains("does not answer"));
+
+    // 1 499 ms later: still within the default 1 500 ms.
+    obs.now_ms = 11_499;
+    let second = build(&v, &first.state, &obs);
+    assert_eq!(leader_and_epoch(&second.state, "fc-a"), (Some("fc-a-0".into()), 1));
+
+    obs.now_ms = 11_500;
+    let third = build(&v, &second.state, &obs);
+    assert_eq!(leader_and_epoch(&third.state, "fc-a"), (Some("fc-a-2".into()), 2));
+    let cs = &third.state.clusters["fc-a"];
+    let f = &cs.last_failover.as_ref().expect("recorded").record;
+    assert_eq!((f.from.as_str(), f.to.as_str(), f.epoch), ("fc-a-0", "fc-a-2", 2));
+    assert!(f.reason.contains("did not answer for 1500 ms"), "{}", f.reason);
+    assert_eq!(cs.failovers, 1);
+    assert_eq!(f.duration_ms, None, "not yet seen leading");
+
+    // The new leader leads: the duration is measured from the first silence.
+    let led = |c: &str, i: usize| match (c, i) {
+        ("fc-a", 0) => None,
+        ("fc-a", 2) => Some(at(Role::Leader, 2, Some("127.0.0.1:102"), (2, 42))),
+        ("fc-a", 1) => Some(at(Role::Follower, 2, Some("127.0.0.1:102"), (2, 42))),
+        _ => settled(c, i),
+    };
+    let mut obs = observed(led, &[Some(1)]);
+    obs.now_ms = 11_800;
+    let fourth = build(&v, &third.state, &obs);
+    let f = &fourth.state.clusters["fc-a"].last_failover.as_ref().unwrap().record;
+    assert_eq!(f.duration_ms, Some(1_800));
+    assert_eq!(
+        fourth.table.unwrap().clusters["fc-a"].leader.as_deref(),
+        Some("127.0.0.1:102"),
+        "routers are told"
+    );
+}
+
+#[test]
+fn a_switchover_waits_for_an_in_sync_target_and_reserves_a_new_epoch() {
+    let state = committed(&validate(&samples()).unwrap());
+    let mut d = samples();
+    d.clusters[0].spec.leader = Some("fc-a-1".into());
+    let v = validate(&d).unwrap();
+    let plan = build(&v, &state, &observed(settled, &[Some(1)]));
+    assert_eq!(plan.switchovers.len(), 1, "{:?}", plan.waiting);
+    let sw = &plan.switchovers[0];
+    assert_eq!(sw.from, ("fc-a-0".into(), "127.0.0.1:100".into(), 1));
+    assert_eq!(sw.to, ("fc-a-1".into(), "127.0.0.1:101".into()));
+    assert_eq!(sw.epoch, 2);
+    assert_eq!(sw.others, ["127.0.0.1:100", "127.0.0.1:102"]);
+    // The epoch is reserved before acting; the leader changes only once the switch is done.
+    assert_eq!(leader_and_epoch(&plan.state, "fc-a"), (Some("fc-a-0".into()), 2));
+
+    // A target that is not an in-sync follower: wait.
+    let lagging = |c: &str, i: usize| match (c, i) {
+        ("fc-a", 1) => Some(status(Role::Resyncing, 1, Some("127.0.0.1:100"), 0)),
+        _ => settled(c, i),
+    };
+    let plan = build(&v, &state, &observed(lagging, &[Some(1)]));
+    assert!(plan.switchovers.is_empty());
+    assert!(plan.waiting["fc-a"].contains("in-sync follower"));
+
+    let mut d = samples();
+    d.clusters[0].spec.leader = Some("fc-z-9".into());
+    let v = validate(&d).unwrap();
+    let plan = build(&v, &state, &observed(settled, &[Some(1)]));
+    assert!(plan.waiting["fc-a"].contains("not a node of fc-a"));
 }
