@@ -1,0 +1,356 @@
+//! Failover on the local platform, with real processes, under concurrent load through both
+//! routers, every scenario ending with the history check of `cleave_e2e::history` (every
+//! acknowledged write readable, no stale, phantom or undone read, no write applied twice):
+//!
+//! - the leader killed (`kill -9`, some rounds with its Redis), round after round;
+//! - the leader frozen (`SIGSTOP`) past `failoverTimeout`: a follower takes over; after
+//!   `SIGCONT` the old leader rejoins as a follower and ends identical;
+//! - the leader frozen while a follower is down too: nobody is promoted until it is safe, and
+//!   the cluster says why it waits;
+//! - the operator killed during a failover: the next one finishes it, no epoch used twice;
+//! - a switchover through `spec.leader` under load: no client error.
+//!
+//! `CLEAVE_FAILOVER_ROUNDS` sets the number of kill rounds (default 3; `make soak` runs 50).
+
+mod common;
+
+use cleave_e2e::history::History;
+use cleave_e2e::workload::{assert_history, Workload};
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// How long a failover may take before a test fails (the target is ≤ 3 s; CI is slow).
+const FAILOVER_BOUND: u64 = 45;
+
+fn cluster<'a>(s: &'a Value, name: &str) -> &'a Value {
+    s["clusters"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+/// The leader's name, epoch and pid as the status reports them.
+fn leader_of(s: &Value, name: &str) -> (String, u64, u32) {
+    let c = cluster(s, name);
+    let leader = c["leader"].as_str().unwrap_or_default().to_string();
+    let pid = c["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["name"] == leader.as_str())
+        .and_then(|n| n["pid"].as_u64())
+        .unwrap_or(0) as u32;
+    (leader, c["epoch"].as_u64().unwrap_or(0), pid)
+}
+
+fn node_pid(s: &Value, name: &str) -> u32 {
+    s["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["nodes"].as_array().into_iter().flatten())
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["pid"].as_u64())
+        .unwrap_or(0) as u32
+}
+
+fn redis_pid(sys: &System, node: &str) -> u32 {
+    let children: Value = std::fs::read(sys.data.join("children.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    children[format!("{node}-redis")].as_u64().unwrap_or(0) as u32
+}
+
+fn signal(pid: u32, sig: Signal) {
+    assert!(pid > 0, "no pid to signal");
+    let _ = kill(Pid::from_raw(pid as i32), sig);
+}
+
+/// A load through both routers over roots of both clusters.
+fn workload(sys: &System, prefix: &str, secs: u64) -> Workload {
+    let mut w = Workload::new(vec![sys.router(), sys.router2()]);
+    w.prefix = prefix.into();
+    w.clients = 6;
+    w.roots = 8;
+    w.files_per_root = 4;
+    w.duration = Duration::from_secs(secs);
+    w.timeout = Duration::from_secs(10);
+    w
+}
+
+/// Wait (blocking, bounded) until `cluster` is led by another node than `old` at a higher
+/// epoch, and is Ready again.
+fn wait_new_leader(sys: &System, name: &str, old: &str, old_epoch: u64) -> Value {
+    sys.wait_for(
+        FAILOVER_BOUND,
+        &format!("{name} led by another node than {old} at an epoch above {old_epoch}"),
+        |s| {
+            let (l, e, _) = leader_of(s, name);
+            let c = cluster(s, name);
+            l != old && e > old_epoch && cond(c, "Ready")
+        },
+    )
+}
+
+async fn finish(w: &Workload, history: History, addr: &str, min_acked: usize) {
+    let mut history = history;
+    w.final_reads(&mut history, addr).await;
+    assert_history(&history, min_acked);
+}
+
+fn rounds() -> usize {
+    std::env::var("CLEAVE_FAILOVER_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_round_after_round_loses_no_acknowledged_write() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    sys.start();
+    sys.wait_ready();
+    let rounds = rounds();
+    let w = workload(&sys, "k", 8 + 6 * rounds as u64);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    let mut epochs = BTreeSet::new();
+    let started = Instant::now();
+    for round in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let s = sys.status();
+        let (old, epoch, pid) = leader_of(&s, "fc-a");
+        assert!(epochs.insert(epoch), "epoch {epoch} led twice");
+        if round % 2 == 1 {
+            signal(redis_pid(&sys, &old), Signal::SIGKILL);
+        }
+        signal(pid, Signal::SIGKILL);
+        let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+        let f = &cluster(&s, "fc-a")["lastFailover"];
+        println!(
+            "round {round}: {old} -> {} at epoch {} ({}), {} ms",
+            f["to"], f["epoch"], f["reason"], f["durationMs"]
+        );
+    }
+    let history = load.await.expect("the load ran");
+    println!("{rounds} rounds in {:?}", started.elapsed());
+    tokio::task::block_in_place(|| sys.wait_ready());
+    finish(&w, history, &sys.router(), 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_leader_is_replaced_and_rejoins_as_an_identical_follower() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    sys.start();
+    sys.wait_ready();
+    let w = workload(&sys, "z", 14);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (old, epoch, pid) = leader_of(&sys.status(), "fc-a");
+    signal(pid, Signal::SIGSTOP);
+    let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+    let f = &cluster(&s, "fc-a")["lastFailover"];
+    assert!(
+        f["reason"].as_str().unwrap_or_default().contains("did not answer"),
+        "{f}"
+    );
+    assert!(cond(cluster(&s, "fc-a"), "FailedOver"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal(pid, Signal::SIGCONT);
+    // The old leader comes back at the old epoch: it must rejoin as a follower, in sync.
+    tokio::task::block_in_place(|| {
+        sys.wait_for(FAILOVER_BOUND, &format!("{old} back as an in-sync follower"), |s| {
+            let n = node(s, &old);
+            n["role"] == "follower" && n["inSync"] == true
+        })
+    });
+    let history = load.await.expect("the load ran");
+    tokio::task::block_in_place(|| sys.wait_ready());
+    finish(&w, history, &sys.router(), 50).await;
+    assert_identical(&sys, "fc-a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_promotion_while_too_few_followers_answer() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    sys.start();
+    sys.wait_ready();
+    let w = workload(&sys, "w", 16);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = sys.status();
+    let (old, epoch, pid) = leader_of(&s, "fc-a");
+    let follower = ["fc-a-0", "fc-a-1", "fc-a-2"]
+        .into_iter()
+        .find(|n| *n != old)
+        .unwrap();
+    let follower_pid = node_pid(&s, follower);
+    signal(follower_pid, Signal::SIGSTOP);
+    signal(pid, Signal::SIGSTOP);
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(FAILOVER_BOUND, "fc-a waiting to elect, saying why", |s| {
+            cond(cluster(s, "fc-a"), "Progressing")
+                && cluster(s, "fc-a")["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| {
+                        c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("needed to be sure"))
+                    })
+        })
+    });
+    assert_eq!(leader_of(&s, "fc-a").1, epoch, "no new epoch while unsafe");
+    // The follower comes back: now the promotion is safe.
+    signal(follower_pid, Signal::SIGCONT);
+    tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+    signal(pid, Signal::SIGCONT);
+    let history = load.await.expect("the load ran");
+    tokio::task::block_in_place(|| sys.wait_ready());
+    finish(&w, history, &sys.router(), 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_killed_during_a_failover_is_finished_by_the_next_one() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    sys.start();
+    sys.wait_ready();
+    let w = workload(&sys, "o", 16);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (old, epoch, pid) = leader_of(&sys.status(), "fc-a");
+    signal(pid, Signal::SIGSTOP);
+    // Kill the operator once it has noticed the silence, before or while it acts.
+    tokio::task::block_in_place(|| {
+        sys.wait_for(FAILOVER_BOUND, "the operator noticing the silent leader", |s| {
+            cluster(s, "fc-a")["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("does not answer"))
+                })
+        })
+    });
+    let children = sys.child_pids();
+    sys.stop(Signal::SIGKILL);
+    // Its children live on (they are in their own process groups); the next operator adopts
+    // or restarts them.
+    assert!(children.iter().any(|p| alive(*p)));
+    sys.start();
+    let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+    let (new, new_epoch, _) = leader_of(&s, "fc-a");
+    signal(pid, Signal::SIGCONT);
+    // Exactly one node leads the new epoch.
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(FAILOVER_BOUND, &format!("{old} following {new}"), |s| {
+            node(s, &old)["role"] == "follower"
+        })
+    });
+    let leaders: Vec<&Value> = cluster(&s, "fc-a")["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["role"] == "leader")
+        .collect();
+    assert_eq!(leaders.len(), 1, "one leader at epoch {new_epoch}: {leaders:?}");
+    let history = load.await.expect("the load ran");
+    tokio::task::block_in_place(|| sys.wait_ready());
+    finish(&w, history, &sys.router(), 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_switchover_under_load_costs_clients_no_error() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    sys.start();
+    sys.wait_ready();
+    let w = workload(&sys, "s", 10);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (old, epoch, _) = leader_of(&sys.status(), "fc-a");
+    let target = if old == "fc-a-2" { "fc-a-1" } else { "fc-a-2" };
+    sys.set_spec_leader("fc-a", target);
+    let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+    assert_eq!(leader_of(&s, "fc-a").0, target);
+    let f = &cluster(&s, "fc-a")["lastFailover"];
+    assert!(f["reason"].as_str().unwrap_or_default().starts_with("switchover"), "{f}");
+    let history = load.await.expect("the load ran");
+    let summary = history.summary();
+    assert_eq!(
+        summary.unknown_writes, 0,
+        "a switchover must cost clients no error: {summary}"
+    );
+    finish(&w, history, &sys.router(), 50).await;
+}
+
+/// Every node of `name` holds exactly the same data (after the leader's last write reached it).
+async fn assert_identical(sys: &System, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = sys.status();
+        let nodes: Vec<(String, String)> = cluster(&s, name)["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                (
+                    n["name"].as_str().unwrap_or_default().to_string(),
+                    n["redis"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let mut digests = vec![];
+        for (_, redis) in &nodes {
+            let url = format!("redis://{}", redis.trim_start_matches("redis://"));
+            let mut store = cleave_node::store::Store::connect(&url, 1, 1)
+                .await
+                .expect("store");
+            digests.push(store.data_digest().await.expect("digest"));
+        }
+        if digests.windows(2).all(|d| d[0] == d[1]) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes of {name} differ: {nodes:?} {digests:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
