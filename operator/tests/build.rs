@@ -517,22 +517,38 @@ fn a_silent_leader_is_replaced_only_after_the_failover_timeout_and_the_change_is
     let mut obs = observed(silent, &[Some(1)]);
     obs.now_ms = 10_000;
     let first = build(&v, &state, &obs);
-    assert_eq!(leader_and_epoch(&first.state, "fc-a"), (Some("fc-a-0".into()), 1));
+    assert_eq!(
+        leader_and_epoch(&first.state, "fc-a"),
+        (Some("fc-a-0".into()), 1)
+    );
     assert_eq!(first.state.clusters["fc-a"].silent_since_ms, Some(10_000));
     assert!(first.waiting["fc-a"].contains("does not answer"));
 
     // 1 499 ms later: still within the default 1 500 ms.
     obs.now_ms = 11_499;
     let second = build(&v, &first.state, &obs);
-    assert_eq!(leader_and_epoch(&second.state, "fc-a"), (Some("fc-a-0".into()), 1));
+    assert_eq!(
+        leader_and_epoch(&second.state, "fc-a"),
+        (Some("fc-a-0".into()), 1)
+    );
 
     obs.now_ms = 11_500;
     let third = build(&v, &second.state, &obs);
-    assert_eq!(leader_and_epoch(&third.state, "fc-a"), (Some("fc-a-2".into()), 2));
+    assert_eq!(
+        leader_and_epoch(&third.state, "fc-a"),
+        (Some("fc-a-2".into()), 2)
+    );
     let cs = &third.state.clusters["fc-a"];
     let f = &cs.last_failover.as_ref().expect("recorded").record;
-    assert_eq!((f.from.as_str(), f.to.as_str(), f.epoch), ("fc-a-0", "fc-a-2", 2));
-    assert!(f.reason.contains("did not answer for 1500 ms"), "{}", f.reason);
+    assert_eq!(
+        (f.from.as_str(), f.to.as_str(), f.epoch),
+        ("fc-a-0", "fc-a-2", 2)
+    );
+    assert!(
+        f.reason.contains("did not answer for 1500 ms"),
+        "{}",
+        f.reason
+    );
     assert_eq!(cs.failovers, 1);
     assert_eq!(f.duration_ms, None, "not yet seen leading");
 
@@ -546,7 +562,11 @@ fn a_silent_leader_is_replaced_only_after_the_failover_timeout_and_the_change_is
     let mut obs = observed(led, &[Some(1)]);
     obs.now_ms = 11_800;
     let fourth = build(&v, &third.state, &obs);
-    let f = &fourth.state.clusters["fc-a"].last_failover.as_ref().unwrap().record;
+    let f = &fourth.state.clusters["fc-a"]
+        .last_failover
+        .as_ref()
+        .unwrap()
+        .record;
     assert_eq!(f.duration_ms, Some(1_800));
     assert_eq!(
         fourth.table.unwrap().clusters["fc-a"].leader.as_deref(),
@@ -569,7 +589,10 @@ fn a_switchover_waits_for_an_in_sync_target_and_reserves_a_new_epoch() {
     assert_eq!(sw.epoch, 2);
     assert_eq!(sw.others, ["127.0.0.1:100", "127.0.0.1:102"]);
     // The epoch is reserved before acting; the leader changes only once the switch is done.
-    assert_eq!(leader_and_epoch(&plan.state, "fc-a"), (Some("fc-a-0".into()), 2));
+    assert_eq!(
+        leader_and_epoch(&plan.state, "fc-a"),
+        (Some("fc-a-0".into()), 2)
+    );
 
     // A target that is not an in-sync follower: wait.
     let lagging = |c: &str, i: usize| match (c, i) {

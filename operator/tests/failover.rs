@@ -97,9 +97,34 @@ fn wait_new_leader(sys: &System, name: &str, old: &str, old_epoch: u64) -> Value
     )
 }
 
+/// Wait (blocking, bounded) until `cluster` is led at an epoch above `old_epoch` and is Ready
+/// again (a killed leader that restarts with all its data may well be elected again).
+fn wait_new_epoch(sys: &System, name: &str, old_epoch: u64) -> Value {
+    sys.wait_for(
+        FAILOVER_BOUND,
+        &format!("{name} led at an epoch above {old_epoch}"),
+        |s| leader_of(s, name).1 > old_epoch && cond(cluster(s, name), "Ready"),
+    )
+}
+
+/// Final reads through `addr`, then the history check; each path counted in the cluster the
+/// router's table names (seqs are per cluster).
 async fn finish(w: &Workload, history: History, addr: &str, min_acked: usize) {
     let mut history = history;
     w.final_reads(&mut history, addr).await;
+    let table = cleave_proto::Client::connect(addr)
+        .await
+        .expect("router")
+        .table()
+        .await
+        .expect("the router's table");
+    history.set_clusters(|p| {
+        let root = p.trim_start_matches('/').split('/').next().unwrap_or("");
+        table
+            .lookup(cleave_proto::hash::hash_root(root))
+            .map(|r| r.cluster.clone())
+            .unwrap_or_default()
+    });
     assert_history(&history, min_acked);
 }
 
@@ -135,7 +160,7 @@ async fn killing_the_leader_round_after_round_loses_no_acknowledged_write() {
             signal(redis_pid(&sys, &old), Signal::SIGKILL);
         }
         signal(pid, Signal::SIGKILL);
-        let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+        let s = tokio::task::block_in_place(|| wait_new_epoch(&sys, "fc-a", epoch));
         let f = &cluster(&s, "fc-a")["lastFailover"];
         println!(
             "round {round}: {old} -> {} at epoch {} ({}), {} ms",
@@ -167,7 +192,10 @@ async fn a_frozen_leader_is_replaced_and_rejoins_as_an_identical_follower() {
     let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
     let f = &cluster(&s, "fc-a")["lastFailover"];
     assert!(
-        f["reason"].as_str().unwrap_or_default().contains("did not answer"),
+        f["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer"),
         "{f}"
     );
     assert!(cond(cluster(&s, "fc-a"), "FailedOver"));
@@ -175,10 +203,14 @@ async fn a_frozen_leader_is_replaced_and_rejoins_as_an_identical_follower() {
     signal(pid, Signal::SIGCONT);
     // The old leader comes back at the old epoch: it must rejoin as a follower, in sync.
     tokio::task::block_in_place(|| {
-        sys.wait_for(FAILOVER_BOUND, &format!("{old} back as an in-sync follower"), |s| {
-            let n = node(s, &old);
-            n["role"] == "follower" && n["inSync"] == true
-        })
+        sys.wait_for(
+            FAILOVER_BOUND,
+            &format!("{old} back as an in-sync follower"),
+            |s| {
+                let n = node(s, &old);
+                n["role"] == "follower" && n["inSync"] == true
+            },
+        )
     });
     let history = load.await.expect("the load ran");
     tokio::task::block_in_place(|| sys.wait_ready());
@@ -251,17 +283,21 @@ async fn an_operator_killed_during_a_failover_is_finished_by_the_next_one() {
     signal(pid, Signal::SIGSTOP);
     // Kill the operator once it has noticed the silence, before or while it acts.
     tokio::task::block_in_place(|| {
-        sys.wait_for(FAILOVER_BOUND, "the operator noticing the silent leader", |s| {
-            cluster(s, "fc-a")["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| {
-                    c["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("does not answer"))
-                })
-        })
+        sys.wait_for(
+            FAILOVER_BOUND,
+            "the operator noticing the silent leader",
+            |s| {
+                cluster(s, "fc-a")["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| {
+                        c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("does not answer"))
+                    })
+            },
+        )
     });
     let children = sys.child_pids();
     sys.stop(Signal::SIGKILL);
@@ -284,7 +320,11 @@ async fn an_operator_killed_during_a_failover_is_finished_by_the_next_one() {
         .iter()
         .filter(|n| n["role"] == "leader")
         .collect();
-    assert_eq!(leaders.len(), 1, "one leader at epoch {new_epoch}: {leaders:?}");
+    assert_eq!(
+        leaders.len(),
+        1,
+        "one leader at epoch {new_epoch}: {leaders:?}"
+    );
     let history = load.await.expect("the load ran");
     tokio::task::block_in_place(|| sys.wait_ready());
     finish(&w, history, &sys.router(), 50).await;
@@ -310,7 +350,13 @@ async fn a_switchover_under_load_costs_clients_no_error() {
     let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
     assert_eq!(leader_of(&s, "fc-a").0, target);
     let f = &cluster(&s, "fc-a")["lastFailover"];
-    assert!(f["reason"].as_str().unwrap_or_default().starts_with("switchover"), "{f}");
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("switchover"),
+        "{f}"
+    );
     let history = load.await.expect("the load ran");
     let summary = history.summary();
     assert_eq!(

@@ -26,7 +26,8 @@
 -- Bookkeeping lives in the hash `meta`: applied, appliedepoch (epoch of the entry at applied),
 -- logfirst, logbytes, baseepoch (epoch of the entry just before logfirst). The log is the list
 -- `log` holding epoch, op and effects of each entry, oldest first. Sessions: hash `sess:<id>`
--- (last, r<seq> → result) and the sorted set `sess` (id → seq of last use, for eviction).
+-- (last, r<seq> → result) and the sorted set `sess` (id → seq of its last use, refreshed every
+-- SESSION_STEP requests, for eviction).
 local mode = ARGV[1]
 local cap, maxbytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 local lead_epoch = tonumber(ARGV[4])
@@ -41,6 +42,7 @@ end
 -- recent results each keeps for retries (the router never has more in flight per session).
 local MAX_SESSIONS = 10000
 local SESSION_WINDOW = 256
+local SESSION_STEP = 32
 
 local function parent_of(p)
   local i = string.find(p, '/[^/]*$')
@@ -182,16 +184,26 @@ local function effect(op, seq, fx)
   end
 end
 
--- Record a tagged request's result in its session (both modes, from the effects).
+-- Record a tagged request's result in its session (both modes, from the effects). The common
+-- case costs one HSET; every SESSION_STEP requests the results beyond the window are dropped and
+-- the session's last use is refreshed (so eviction is least-recently-used to within a step).
 local function record_session(seq, fx)
   if not fx.s then return end
   local key = 'sess:' .. fx.s
   redis.call('HSET', key, 'last', fx.q, 'r' .. fx.q, fx.r)
-  if fx.q > SESSION_WINDOW then redis.call('HDEL', key, 'r' .. (fx.q - SESSION_WINDOW)) end
-  redis.call('ZADD', 'sess', seq, fx.s)
-  for _, old in ipairs(fx.ev or {}) do
-    redis.call('ZREM', 'sess', old)
-    redis.call('DEL', 'sess:' .. old)
+  if fx.new == 1 or fx.q % SESSION_STEP == 0 then
+    redis.call('ZADD', 'sess', seq, fx.s)
+  end
+  if fx.q % SESSION_STEP == 0 and fx.q > SESSION_WINDOW then
+    local old = {}
+    for i = math.max(1, fx.q - SESSION_WINDOW - SESSION_STEP + 1), fx.q - SESSION_WINDOW do
+      old[#old + 1] = 'r' .. i
+    end
+    redis.call('HDEL', key, unpack(old))
+  end
+  for _, gone in ipairs(fx.ev or {}) do
+    redis.call('ZREM', 'sess', gone)
+    redis.call('DEL', 'sess:' .. gone)
   end
 end
 
@@ -229,9 +241,11 @@ local function lead_one(op_blob, sess, cseq)
       return {'err', 'TRYAGAIN', 'out of order: session ' .. sess .. ' expects request ' .. (last + 1) .. ', got ' .. cseq, applied}
     end
     fx.s, fx.q = sess, cseq
-    if redis.call('ZSCORE', 'sess', sess) == false and redis.call('ZCARD', 'sess') >= MAX_SESSIONS then
-      local popped = redis.call('ZRANGE', 'sess', 0, 0)
-      fx.ev = popped
+    if last == 0 then
+      fx.new = 1
+      if redis.call('ZCARD', 'sess') >= MAX_SESSIONS then
+        fx.ev = redis.call('ZRANGE', 'sess', 0, 0)
+      end
     end
   end
   local ok, code, msg = plan(op, seq, fx)

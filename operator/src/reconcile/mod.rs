@@ -416,7 +416,9 @@ pub async fn reconcile<P: Platform>(
             for sw in &plan.switchovers {
                 if let Err(e) = switchover(platform, &mut state, sw, &observed.now).await {
                     tracing::warn!(cluster = %sw.cluster, "switchover abandoned: {e}");
-                    outcome.apply_errors.push(format!("switchover of {}: {e}", sw.cluster));
+                    outcome
+                        .apply_errors
+                        .push(format!("switchover of {}: {e}", sw.cluster));
                 }
             }
             if let Some(table) = &plan.table {

@@ -167,8 +167,7 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
                 leading = true;
                 if let Some(f) = cs.last_failover.as_mut() {
                     if f.record.duration_ms.is_none() && f.record.epoch == epoch {
-                        f.record.duration_ms =
-                            Some(observed.now_ms.saturating_sub(f.began_ms));
+                        f.record.duration_ms = Some(observed.now_ms.saturating_sub(f.began_ms));
                     }
                 }
             }

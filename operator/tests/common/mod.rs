@@ -196,11 +196,15 @@ impl System {
     /// Set `spec.leader` of a sample FileCluster (`fc-a` is in `filecluster-a.yaml`): what a
     /// user does for a planned switchover.
     pub fn set_spec_leader(&self, cluster: &str, node: &str) {
-        let file = self
-            .manifests
-            .join(format!("filecluster-{}.yaml", cluster.trim_start_matches("fc-")));
+        let file = self.manifests.join(format!(
+            "filecluster-{}.yaml",
+            cluster.trim_start_matches("fc-")
+        ));
         let text = std::fs::read_to_string(&file).unwrap();
-        let edited = text.replace("  replicas: 3\n", &format!("  replicas: 3\n  leader: {node}\n"));
+        let edited = text.replace(
+            "  replicas: 3\n",
+            &format!("  replicas: 3\n  leader: {node}\n"),
+        );
         assert_ne!(text, edited, "{} has no `replicas: 3` line", file.display());
         std::fs::write(&file, edited).unwrap();
     }
@@ -337,4 +341,3 @@ pub fn node<'a>(s: &'a Value, name: &str) -> &'a Value {
         .find(|n| n["name"] == name)
         .unwrap()
 }
-
