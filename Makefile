@@ -39,6 +39,15 @@ fuzz:
 bench: deps release
 	target/release/cleave-bench
 
+## bench-failover: time from kill -9 / SIGSTOP of a leader to the first acknowledged write on
+## its successor (local platform, default settings, 20 rounds each; CLEAVE_BENCH_ROUNDS=N).
+bench-failover: deps release
+	$(CARGO) test --release -p cleave-operator --test failover -- --ignored bench_failover --nocapture
+
+## soak: the fault scenarios with many rounds (50 leader kills under load, with the history check).
+soak: deps build
+	CLEAVE_FAILOVER_ROUNDS=50 $(CARGO) test -p cleave-operator --test failover -- --nocapture
+
 ## crds: write crds/*.yaml from the Rust types (operator/src/crd).
 crds:
 	$(CARGO) run -q -p cleave-operator --bin crdgen -- crds

@@ -400,3 +400,88 @@ async fn assert_identical(sys: &System, name: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `make bench-failover`: the time from `kill -9` (and from `SIGSTOP`) of fc-a's leader to the
+/// first write acknowledged by its successor, over `CLEAVE_BENCH_ROUNDS` rounds (default 20)
+/// each, default settings, printed as max and p99. A benchmark, not a test: it asserts nothing
+/// about time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: make bench-failover"]
+async fn bench_failover() {
+    let rounds: usize = std::env::var("CLEAVE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut sys = System::new();
+    sys.start();
+    sys.wait_ready();
+    let router = sys.router();
+    // A root that fc-a owns.
+    let table = cleave_proto::Client::connect(&router)
+        .await
+        .unwrap()
+        .table()
+        .await
+        .unwrap();
+    let root = (0..)
+        .map(|i| format!("bench{i}"))
+        .find(|r| {
+            table
+                .lookup(cleave_proto::hash::hash_root(r))
+                .is_some_and(|x| x.cluster == "fc-a")
+        })
+        .unwrap();
+    let mut report = vec![];
+    for (kind, sig) in [("kill -9", Signal::SIGKILL), ("SIGSTOP", Signal::SIGSTOP)] {
+        let mut times = vec![];
+        for round in 0..rounds {
+            tokio::task::block_in_place(|| sys.wait_ready());
+            let (old, epoch, pid) = leader_of(&sys.status(), "fc-a");
+            let t0 = Instant::now();
+            signal(pid, sig);
+            // Write until a write invoked after the fault is acknowledged.
+            let mut c = cleave_proto::Client::connect_timeout(&router, Duration::from_secs(10))
+                .await
+                .unwrap();
+            let took = loop {
+                match c.insert(&format!("/{root}/f{round}"), "x").await {
+                    Ok(_) => break t0.elapsed(),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        if let Ok(n) =
+                            cleave_proto::Client::connect_timeout(&router, Duration::from_secs(10))
+                                .await
+                        {
+                            c = n;
+                        }
+                    }
+                }
+                assert!(t0.elapsed() < Duration::from_secs(60), "no write for 60 s");
+            };
+            times.push(took);
+            println!("{kind} round {round}: first acknowledged write after {took:?}");
+            if sig == Signal::SIGSTOP {
+                tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+                signal(pid, Signal::SIGCONT);
+                tokio::task::block_in_place(|| {
+                    sys.wait_for(FAILOVER_BOUND, &format!("{old} following again"), |s| {
+                        node(s, &old)["role"] == "follower" && node(s, &old)["inSync"] == true
+                    })
+                });
+            } else {
+                tokio::task::block_in_place(|| wait_new_epoch(&sys, "fc-a", epoch));
+            }
+        }
+        times.sort();
+        let p99 = times[((times.len() * 99).div_ceil(100)).saturating_sub(1)];
+        let max = *times.last().unwrap();
+        let median = times[times.len() / 2];
+        report.push(format!(
+            "{kind:8} {rounds} rounds: median {median:?}, p99 {p99:?}, max {max:?} (target max <= 3 s)"
+        ));
+    }
+    println!("\nfailover, from the fault to the first acknowledged write on the successor:");
+    for line in report {
+        println!("  {line}");
+    }
+}

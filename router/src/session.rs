@@ -361,10 +361,35 @@ impl Writes {
                 }
             }
         }
+        let mut tables = fwd.tables().subscribe();
+        let waiting_on = (up.target.cluster.clone(), up.target.addr.clone());
         let front = &mut self.inflight[0];
         let deadline = front.attempt_deadline;
         let rx = front.rx.as_mut().expect("sent");
-        let first = tokio::time::timeout_at(deadline.into(), rx).await;
+        // A new table that names another leader for this cluster (a failover) ends the wait at
+        // once: the writes go there, keeping their tags (the old leader cannot commit them).
+        let moved = async {
+            loop {
+                if tables.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                if let Some(leader) = new_leader(fwd, &waiting_on.0, &waiting_on.1) {
+                    return leader;
+                }
+            }
+        };
+        let first = tokio::select! {
+            r = tokio::time::timeout_at(deadline.into(), rx) => r,
+            leader = moved => {
+                let up = self.up.take().expect("upstream");
+                let last = Reply::new(
+                    ErrorCode::NotLeader,
+                    format!("{leader} (the table moved the leadership)"),
+                )
+                .to_frame();
+                return self.failed(fwd, up.target, Outcome::NotLeader(Some(leader)), last);
+            }
+        };
         let mut reply = match first {
             Ok(r) => r,
             Err(_) => {
@@ -500,6 +525,13 @@ impl Writes {
             .find(|(c, _)| c == cluster)
             .map(|(_, s)| (String::from_utf8_lossy(&s.id).into_owned(), s.next))
     }
+}
+
+/// The leader the served table names for `cluster`, when it is not `addr`.
+fn new_leader(fwd: &Forwarder, cluster: &str, addr: &str) -> Option<String> {
+    let table = fwd.tables().current()?;
+    let leader = table.clusters.get(cluster)?.leader.clone()?;
+    (leader != addr).then_some(leader)
 }
 
 fn unreachable(addr: &str, e: &cleave_proto::Error) -> Frame {

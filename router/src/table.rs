@@ -59,6 +59,9 @@ pub struct Tables {
     file: Option<PathBuf>,
     /// Serialises pushes, so two pushes cannot interleave their check, write and swap.
     push: Mutex<()>,
+    /// The epoch served, for requests in flight that must notice a new table (a write waiting
+    /// on a leader the new table no longer names).
+    epoch: tokio::sync::watch::Sender<u64>,
 }
 
 impl Tables {
@@ -69,10 +72,12 @@ impl Tables {
             Some(path) => read_file(path)?.map(Arc::new),
             None => None,
         };
+        let epoch = current.as_ref().map_or(0, |t| t.epoch);
         Ok(Tables {
             current: RwLock::new(current),
             file,
             push: Mutex::new(()),
+            epoch: tokio::sync::watch::channel(epoch).0,
         })
     }
 
@@ -81,10 +86,17 @@ impl Tables {
         table
             .validate()
             .map_err(|e| PushError::Invalid(e.to_string()))?;
+        let epoch = table.epoch;
         Ok(Tables {
             current: RwLock::new(Some(Arc::new(table))),
+            epoch: tokio::sync::watch::channel(epoch).0,
             ..Tables::default()
         })
+    }
+
+    /// Notified whenever a newer table is served.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.epoch.subscribe()
     }
 
     /// The table served now, if any.
@@ -122,7 +134,9 @@ impl Tables {
         if let Some(path) = &self.file {
             write_table(path, &table).map_err(|e| PushError::Persist(e.to_string()))?;
         }
+        let epoch = table.epoch;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(table));
+        self.epoch.send_replace(epoch);
         Ok(Pushed::Accepted)
     }
 }
