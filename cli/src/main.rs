@@ -18,14 +18,17 @@ use std::process::ExitCode;
     about = "Command-line client of the Cleave file store"
 )]
 pub struct Cli {
-    /// Address of a Cleave router (host:port).
+    /// Address of a Cleave router (host:port), or several separated by commas (A,B): each
+    /// command uses the first that answers and moves on to the next when one fails.
     #[arg(
         long,
         env = "CLEAVE_ROUTER",
         default_value = "127.0.0.1:7000",
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        value_parser = cmd::Routers::parse,
         global = true
     )]
-    pub router: String,
+    pub router: cmd::Routers,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -47,11 +50,14 @@ pub enum Command {
     /// Show the system: range table, routers, clusters and their nodes (local `.cleave/`, or
     /// Kubernetes with `--kube` / `-n NS`).
     Status(cmd::status::StatusArgs),
+    /// Hand a FileCluster's leadership to another node (planned switchover): sets
+    /// `spec.leader` in the local manifests folder, or on Kubernetes (`--kube` / `-n NS`).
+    Switchover(cmd::switchover::Args),
 }
 
 /// Run the chosen subcommand.
 async fn dispatch(cli: Cli) -> error::Result<()> {
-    let router = cli.router.as_str();
+    let router = &cli.router;
     match cli.command {
         Command::Put(args) => cmd::put::run(router, args).await,
         Command::Get(args) => cmd::get::run(router, args).await,
@@ -59,6 +65,7 @@ async fn dispatch(cli: Cli) -> error::Result<()> {
         Command::Rm(args) => cmd::rm::run(router, args).await,
         Command::Stat(args) => cmd::stat::run(router, args).await,
         Command::Status(args) => cmd::status::run(&args).await,
+        Command::Switchover(args) => cmd::switchover::run(args).await,
     }
 }
 
@@ -142,9 +149,21 @@ mod tests {
     #[test]
     fn the_router_comes_from_the_flag_anywhere_on_the_line() {
         let cli = parse(&["--router", "10.0.0.1:7000", "rm", "/r/a"]).unwrap();
-        assert_eq!(cli.router, "10.0.0.1:7000");
+        assert_eq!(cli.router.0, ["10.0.0.1:7000"]);
         let cli = parse(&["rm", "/r/a", "--router", "h:1"]).unwrap();
-        assert_eq!(cli.router, "h:1");
+        assert_eq!(cli.router.0, ["h:1"]);
+        let cli = parse(&["rm", "/r/a", "--router", "h:1,g:2"]).unwrap();
+        assert_eq!(cli.router.0, ["h:1", "g:2"]);
+        assert_eq!(cli.router.label(), "any of h:1, g:2");
+    }
+
+    #[test]
+    fn bad_router_lists_are_usage_errors() {
+        for bad in ["", "h:1,", ",h:1", "h:1,,g:2", "h", "h:port", "h:0", ":7"] {
+            let e = parse(&["--router", bad, "rm", "/r/a"]).unwrap_err();
+            assert_eq!(e.exit_code(), i32::from(error::EXIT_USAGE), "{bad:?}");
+            assert!(e.to_string().contains("router address"), "{bad:?}: {e}");
+        }
     }
 
     #[test]
@@ -167,7 +186,7 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
         let help = Cli::command().render_help().to_string();
-        for sub in ["put", "get", "ls", "rm", "stat"] {
+        for sub in ["put", "get", "ls", "rm", "stat", "status", "switchover"] {
             assert!(help.contains(sub), "{help}");
         }
     }

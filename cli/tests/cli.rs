@@ -222,6 +222,17 @@ async fn cleave(router: &str, args: &[&str], stdin: Vec<u8>) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cleave"));
     cmd.arg("--router").arg(router).args(args);
     cmd.env_remove("CLEAVE_ROUTER");
+    run_cleave(cmd, args, stdin).await
+}
+
+/// Run `cleave args...` with `CLEAVE_ROUTER=routers` (no `--router`).
+async fn cleave_env(routers: &str, args: &[&str], stdin: Vec<u8>) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cleave"));
+    cmd.args(args).env("CLEAVE_ROUTER", routers);
+    run_cleave(cmd, args, stdin).await
+}
+
+async fn run_cleave(mut cmd: std::process::Command, args: &[&str], stdin: Vec<u8>) -> Output {
     let what = format!("cleave {}", args.join(" "));
     tokio::task::spawn_blocking(move || {
         let mut child = cmd
@@ -503,4 +514,230 @@ async fn exit_statuses_scripts_rely_on() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A router in front of `upstream` whose connections break: each forwards `serve` requests,
+/// then forwards the next one too but closes without answering (a router killed after the
+/// request took effect, before its reply).
+async fn breaking_router(upstream: String, serve: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut conn = Connection::new(socket);
+                let mut up = cleave_proto::Client::connect(&upstream).await.unwrap();
+                for _ in 0..serve {
+                    let Ok(Some(frame)) = conn.read_frame().await else {
+                        return;
+                    };
+                    let reply = up.raw(&frame).await.unwrap();
+                    if conn.send(&reply).await.is_err() {
+                        return;
+                    }
+                }
+                if let Ok(Some(frame)) = conn.read_frame().await {
+                    let _ = up.raw(&frame).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A port that is bound (no other test can take it) but not listened on: refused.
+fn refused_addr() -> (TcpSocket, String) {
+    let closed = TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    (closed, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_move_on_past_dead_and_breaking_routers() {
+    let e = env().await;
+    let (_hold, dead) = refused_addr();
+    // Multipart upload: two PARTs through the breaking router, then it breaks mid-PART; the
+    // rest (that PART again, and the COMMIT) goes to the real router.
+    let breaking = breaking_router(e.router.clone(), 2).await;
+    let routers = format!("{dead},{breaking},{}", e.router);
+    let data = pattern(20 * 1024 * 1024 + 5);
+    let local = e.dir.path().join("big.bin");
+    std::fs::write(&local, &data).unwrap();
+    let out = cleave(
+        &routers,
+        &["put", local.to_str().unwrap(), "/big/f"],
+        vec![],
+    )
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stored = e.state.lock().unwrap().files["/big/f"].0.clone();
+    assert!(stored == data, "the upload is whole");
+    // Ranged download: STAT and the first READ through the breaking router, the next READs
+    // through the real one.
+    let dest = e.dir.path().join("out.bin");
+    let out = cleave(&routers, &["get", "/big/f", dest.to_str().unwrap()], vec![]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        std::fs::read(&dest).unwrap() == data,
+        "the download is whole"
+    );
+    // Small commands, the list from the environment; the first router dead.
+    let two = format!("{dead},{}", e.router);
+    let out = cleave_env(&two, &["put", "-", "/small/a"], b"abc".to_vec()).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = cleave_env(&two, &["get", "/small/a"], vec![]).await;
+    assert_eq!(
+        (code(&out), &out.stdout[..]),
+        (0, &b"abc"[..]),
+        "{}",
+        stderr(&out)
+    );
+    let out = cleave_env(&two, &["stat", "/small/a"], vec![]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = cleave_env(&two, &["ls", "/small"], vec![]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
+    // A DELETE applied, then its connection broke; sent again it finds nothing: done, not
+    // "not found".
+    let breaking0 = breaking_router(e.router.clone(), 0).await;
+    let out = cleave(
+        &format!("{breaking0},{}", e.router),
+        &["rm", "/small/a"],
+        vec![],
+    )
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = cleave_env(&two, &["rm", "/small/a"], vec![]).await;
+    assert_eq!(code(&out), 3, "gone: {}", stderr(&out));
+
+    // Every router dead: exit 5, naming them all.
+    let (_hold2, dead2) = refused_addr();
+    let out = cleave(&format!("{dead},{dead2}"), &["stat", "/a/b"], vec![]).await;
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "cleave: cannot reach the router at any of {dead}, {dead2}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // Bad lists are usage errors.
+    for bad in ["", "h:1,,h:2", "nohost", "h:99999"] {
+        let out = cleave_env(bad, &["stat", "/a/b"], vec![]).await;
+        assert_eq!(code(&out), 2, "{bad:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("router address"),
+            "{bad:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+const FC_A: &str = "# The first cluster.\napiVersion: cleave.dev/v1alpha1\nkind: FileCluster\nmetadata:\n  name: fc-a\nspec:\n  replicas: 3\n  minInSync: 1\n";
+
+/// A local `.cleave/status.json` with cluster fc-a led by fc-a-0 (fc-a-2 the freshest
+/// follower), and a manifests folder holding fc-a.
+fn local_cleave(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join(".cleave");
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&manifests).unwrap();
+    let n = |name: &str, role: &str, seq: u64| {
+        serde_json::json!({"name": name, "role": role, "address": "", "redis": "", "pid": null,
+                           "appliedSeq": seq, "inSync": true})
+    };
+    let status = serde_json::json!({
+        "operatorPid": std::process::id(), "updatedAt": "2025-01-01T00:00:00Z",
+        "data": data.display().to_string(), "epoch": 1, "ranges": [], "routers": [], "errors": [],
+        "clusters": [{"name": "fc-a", "replicas": 3, "leader": "fc-a-0", "epoch": 2,
+                      "conditions": [], "failovers": 1,
+                      "lastFailover": {"at": "2025-01-01T00:00:00Z", "from": "fc-a-1", "to": "fc-a-0",
+                                       "epoch": 2, "reason": "leader stopped answering", "durationMs": 1800},
+                      "nodes": [n("fc-a-0", "leader", 10), n("fc-a-1", "follower", 9), n("fc-a-2", "follower", 10)]}]
+    });
+    std::fs::write(data.join("status.json"), status.to_string()).unwrap();
+    std::fs::write(manifests.join("filecluster-a.yaml"), FC_A).unwrap();
+    (data, manifests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_edits_the_local_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, manifests) = local_cleave(dir.path());
+    let (data, manifests) = (data.to_str().unwrap(), manifests.to_str().unwrap());
+    let file = dir.path().join("manifests/filecluster-a.yaml");
+    let sw = |extra: &[&str]| {
+        let mut a = vec!["switchover", "--data", data, "--manifests", manifests];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| async move {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        cleave("127.0.0.1:1", &refs, vec![]).await
+    };
+    // --dry-run prints the change and leaves the file alone; the default node is fc-a-2.
+    let out = run(sw(&["fc-a", "--dry-run"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("  spec:\n+   leader: fc-a-2\n"), "{text}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), FC_A);
+    // The edit.
+    let out = run(sw(&["fc-a"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        FC_A.replace("spec:\n", "spec:\n  leader: fc-a-2\n")
+    );
+    let out = run(sw(&["fc-a", "fc-a-1"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        FC_A.replace("spec:\n", "spec:\n  leader: fc-a-1\n")
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("manifests"))
+        .unwrap()
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file left");
+    // Bad requests: clear, non-zero, nothing changed.
+    for (args, want) in [
+        (sw(&["fc-z"]), "unknown FileCluster fc-z"),
+        (sw(&["fc-a", "fc-a-7"]), "unknown node fc-a-7"),
+        (sw(&["fc-a", "fc-a-0"]), "fc-a-0 already leads fc-a"),
+    ] {
+        let out = run(args).await;
+        assert_eq!(code(&out), 4, "{}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{}", stderr(&out));
+    }
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("leader: fc-a-1"));
+    // --wait is bounded and says why it gave up (no operator acts here).
+    let out = run(sw(&["fc-a", "fc-a-2", "--wait", "--timeout", "1"])).await;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fc-a-2 does not lead fc-a after 1 s: leader fc-a-0, epoch 2"),
+        "{}",
+        stderr(&out)
+    );
+    // `cleave status` shows the last failover, and --json carries it.
+    let out = run(vec!["status".into(), "--data".into(), data.into()]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(
+            "last failover: fc-a-1 -> fc-a-0 at epoch 2 (leader stopped answering), took 1.8 s"
+        ),
+        "{text}"
+    );
+    let out = run(vec![
+        "status".into(),
+        "--data".into(),
+        data.into(),
+        "--json".into(),
+    ])
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["clusters"][0]["lastFailover"]["durationMs"], 1800);
+    assert_eq!(v["clusters"][0]["failovers"], 1);
 }

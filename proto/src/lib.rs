@@ -23,7 +23,7 @@ pub mod range;
 pub mod runtime;
 pub mod status;
 
-pub use client::{Client, MuxClient, Selected};
+pub use client::{Client, MultiClient, MuxClient, Selected};
 pub use command::Command;
 pub use connection::Connection;
 pub use error::{Error, ErrorCode, Reply, Result};

@@ -6,10 +6,10 @@
 //! fails. A local file is written under a temporary name and renamed when complete, so a failed
 //! download leaves no partial file behind.
 
-use super::{connect, progress, remote_path, Retries, PIECE};
+use super::{connect, progress, remote_path, Retries, Routers, PIECE};
 use crate::error::{Error, Result};
 use cleave_proto::command::Stat;
-use cleave_proto::{Client, ErrorCode, FilePath, Selected};
+use cleave_proto::{ErrorCode, FilePath, MultiClient, Selected};
 use std::path::PathBuf;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
@@ -117,10 +117,10 @@ impl Output {
 }
 
 /// Run `cleave get`.
-pub async fn run(router: &str, args: Args) -> Result<()> {
+pub async fn run(routers: &Routers, args: Args) -> Result<()> {
     let path = remote_path(&args.remote)?;
-    let mut client = connect(router).await?;
-    let proto = |e| Error::from_proto(router, e);
+    let mut client = connect(routers).await?;
+    let proto = |e| routers.error(e);
     let stat = client.stat(path.as_str()).await.map_err(proto)?;
     if stat.kind == "dir" {
         return Err(Error::BadInput(format!(
@@ -128,7 +128,7 @@ pub async fn run(router: &str, args: Args) -> Result<()> {
         )));
     }
     let mut out = Output::open(&args.local, &path).await?;
-    match download(router, &mut client, &path, stat, &mut out).await {
+    match download(routers, &mut client, &path, stat, &mut out).await {
         Ok(()) => out.finish().await,
         Err(e) => {
             out.discard().await;
@@ -138,13 +138,13 @@ pub async fn run(router: &str, args: Args) -> Result<()> {
 }
 
 async fn download(
-    router: &str,
-    client: &mut Client,
+    routers: &Routers,
+    client: &mut MultiClient,
     path: &FilePath,
     mut stat: Stat,
     out: &mut Output,
 ) -> Result<()> {
-    let proto = |e| Error::from_proto(router, e);
+    let proto = |e| routers.error(e);
     if stat.size <= PIECE as u64 {
         match client.select(path.as_str()).await.map_err(proto)? {
             Selected::File(data) => return out.write(&data).await,
@@ -153,7 +153,7 @@ async fn download(
     }
     let mut restarted = false;
     loop {
-        match pieces(router, client, path, &stat, out).await {
+        match pieces(routers, client, path, &stat, out).await {
             Ok(()) => return Ok(()),
             Err(e) if e.code() == Some(ErrorCode::Stale) && !restarted && out.rewind().await? => {
                 restarted = true;
@@ -171,8 +171,8 @@ async fn download(
 
 /// Read the whole file at version `stat.seq`, one piece at a time.
 async fn pieces(
-    router: &str,
-    client: &mut Client,
+    routers: &Routers,
+    client: &mut MultiClient,
     path: &FilePath,
     stat: &Stat,
     out: &mut Output,
@@ -187,7 +187,7 @@ async fn pieces(
                 .await
             {
                 Err(e) if retries.again(&e).await => continue,
-                other => break other.map_err(|e| Error::from_proto(router, e))?,
+                other => break other.map_err(|e| routers.error(e))?,
             }
         };
         if data.is_empty() {

@@ -2,7 +2,7 @@
 //! end in `/`), one page of `--limit` entries or, with `--all`, every page (`LIST ... AFTER last
 //! LIMIT n` until a short page).
 
-use super::{connect, remote_path};
+use super::{connect, remote_path, Routers};
 use crate::error::{Error, Result};
 use cleave_proto::command::read::MAX_LIST_LIMIT;
 use std::io::Write;
@@ -21,9 +21,9 @@ pub struct Args {
 }
 
 /// Run `cleave ls`.
-pub async fn run(router: &str, args: Args) -> Result<()> {
+pub async fn run(routers: &Routers, args: Args) -> Result<()> {
     let path = remote_path(&args.remote)?;
-    let mut client = connect(router).await?;
+    let mut client = connect(routers).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut after: Option<String> = None;
@@ -31,7 +31,7 @@ pub async fn run(router: &str, args: Args) -> Result<()> {
         let page = client
             .list(path.as_str(), after.as_deref(), args.limit)
             .await
-            .map_err(|e| Error::from_proto(router, e))?;
+            .map_err(|e| routers.error(e))?;
         for name in &page {
             writeln!(out, "{name}").map_err(Error::local("-"))?;
         }

@@ -7,9 +7,11 @@ pub mod put;
 pub mod rm;
 pub mod stat;
 pub mod status;
+pub mod switchover;
 
 use crate::error::{Error, Result};
-use cleave_proto::{Client, ErrorCode, FilePath};
+use cleave_proto::client::multi::parse_addrs;
+use cleave_proto::{ErrorCode, FilePath, MultiClient};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -53,11 +55,37 @@ impl Retries {
     }
 }
 
-/// Connect to the router.
-pub async fn connect(router: &str) -> Result<Client> {
-    Client::connect(router)
+/// The router addresses of `--router` / `CLEAVE_ROUTER`: one `host:port`, or several separated
+/// by commas. Every command uses the first that answers and moves on to the next when a
+/// connection fails or breaks mid-request ([`MultiClient`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routers(pub Vec<String>);
+
+impl Routers {
+    /// Parse `A` or `A,B,...` (clap's value parser: a bad list is a usage error, exit 2).
+    pub fn parse(list: &str) -> std::result::Result<Routers, String> {
+        parse_addrs(list).map(Routers).map_err(|e| e.to_string())
+    }
+
+    /// How errors name the routers: the address, or `any of A, B`.
+    pub fn label(&self) -> String {
+        match &self.0[..] {
+            [one] => one.clone(),
+            many => format!("any of {}", many.join(", ")),
+        }
+    }
+
+    /// Turn a protocol error into the CLI's, naming the routers.
+    pub fn error(&self, e: cleave_proto::Error) -> Error {
+        Error::from_proto(&self.label(), e)
+    }
+}
+
+/// Connect to the first router that answers.
+pub async fn connect(routers: &Routers) -> Result<MultiClient> {
+    MultiClient::connect(routers.0.clone())
         .await
-        .map_err(|e| Error::from_proto(router, e))
+        .map_err(|e| routers.error(e))
 }
 
 /// Validate a remote path before anything is sent (exit status 4 when it is bad).

@@ -3,11 +3,15 @@
 //! Up to 8 MiB: one `INSERT`. Bigger (a file, or stdin that turns out longer than one piece):
 //! a multipart upload — `PART path upload index data` per 8 MiB piece, then `COMMIT`; on any
 //! failure the upload is dropped with `ABORT`. At most two pieces are in memory at once.
+//!
+//! Every request moves on to the next router when its connection fails ([`MultiClient`]). A
+//! `COMMIT` sent again after its connection broke mid-request may find the upload committed by
+//! the first attempt: `-EXISTS ... already committed` then counts as done.
 
-use super::{connect, progress, read_piece, remote_path, Retries, PIECE};
+use super::{connect, progress, read_piece, remote_path, Retries, Routers, PIECE};
 use crate::error::{Error, Result};
 use bytes::Bytes;
-use cleave_proto::{Client, FilePath};
+use cleave_proto::{ErrorCode, FilePath, MultiClient};
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::io::AsyncRead;
 
@@ -24,7 +28,7 @@ pub struct Args {
 }
 
 /// Run `cleave put`.
-pub async fn run(router: &str, args: Args) -> Result<()> {
+pub async fn run(routers: &Routers, args: Args) -> Result<()> {
     let path = remote_path(&args.remote)?;
     let (mut input, size): (Box<dyn AsyncRead + Unpin>, Option<u64>) = if args.local == "-" {
         (Box::new(tokio::io::stdin()), None)
@@ -38,7 +42,7 @@ pub async fn run(router: &str, args: Args) -> Result<()> {
         }
         (Box::new(file), Some(meta.len()))
     };
-    let mut client = connect(router).await?;
+    let mut client = connect(routers).await?;
     let first = read_piece(&mut input, PIECE)
         .await
         .map_err(Error::local(&args.local))?;
@@ -54,7 +58,7 @@ pub async fn run(router: &str, args: Args) -> Result<()> {
             .insert_typed(path.as_str(), first.into(), args.content_type)
             .await
             .map(drop)
-            .map_err(|e| Error::from_proto(router, e));
+            .map_err(|e| routers.error(e));
     }
     let upload = Alphanumeric.sample_string(&mut rand::rng(), 24);
     let mut up = Upload {
@@ -64,15 +68,15 @@ pub async fn run(router: &str, args: Args) -> Result<()> {
         local: &args.local,
     };
     let result = up.send(first, second, input, size, args.content_type).await;
-    if let Err(e) = &result {
-        abort(router, &mut client, &path, &upload, e).await;
+    if result.is_err() {
+        abort(&mut client, &path, &upload).await;
     }
-    result.map_err(|e| e.into_error(router))
+    result.map_err(|e| e.into_error(routers))
 }
 
 /// One multipart upload in progress.
 struct Upload<'a> {
-    client: &'a mut Client,
+    client: &'a mut MultiClient,
     path: &'a FilePath,
     upload: &'a str,
     local: &'a str,
@@ -85,9 +89,9 @@ enum Failure {
 }
 
 impl Failure {
-    fn into_error(self, router: &str) -> Error {
+    fn into_error(self, routers: &Routers) -> Error {
         match self {
-            Failure::Remote(e) => Error::from_proto(router, e),
+            Failure::Remote(e) => routers.error(e),
             Failure::Local(e) => e,
         }
     }
@@ -132,23 +136,25 @@ impl Upload<'_> {
                 break;
             }
         }
-        self.client
+        match self
+            .client
             .commit(self.path.as_str(), self.upload, index, content_type)
             .await
-            .map_err(Failure::Remote)?;
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.code() == Some(ErrorCode::Exists)
+                    && self.client.resent()
+                    && e.to_string().contains("already committed") => {}
+            Err(e) => return Err(Failure::Remote(e)),
+        }
         bar.finish_and_clear();
         Ok(())
     }
 }
 
-/// Drop a failed upload's parts (best effort, on a fresh connection if the old one broke).
-async fn abort(router: &str, client: &mut Client, path: &FilePath, upload: &str, why: &Failure) {
-    let broken = matches!(why, Failure::Remote(e) if e.code().is_none());
-    if broken {
-        if let Ok(mut fresh) = connect(router).await {
-            let _ = fresh.abort(path.as_str(), upload).await;
-        }
-    } else {
-        let _ = client.abort(path.as_str(), upload).await;
-    }
+/// Drop a failed upload's parts (best effort; the client reconnects, to any router, if its
+/// connection broke).
+async fn abort(client: &mut MultiClient, path: &FilePath, upload: &str) {
+    let _ = client.abort(path.as_str(), upload).await;
 }

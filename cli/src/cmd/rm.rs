@@ -1,7 +1,11 @@
 //! `cleave rm REMOTE`: delete a file (exit status 3 when it does not exist).
+//!
+//! A `DELETE` sent again to another router after its connection broke mid-request may find the
+//! file already deleted by the first attempt: `-NOTFOUND` then counts as done.
 
-use super::{connect, remote_path};
-use crate::error::{Error, Result};
+use super::{connect, remote_path, Routers};
+use crate::error::Result;
+use cleave_proto::ErrorCode;
 
 /// Arguments of `cleave rm`.
 #[derive(Debug, Clone, clap::Args)]
@@ -11,12 +15,12 @@ pub struct Args {
 }
 
 /// Run `cleave rm`.
-pub async fn run(router: &str, args: Args) -> Result<()> {
+pub async fn run(routers: &Routers, args: Args) -> Result<()> {
     let path = remote_path(&args.remote)?;
-    let mut client = connect(router).await?;
-    client
-        .delete(path.as_str())
-        .await
-        .map(drop)
-        .map_err(|e| Error::from_proto(router, e))
+    let mut client = connect(routers).await?;
+    match client.delete(path.as_str()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(ErrorCode::NotFound) && client.resent() => Ok(()),
+        Err(e) => Err(routers.error(e)),
+    }
 }

@@ -1,8 +1,8 @@
 //! `cleave stat REMOTE [--json]`: a file's or directory's metadata, as `key: value` lines or one
 //! JSON object (`path, kind, size, etag, type, modified, modifiedMs, seq`).
 
-use super::{connect, remote_path};
-use crate::error::{Error, Result};
+use super::{connect, remote_path, Routers};
+use crate::error::Result;
 use cleave_proto::command::Stat;
 use cleave_proto::FilePath;
 
@@ -17,13 +17,13 @@ pub struct Args {
 }
 
 /// Run `cleave stat`.
-pub async fn run(router: &str, args: Args) -> Result<()> {
+pub async fn run(routers: &Routers, args: Args) -> Result<()> {
     let path = remote_path(&args.remote)?;
-    let mut client = connect(router).await?;
+    let mut client = connect(routers).await?;
     let stat = client
         .stat(path.as_str())
         .await
-        .map_err(|e| Error::from_proto(router, e))?;
+        .map_err(|e| routers.error(e))?;
     print!("{}", render(&path, &stat, args.json));
     Ok(())
 }

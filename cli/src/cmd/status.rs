@@ -19,13 +19,16 @@
 //!
 //! The JSON has `epoch`, `ranges[]` {name, start, end, cluster, servedBy, epoch, conditions},
 //! `routers[]` {name, address, epoch, pid}, `clusters[]` {name, replicas, epoch, leader,
-//! conditions[], nodes[] {name, role, address, redis, pid, appliedSeq, inSync}}, `errors[]`.
+//! conditions[], nodes[] {name, role, address, redis, pid, appliedSeq, inSync}, lastFailover
+//! {at, from, to, epoch, reason, durationMs} (absent before the first), failovers}, `errors[]`.
+//! The human view prints the last failover under each cluster's header.
 
 pub mod from_kube;
 pub mod kube;
 
 use crate::error::{Error, Result};
 use cleave_operator::reconcile::status::Report;
+use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -248,8 +251,59 @@ fn table(rows: &[Vec<String>], indent: &str) -> String {
     out
 }
 
-/// The human view of a status document.
+/// The human view of a status document (failover ages counted from now).
 pub fn render(v: &Value) -> String {
+    render_at(v, Timestamp::now())
+}
+
+/// The `last failover:` line of a cluster, or `None` before its first failover. `now` gives the
+/// age of `at`.
+pub fn failover_line(c: &Value, now: Timestamp) -> Option<String> {
+    let f = c.get("lastFailover").filter(|f| f.is_object())?;
+    let took = match f["durationMs"].as_u64() {
+        Some(ms) => format!("took {}", seconds(ms)),
+        None => "in progress".into(),
+    };
+    let at = s(&f["at"]);
+    let ago = f["at"]
+        .as_str()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map(|t| {
+            let ms = now
+                .as_millisecond()
+                .saturating_sub(t.as_millisecond())
+                .max(0) as u64;
+            format!(", {} ago", seconds(ms))
+        })
+        .unwrap_or_default();
+    let count = match c["failovers"].as_u64() {
+        Some(n) if n > 0 => format!("; {n} since the operator started"),
+        _ => String::new(),
+    };
+    Some(format!(
+        "last failover: {} -> {} at epoch {} ({}), {took}, at {at}{ago}{count}",
+        s(&f["from"]),
+        s(&f["to"]),
+        s(&f["epoch"]),
+        s(&f["reason"]),
+    ))
+}
+
+/// Milliseconds as `1.8 s` (or `950 ms`, or `3 min 5 s`).
+fn seconds(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000)
+    } else {
+        format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000)
+    }
+}
+
+/// [`render`] with a chosen clock.
+pub fn render_at(v: &Value, now: Timestamp) -> String {
     let mut out = String::new();
     if v["kubernetes"].is_object() {
         let k = &v["kubernetes"];
@@ -317,13 +371,17 @@ pub fn render(v: &Value) -> String {
     }
     out.push_str(&table(&rows, ""));
     for c in v["clusters"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "\nCLUSTER {}  leader {}  epoch {}  {}\n",
+        let header = format!(
+            "CLUSTER {}  leader {}  epoch {}  {}",
             s(&c["name"]),
             s(&c["leader"]),
             s(&c["epoch"]),
             conditions(c)
-        ));
+        );
+        out.push_str(&format!("\n{}\n", header.trim_end()));
+        if let Some(line) = failover_line(c, now) {
+            out.push_str(&format!("  {line}\n"));
+        }
         let mut rows = vec![[
             "NODE", "ROLE", "ADDRESS", "REDIS", "PID", "APPLIED", "IN-SYNC",
         ]
@@ -371,11 +429,34 @@ mod tests {
             "routers": [{"name": "router-0", "address": "127.0.0.1:7000", "epoch": 1, "pid": 42}],
             "clusters": [{"name": "fc-a", "leader": "fc-a-0", "epoch": 1, "conditions": [],
                           "nodes": [{"name": "fc-a-0", "role": "leader", "address": "127.0.0.1:7002",
-                                     "redis": "127.0.0.1:7003", "pid": 7, "appliedSeq": 12, "inSync": true}]}],
+                                     "redis": "127.0.0.1:7003", "pid": 7, "appliedSeq": 12, "inSync": true}]},
+                         {"name": "fc-b", "leader": "fc-b-2", "epoch": 3, "conditions": [], "nodes": [],
+                          "failovers": 2,
+                          "lastFailover": {"at": "2025-01-01T00:00:00Z", "from": "fc-b-0", "to": "fc-b-2",
+                                           "epoch": 3, "reason": "leader stopped answering",
+                                           "durationMs": 1800}}],
             "errors": ["HashRanges low and high overlap"]
         });
-        let text = render(&v);
+        let now: Timestamp = "2025-01-01T00:00:12.5Z".parse().unwrap();
+        let text = render_at(&v, now);
         assert!(text.contains("range table epoch 1"), "{text}");
+        assert!(
+            text.contains(
+                "CLUSTER fc-b  leader fc-b-2  epoch 3\n  last failover: fc-b-0 -> fc-b-2 at epoch 3 \
+                 (leader stopped answering), took 1.8 s, at 2025-01-01T00:00:00Z, 12.5 s ago; \
+                 2 since the operator started\n"
+            ),
+            "{text}"
+        );
+        let fc_a = text.split("CLUSTER fc-a").nth(1).unwrap();
+        assert!(
+            !fc_a
+                .split("CLUSTER fc-b")
+                .next()
+                .unwrap()
+                .contains("failover"),
+            "no line before the first failover: {text}"
+        );
         assert!(
             text.contains("low    0      2147483647  fc-a     fc-a       Ready=True"),
             "{text}"
@@ -476,7 +557,20 @@ mod tests {
                 clusters: vec![ClusterReport {
                     name: "fc-a".into(),
                     replicas: 3,
-                    status: Default::default(),
+                    status: cleave_operator::crd::FileClusterStatus {
+                        leader: Some("fc-a-2".into()),
+                        epoch: 3,
+                        last_failover: Some(cleave_operator::crd::Failover {
+                            at: "2025-01-01T00:00:00Z".into(),
+                            from: "fc-a-0".into(),
+                            to: "fc-a-2".into(),
+                            epoch: 3,
+                            reason: "switchover".into(),
+                            duration_ms: Some(1800),
+                        }),
+                        failovers: 1,
+                        ..Default::default()
+                    },
                 }],
                 errors: vec!["e".into()],
             },
@@ -495,7 +589,33 @@ mod tests {
             json(&status),
             serde_json::to_string_pretty(&want).unwrap() + "\n"
         );
-        assert!(render(&to_value(&status)).starts_with("Cleave (local, data "));
+        let c = &to_value(&status)["clusters"][0];
+        assert_eq!(c["lastFailover"]["to"], "fc-a-2");
+        assert_eq!(c["lastFailover"]["durationMs"], 1800);
+        assert_eq!(c["failovers"], 1);
+        let text = render(&to_value(&status));
+        assert!(text.starts_with("Cleave (local, data "));
+        assert!(
+            text.contains("last failover: fc-a-0 -> fc-a-2 at epoch 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_failover_in_progress_and_durations() {
+        let now: Timestamp = "2025-01-01T01:00:00Z".parse().unwrap();
+        let c = serde_json::json!({"lastFailover": {"at": "2025-01-01T00:58:55Z", "from": "a",
+            "to": "b", "epoch": 9, "reason": "switchover"}, "failovers": 0});
+        assert_eq!(
+            failover_line(&c, now).unwrap(),
+            "last failover: a -> b at epoch 9 (switchover), in progress, at 2025-01-01T00:58:55Z, 1 min 5 s ago"
+        );
+        assert_eq!(
+            failover_line(&serde_json::json!({"failovers": 0}), now),
+            None
+        );
+        assert_eq!(seconds(950), "950 ms");
+        assert_eq!(seconds(7_300_000), "2 h 1 min");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Async clients: [`Client`] (one connection, typed methods, used by the CLI, tests and the
 //! operator) and [`MuxClient`] (one connection shared by many tasks with pipelining, used by the
-//! router to forward requests).
+//! router to forward requests), and [`MultiClient`] (a [`Client`] over several router addresses
+//! that moves on when one fails, used by the CLI).
 
+pub mod multi;
 mod mux;
 
+pub use multi::MultiClient;
 pub use mux::MuxClient;
 
 use crate::command::{Abort, Command, Commit, List, Part, Put, Read, Stat};

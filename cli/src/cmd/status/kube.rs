@@ -57,6 +57,19 @@ pub fn one_line(e: &dyn std::error::Error) -> String {
 /// Read the configuration, connect, and build the status of `namespace` (default: the
 /// context's namespace, else `default`).
 pub async fn load(namespace: Option<&str>) -> Result<Status> {
+    let (client, namespace, server) = connect(namespace).await?;
+    let report = fetch(client, &namespace, &server).await?;
+    Ok(Status {
+        report,
+        origin: Origin::Kubernetes {
+            kubernetes: KubeOrigin { namespace, server },
+        },
+    })
+}
+
+/// Read the configuration and set up a client: the client, the namespace (`namespace`, else
+/// the context's, else `default`) and the API server's URL.
+pub async fn connect(namespace: Option<&str>) -> Result<(Client, String, String)> {
     let mut config = kube::Config::infer().await.map_err(|e| {
         let why = std::error::Error::source(&e)
             .map(one_line)
@@ -78,13 +91,27 @@ pub async fn load(namespace: Option<&str>) -> Result<Status> {
             one_line(&e)
         ))
     })?;
-    let report = fetch(client, &namespace, &server).await?;
-    Ok(Status {
-        report,
-        origin: Origin::Kubernetes {
-            kubernetes: KubeOrigin { namespace, server },
-        },
-    })
+    Ok((client, namespace, server))
+}
+
+/// Set `spec.leader` of FileCluster `name` by a JSON merge patch (`cleave switchover`).
+pub async fn patch_leader(
+    client: Client,
+    ns: &str,
+    server: &str,
+    name: &str,
+    leader: &str,
+) -> Result<()> {
+    let patch = serde_json::json!({"spec": {"leader": leader}});
+    Api::<FileCluster>::namespaced(client, ns)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map(drop)
+        .map_err(api_error(server, ns, "fileclusters.cleave.dev", true))
 }
 
 /// The four reads and the report. `server` only names the API server in errors.
