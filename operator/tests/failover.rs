@@ -461,7 +461,12 @@ async fn bench_failover() {
             times.push(took);
             println!("{kind} round {round}: first acknowledged write after {took:?}");
             if sig == Signal::SIGSTOP {
-                tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+                let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+                let f = &cluster(&s, "fc-a")["lastFailover"];
+                println!(
+                    "  operator: {} ms from the first silence to the new leader leading",
+                    f["durationMs"]
+                );
                 signal(pid, Signal::SIGCONT);
                 tokio::task::block_in_place(|| {
                     sys.wait_for(FAILOVER_BOUND, &format!("{old} following again"), |s| {

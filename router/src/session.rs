@@ -317,7 +317,29 @@ impl Writes {
             let remaining = front.deadline.saturating_duration_since(Instant::now());
             let limit = attempt_limit(true, remaining, fwd.retry()) + front.extra;
             let connect = limit.min(cleave_proto::client::CONNECT_TIMEOUT);
-            match fwd.pool().get(&addr, connect).await {
+            // A node that is stopped accepts the TCP connection but never answers the
+            // handshake: a newer table naming another leader ends the wait here too.
+            let mut tables = fwd.tables().subscribe();
+            let (epoch, cluster_name, target_addr) = (table.epoch, cluster.clone(), addr.clone());
+            let moved = async {
+                loop {
+                    if let Some(l) = new_leader(fwd, &cluster_name, &target_addr, epoch) {
+                        return l;
+                    }
+                    if tables.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+            };
+            let got = tokio::select! {
+                got = fwd.pool().get(&addr, connect) => got,
+                leader = moved => {
+                    let last = Reply::new(ErrorCode::NotLeader, leader.clone()).to_frame();
+                    let target = Target { addr, table, cluster };
+                    return self.failed(fwd, target, Outcome::NotLeader(Some(leader)), last);
+                }
+            };
+            match got {
                 Ok(pooled) => {
                     self.next = None;
                     self.up = Some(Upstream {
@@ -362,7 +384,11 @@ impl Writes {
             }
         }
         let mut tables = fwd.tables().subscribe();
-        let waiting_on = (up.target.cluster.clone(), up.target.addr.clone());
+        let waiting_on = (
+            up.target.cluster.clone(),
+            up.target.addr.clone(),
+            up.target.table.epoch,
+        );
         let front = &mut self.inflight[0];
         let deadline = front.attempt_deadline;
         let rx = front.rx.as_mut().expect("sent");
@@ -370,11 +396,11 @@ impl Writes {
         // once: the writes go there, keeping their tags (the old leader cannot commit them).
         let moved = async {
             loop {
+                if let Some(leader) = new_leader(fwd, &waiting_on.0, &waiting_on.1, waiting_on.2) {
+                    return leader;
+                }
                 if tables.changed().await.is_err() {
                     return std::future::pending().await;
-                }
-                if let Some(leader) = new_leader(fwd, &waiting_on.0, &waiting_on.1) {
-                    return leader;
                 }
             }
         };
@@ -527,9 +553,9 @@ impl Writes {
     }
 }
 
-/// The leader the served table names for `cluster`, when it is not `addr`.
-fn new_leader(fwd: &Forwarder, cluster: &str, addr: &str) -> Option<String> {
-    let table = fwd.tables().current()?;
+/// The leader a table newer than `epoch` names for `cluster`, when it is not `addr`.
+fn new_leader(fwd: &Forwarder, cluster: &str, addr: &str, epoch: u64) -> Option<String> {
+    let table = fwd.tables().current().filter(|t| t.epoch > epoch)?;
     let leader = table.clusters.get(cluster)?.leader.clone()?;
     (leader != addr).then_some(leader)
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 /// How long one admin command (lead, follow, push) may take.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a node may take to answer `NODE.STATUS` before it counts as not answering.
-pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// The desired objects of one namespace, as fetched.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -229,7 +229,15 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
                 Some(_) => {}
             }
         }
-        if !leading && !waiting.contains_key(&cname) {
+        // Right after an election the new leader is told to lead in this very pass: publish it
+        // to the routers now rather than a pass later (the table is a hint — nodes enforce
+        // leadership — so a lead that fails costs only redirects until the next pass).
+        let just_elected = cs.last_failover.as_ref().is_some_and(|f| {
+            f.record.epoch == epoch && f.record.duration_ms.is_none() && f.record.to == leader_name
+        }) && actions.iter().any(|a| {
+            matches!(a, NodeAction::Lead { cluster, epoch: e, .. } if *cluster == cname && *e == epoch)
+        });
+        if !leading && !just_elected && !waiting.contains_key(&cname) {
             waiting.insert(cname.clone(), format!("{leader_name} is becoming leader"));
         }
         let mut addrs = vec![leader.address.clone()];
