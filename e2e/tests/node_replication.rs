@@ -163,6 +163,11 @@ async fn a_follower_stalled_past_the_log_discards_its_data_and_resyncs_fully() {
     c.nodes[2].proc.signal(Signal::SIGSTOP);
     // Far more than the log holds, while node 2 is frozen. Node 1 keeps the quorum.
     let checker = write_load(c.nodes[0].addr.clone(), "s".into(), 600).await;
+    assert_eq!(
+        checker.acked(),
+        600,
+        "node 1 alone keeps the quorum: every write is acked"
+    );
     for i in 0..50 {
         let acked = leader.delete(&format!("/s/old{i}")).await.is_ok();
         assert!(acked);
@@ -206,6 +211,11 @@ async fn a_full_resync_under_continuous_writes_terminates() {
     c.wait_converged(CONVERGE).await;
     c.nodes[2].proc.signal(Signal::SIGSTOP);
     let mut checker = write_load(c.nodes[0].addr.clone(), "w".into(), 300).await;
+    assert_eq!(
+        checker.acked(),
+        300,
+        "node 1 keeps the quorum while node 2 is frozen"
+    );
     // Keep writing while node 2 resyncs: the log (50 entries) turns over many times during the
     // snapshot copy.
     let load = tokio::spawn(write_load(c.nodes[0].addr.clone(), "during".into(), 3000));
@@ -221,7 +231,13 @@ async fn a_full_resync_under_continuous_writes_terminates() {
         },
     )
     .await;
-    checker.merge(load.await.unwrap());
+    let during = load.await.unwrap();
+    assert_eq!(
+        during.acked(),
+        3000,
+        "every write during the resync is acked"
+    );
+    checker.merge(during);
     c.assert_identical().await;
     checker.verify(&mut c.nodes[2].client().await).await;
 }

@@ -45,7 +45,10 @@ async fn a_resync_whose_source_redis_restarts_starts_over_and_converges() {
     let mut leader = c.nodes[0].client().await;
     let big = bytes::Bytes::from(vec![7u8; 256 * 1024]);
     for i in 0..64 {
-        leader.insert(&format!("/big/{i}"), big.clone()).await.unwrap();
+        leader
+            .insert(&format!("/big/{i}"), big.clone())
+            .await
+            .unwrap();
     }
     // Follower 2 falls far behind the 50-entry log.
     c.nodes[2].proc.signal(Signal::SIGSTOP);

@@ -150,23 +150,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn put_splits_data_into_chunks() {
+    fn put_splits_data_into_chunks_and_carries_every_field() {
         let data = Bytes::from(vec![1u8; CHUNK_SIZE * 2 + 10]);
         let put = Put {
             path: FilePath::parse("/a/b").unwrap(),
-            data,
-            content_type: None,
-            must_exist: false,
+            data: data.clone(),
+            content_type: Some("text/plain".into()),
+            must_exist: true,
         };
         let op = Op::put(&put);
-        // array header: 7 fixed fields + 3 chunks = 10 elements (fixarray 0x9a).
-        assert_eq!(op.0[0], 0x90 | 10);
-        assert!(op.len() > CHUNK_SIZE * 2);
+        let mut rd = &op.0[..];
+        // 7 fixed fields + 3 chunks.
+        assert_eq!(rmp::decode::read_array_len(&mut rd).unwrap(), 10);
+        let text = |rd: &mut &[u8]| {
+            let len = rmp::decode::read_str_len(rd).unwrap() as usize;
+            let (s, rest) = rd.split_at(len);
+            *rd = rest;
+            s.to_vec()
+        };
+        assert_eq!(text(&mut rd), b"put");
+        assert_eq!(text(&mut rd), b"/a/b");
+        let must_exist: u64 = rmp::decode::read_int(&mut rd).unwrap();
+        assert_eq!(must_exist, 1);
+        assert_eq!(text(&mut rd), etag(&data).as_bytes());
+        assert_eq!(text(&mut rd), b"text/plain");
+        let _mtime: u64 = rmp::decode::read_int(&mut rd).unwrap();
+        let size: u64 = rmp::decode::read_int(&mut rd).unwrap();
+        assert_eq!(size, data.len() as u64);
+        let chunks: Vec<Vec<u8>> = (0..3).map(|_| text(&mut rd)).collect();
+        assert_eq!(chunks[0].len(), CHUNK_SIZE);
+        assert_eq!(chunks[1].len(), CHUNK_SIZE);
+        assert_eq!(chunks[2].len(), 10);
+        assert_eq!(
+            chunks.concat(),
+            data.to_vec(),
+            "the chunks are the data, in order"
+        );
+        assert!(rd.is_empty(), "nothing after the last chunk");
     }
 
     #[test]
-    fn etag_is_stable_hex() {
-        assert_eq!(etag(b"abc"), etag(b"abc"));
-        assert_eq!(etag(b"").len(), 32);
+    fn etag_is_the_xxh3_128_of_the_content_in_hex() {
+        // Known answers of the reference xxHash implementation.
+        assert_eq!(etag(b"abc"), "06b05ab6733a618578af5f94892f3950");
+        assert_eq!(etag(b""), "99aa06d3014798d86001c324468d497f");
     }
 }

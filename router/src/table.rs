@@ -276,7 +276,10 @@ mod tests {
         assert_eq!(tables.current(), None, "a missing file means no table yet");
         tables.push(table(1, 10)).unwrap();
         tables.push(table(2, 20)).unwrap();
-        let _ = tables.push(table(1, 30));
+        assert!(
+            matches!(tables.push(table(1, 30)), Err(PushError::Stale { .. })),
+            "an older table is refused"
+        );
         let reloaded = Tables::load(Some(path.clone())).unwrap();
         assert_eq!(reloaded.current().unwrap().epoch, 2);
         assert_eq!(reloaded.current().unwrap().ranges[0].end, 20);
