@@ -413,3 +413,48 @@ async fn a_committed_upload_is_never_rewritten_by_a_reused_upload_id() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_write_replicates_and_anything_larger_is_refused_up_front() {
+    use cleave_proto::command::write::{MAX_CONTENT_TYPE, MAX_WRITE};
+    let c = Cluster::start("largest", ClusterOptions::default()).await;
+    let mut leader = c.nodes[0].client().await;
+    // The longest path, the longest content type and the largest payload in one entry: it must
+    // still fit in one replication frame, or no follower could ever decode it.
+    let path = format!(
+        "/{}/{}/{}/{}",
+        "a".repeat(255),
+        "b".repeat(255),
+        "c".repeat(255),
+        "d".repeat(255)
+    );
+    assert_eq!(path.len(), cleave_proto::path::MAX_PATH_LEN);
+    let data = Bytes::from(vec![9u8; MAX_WRITE]);
+    leader
+        .insert_typed(&path, data.clone(), Some("t".repeat(MAX_CONTENT_TYPE)))
+        .await
+        .expect("the largest write is accepted");
+    c.wait_converged(CONVERGE).await;
+    for n in &c.nodes {
+        let got = n.client().await.select(&path).await.unwrap();
+        assert!(
+            matches!(&got, Selected::File(b) if *b == data),
+            "{} has it",
+            n.addr
+        );
+    }
+    let err = leader
+        .insert("/big/over", Bytes::from(vec![1u8; MAX_WRITE + 1]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err}");
+    let err = leader
+        .insert_typed(
+            "/big/type",
+            Bytes::from("x"),
+            Some("t".repeat(MAX_CONTENT_TYPE + 1)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err}");
+}

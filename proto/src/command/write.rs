@@ -30,7 +30,7 @@ impl Put {
         let mut content_type = None;
         while let Some(opt) = args.keyword()? {
             match opt.as_str() {
-                "TYPE" => content_type = Some(args.string("content type")?),
+                "TYPE" => content_type = Some(content_type_arg(&mut args)?),
                 other => return Err(args.unknown_option(other)),
             }
         }
@@ -84,6 +84,23 @@ fn payload(args: &mut Args, what: &str) -> Result<Bytes, Reply> {
         ));
     }
     Ok(data)
+}
+
+/// Longest content type accepted (an entry must fit in one replication frame).
+pub const MAX_CONTENT_TYPE: usize = 255;
+
+fn content_type_arg(args: &mut Args) -> Result<String, Reply> {
+    let t = args.string("content type")?;
+    if t.len() > MAX_CONTENT_TYPE {
+        return Err(Reply::new(
+            crate::ErrorCode::TooLarge,
+            format!(
+                "a content type of {} bytes exceeds {MAX_CONTENT_TYPE}",
+                t.len()
+            ),
+        ));
+    }
+    Ok(t)
 }
 
 /// Largest part index, so a hostile COMMIT cannot ask for billions of parts.
@@ -165,7 +182,7 @@ impl Commit {
         let mut content_type = None;
         while let Some(opt) = args.keyword()? {
             match opt.as_str() {
-                "TYPE" => content_type = Some(args.string("content type")?),
+                "TYPE" => content_type = Some(content_type_arg(&mut args)?),
                 other => return Err(args.unknown_option(other)),
             }
         }
