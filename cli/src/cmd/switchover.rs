@@ -213,7 +213,7 @@ pub async fn run(args: Args) -> Result<()> {
         println!("the operator switches over shortly: see cleave status, or use --wait");
         return Ok(());
     }
-    let st = wait(
+    let mut st = wait(
         &source,
         &args.cluster,
         &node,
@@ -221,6 +221,22 @@ pub async fn run(args: Args) -> Result<()> {
         Duration::from_secs(args.timeout),
     )
     .await?;
+    // The operator records the duration on the pass after it sees the new leader leading:
+    // give it a moment (bounded) so the answer says how long the switchover took.
+    let deadline = Instant::now() + DURATION_WAIT;
+    while st
+        .last_failover
+        .as_ref()
+        .is_some_and(|f| f.duration_ms.is_none())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(report) = load(&source).await {
+            if let Some(c) = report.clusters.into_iter().find(|c| c.name == args.cluster) {
+                st = c.status;
+            }
+        }
+    }
     let took = st
         .last_failover
         .as_ref()
@@ -255,6 +271,9 @@ pub fn switched(st: &FileClusterStatus, node: &str, before: u64) -> bool {
 }
 
 /// Poll the status (every 250 ms) until [`switched`], at most `limit`.
+/// How long `--wait` waits, after the switch, for the operator to record its duration.
+const DURATION_WAIT: Duration = Duration::from_secs(5);
+
 async fn wait(
     source: &Source,
     cluster: &str,
