@@ -279,7 +279,7 @@ async fn an_operator_killed_during_a_failover_is_finished_by_the_next_one() {
         tokio::spawn(async move { w.run().await })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (old, epoch, pid) = leader_of(&sys.status(), "fc-a");
+    let (_, epoch, pid) = leader_of(&sys.status(), "fc-a");
     signal(pid, Signal::SIGSTOP);
     // Kill the operator once it has noticed the silence, before or while it acts.
     tokio::task::block_in_place(|| {
@@ -304,7 +304,6 @@ async fn an_operator_killed_during_a_failover_is_finished_by_the_next_one() {
     // Its children live on (they are in their own process groups); the next operator adopts
     // or restarts them.
     assert!(children.iter().any(|p| alive(*p)));
-    let _ = &old;
     sys.start();
     // The new operator reaps the children its predecessor left (the frozen leader among them)
     // and restarts them: whichever node it elects, it is at a newer epoch.

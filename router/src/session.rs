@@ -319,18 +319,7 @@ impl Writes {
             let connect = limit.min(cleave_proto::client::CONNECT_TIMEOUT);
             // A node that is stopped accepts the TCP connection but never answers the
             // handshake: a newer table naming another leader ends the wait here too.
-            let mut tables = fwd.tables().subscribe();
-            let (epoch, cluster_name, target_addr) = (table.epoch, cluster.clone(), addr.clone());
-            let moved = async {
-                loop {
-                    if let Some(l) = new_leader(fwd, &cluster_name, &target_addr, epoch) {
-                        return l;
-                    }
-                    if tables.changed().await.is_err() {
-                        return std::future::pending().await;
-                    }
-                }
-            };
+            let moved = leader_moved(fwd, cluster.clone(), addr.clone(), table.epoch);
             let got = tokio::select! {
                 got = fwd.pool().get(&addr, connect) => got,
                 leader = moved => {
@@ -383,8 +372,8 @@ impl Writes {
                 }
             }
         }
-        let mut tables = fwd.tables().subscribe();
-        let waiting_on = (
+        let moved = leader_moved(
+            fwd,
             up.target.cluster.clone(),
             up.target.addr.clone(),
             up.target.table.epoch,
@@ -392,18 +381,6 @@ impl Writes {
         let front = &mut self.inflight[0];
         let deadline = front.attempt_deadline;
         let rx = front.rx.as_mut().expect("sent");
-        // A new table that names another leader for this cluster (a failover) ends the wait at
-        // once: the writes go there, keeping their tags (the old leader cannot commit them).
-        let moved = async {
-            loop {
-                if let Some(leader) = new_leader(fwd, &waiting_on.0, &waiting_on.1, waiting_on.2) {
-                    return leader;
-                }
-                if tables.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-        };
         let first = tokio::select! {
             r = tokio::time::timeout_at(deadline.into(), rx) => r,
             leader = moved => {
@@ -550,6 +527,20 @@ impl Writes {
             .iter()
             .find(|(c, _)| c == cluster)
             .map(|(_, s)| (String::from_utf8_lossy(&s.id).into_owned(), s.next))
+    }
+}
+
+/// Completes with the new leader once a table newer than `epoch` names another leader than
+/// `addr` for `cluster` (a failover while a write waits on, or connects to, the old one).
+async fn leader_moved(fwd: &Forwarder, cluster: String, addr: String, epoch: u64) -> String {
+    let mut tables = fwd.tables().subscribe();
+    loop {
+        if let Some(leader) = new_leader(fwd, &cluster, &addr, epoch) {
+            return leader;
+        }
+        if tables.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 

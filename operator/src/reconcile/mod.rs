@@ -178,14 +178,23 @@ async fn admin<T>(
     addr: &str,
     f: impl AsyncFnOnce(&mut Client) -> cleave_proto::Result<T>,
 ) -> Result<T> {
+    admin_within(addr, ADMIN_TIMEOUT, f).await
+}
+
+/// One admin exchange with `addr` (connect included), bounded by `limit`.
+async fn admin_within<T>(
+    addr: &str,
+    limit: Duration,
+    f: impl AsyncFnOnce(&mut Client) -> cleave_proto::Result<T>,
+) -> Result<T> {
     let work = async {
         let mut c = Client::connect(addr).await?;
         f(&mut c).await
     };
-    match tokio::time::timeout(ADMIN_TIMEOUT, work).await {
+    match tokio::time::timeout(limit, work).await {
         Err(_) => Err(Error::Timeout {
             addr: addr.into(),
-            ms: ADMIN_TIMEOUT.as_millis() as u64,
+            ms: limit.as_millis() as u64,
         }),
         Ok(r) => r.map_err(|source| Error::Admin {
             addr: addr.into(),
@@ -204,20 +213,7 @@ pub fn now_ms() -> u64 {
 /// `NODE.STATUS` within [`PROBE_TIMEOUT`]: a node that cannot answer that fast counts as not
 /// answering (a hung leader must not hold a whole pass for the admin timeout).
 async fn probe(addr: &str) -> Result<NodeStatus> {
-    let work = async {
-        let mut c = Client::connect(addr).await?;
-        c.node_status().await
-    };
-    match tokio::time::timeout(PROBE_TIMEOUT, work).await {
-        Err(_) => Err(Error::Timeout {
-            addr: addr.into(),
-            ms: PROBE_TIMEOUT.as_millis() as u64,
-        }),
-        Ok(r) => r.map_err(|source| Error::Admin {
-            addr: addr.into(),
-            source,
-        }),
-    }
+    admin_within(addr, PROBE_TIMEOUT, async |c| c.node_status().await).await
 }
 
 /// Ask every node and router how it is.

@@ -15,11 +15,10 @@
 //! [`MultiClient::resent`] tells the caller that the last request was sent again after such a
 //! break, so it can read those two answers as "done" (the CLI does).
 
-use super::{int, path, strings, text, Client, Selected};
-use crate::command::{Abort, Command, Commit, List, Part, Put, Read, Stat};
+use super::Client;
+use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
-use bytes::Bytes;
 use std::fmt;
 use std::time::Duration;
 
@@ -244,128 +243,6 @@ impl MultiClient {
     /// Send a command; an error reply becomes `Err`.
     pub async fn call(&mut self, cmd: &Command) -> Result<Frame> {
         super::check(self.raw(&cmd.to_frame()).await?)
-    }
-
-    /// `INSERT`: create or replace; returns the seq.
-    pub async fn insert(&mut self, p: &str, data: impl Into<Bytes>) -> Result<u64> {
-        self.insert_typed(p, data.into(), None).await
-    }
-
-    /// `UPDATE`: replace an existing file; returns the seq.
-    pub async fn update(&mut self, p: &str, data: impl Into<Bytes>) -> Result<u64> {
-        let put = Put {
-            path: path(p)?,
-            data: data.into(),
-            content_type: None,
-            must_exist: true,
-        };
-        int(self.call(&Command::Put(put)).await?)
-    }
-
-    /// `INSERT` with a content type.
-    pub async fn insert_typed(
-        &mut self,
-        p: &str,
-        data: Bytes,
-        content_type: Option<String>,
-    ) -> Result<u64> {
-        let put = Put {
-            path: path(p)?,
-            data,
-            content_type,
-            must_exist: false,
-        };
-        int(self.call(&Command::Put(put)).await?)
-    }
-
-    /// `DELETE`; returns the seq.
-    pub async fn delete(&mut self, p: &str) -> Result<u64> {
-        int(self.call(&Command::Delete(path(p)?)).await?)
-    }
-
-    /// `SELECT`: a file's bytes or a directory's entries.
-    pub async fn select(&mut self, p: &str) -> Result<Selected> {
-        match self.call(&Command::Select(path(p)?)).await? {
-            Frame::Bulk(b) => Ok(Selected::File(b)),
-            arr @ Frame::Array(_) => Ok(Selected::Dir(strings(arr)?)),
-            other => Err(Error::Unexpected(format!("{other:?}"))),
-        }
-    }
-
-    /// `LIST`: one page of a directory.
-    pub async fn list(&mut self, p: &str, after: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        let list = List {
-            path: path(p)?,
-            after: after.map(str::to_owned),
-            limit,
-        };
-        strings(self.call(&Command::List(list)).await?)
-    }
-
-    /// `STAT`.
-    pub async fn stat(&mut self, p: &str) -> Result<Stat> {
-        let frame = self.call(&Command::Stat(path(p)?)).await?;
-        Stat::from_frame(&frame).ok_or_else(|| Error::Unexpected(format!("{frame:?}")))
-    }
-
-    /// `READ`: a byte range of a file.
-    pub async fn read(
-        &mut self,
-        p: &str,
-        offset: u64,
-        length: u64,
-        version: Option<u64>,
-    ) -> Result<Bytes> {
-        let read = Read {
-            path: path(p)?,
-            offset,
-            length,
-            version,
-        };
-        text(self.call(&Command::Read(read)).await?)
-    }
-
-    /// `PART`: stage one part of an upload.
-    pub async fn part(&mut self, p: &str, upload: &str, index: u32, data: Bytes) -> Result<u64> {
-        let part = Part {
-            path: path(p)?,
-            upload: upload.into(),
-            index,
-            data,
-        };
-        int(self.call(&Command::Part(part)).await?)
-    }
-
-    /// `COMMIT`: publish an upload's parts as the file.
-    pub async fn commit(
-        &mut self,
-        p: &str,
-        upload: &str,
-        parts: u32,
-        content_type: Option<String>,
-    ) -> Result<u64> {
-        let commit = Commit {
-            path: path(p)?,
-            upload: upload.into(),
-            parts,
-            content_type,
-        };
-        int(self.call(&Command::Commit(commit)).await?)
-    }
-
-    /// `ABORT`: drop an upload's parts.
-    pub async fn abort(&mut self, p: &str, upload: &str) -> Result<u64> {
-        int(self
-            .call(&Command::Abort(Abort {
-                path: path(p)?,
-                upload: upload.into(),
-            }))
-            .await?)
-    }
-
-    /// `PING`.
-    pub async fn ping(&mut self) -> Result<()> {
-        self.call(&Command::Ping(None)).await.map(drop)
     }
 }
 
