@@ -81,6 +81,22 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The epoch authority refused a write because someone else wrote since we read it (on
+    /// Kubernetes: a `resourceVersion` precondition failed). Nothing was acted on; the next pass
+    /// reads the new state and decides again.
+    #[error("{what}: written by someone else since it was read ({message}); nothing acted on, the next pass re-reads it")]
+    Conflict {
+        /// What was being written.
+        what: String,
+        /// What the authority said.
+        message: String,
+    },
+    /// This operator may no longer act (its leader Lease is past its renew deadline).
+    #[error("not acting: {why}")]
+    NoAuthority {
+        /// Why.
+        why: String,
+    },
     /// A child process could not be started or signalled.
     #[error("{what}: {message}")]
     Process {

@@ -172,6 +172,13 @@ pub trait Platform {
     fn routers(&mut self) -> impl Future<Output = Result<Vec<Endpoint>>>;
     /// Publish the statuses.
     fn publish(&mut self, report: &Report) -> impl Future<Output = Result<()>>;
+    /// Whether this operator may still act: checked before every recorded decision and every
+    /// role change, so an operator that may have lost its authority (a Lease past its renew
+    /// deadline) stops before another one can start. The local platform holds an `flock` for
+    /// its whole life, so it always may.
+    fn may_act(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 async fn admin<T>(
@@ -268,6 +275,7 @@ async fn publish_table<P: Platform>(
     state: &mut CoreState,
     outcome: &mut Outcome,
 ) -> Result<()> {
+    platform.may_act()?;
     let routers = platform.ensure_routers(table).await?;
     let current = |addr: &str| {
         observed
@@ -324,6 +332,7 @@ async fn switchover<P: Platform>(
     let (from_name, from_addr, from_epoch) = &sw.from;
     let (to_name, to_addr) = &sw.to;
     let ms = SWITCHOVER_FREEZE.as_millis() as u64;
+    platform.may_act()?;
     let last = admin(from_addr, async |c| c.freeze(*from_epoch, ms).await).await?;
     let deadline = tokio::time::Instant::now() + SWITCHOVER_CATCH_UP;
     loop {
@@ -353,12 +362,14 @@ async fn switchover<P: Platform>(
         },
         began_ms: began,
     });
+    platform.may_act()?;
     platform.save_state(state).await?;
     for addr in &sw.others {
         if let Err(e) = admin(addr, async |c| c.follow(sw.epoch, to_addr).await).await {
             tracing::warn!("switchover: {addr} did not follow yet: {e}");
         }
     }
+    platform.may_act()?;
     admin(to_addr, async |c| c.lead(sw.epoch).await).await?;
     tracing::info!(cluster = %sw.cluster, from = %from_name, to = %to_name, epoch = sw.epoch, "switched over");
     Ok(())
@@ -389,11 +400,13 @@ pub async fn reconcile<P: Platform>(
             let plan = plan::build(&valid, &state, &observed);
             outcome.waiting = plan.waiting.clone();
             if plan.state != state {
+                platform.may_act()?;
                 platform.save_state(&plan.state).await?;
                 state = plan.state.clone();
             }
             for action in &plan.actions {
                 tracing::info!(?action, "applying");
+                platform.may_act()?;
                 let r = match action {
                     plan::NodeAction::Lead { address, epoch, .. } => {
                         admin(address, async |c| c.lead(*epoch).await).await
@@ -410,6 +423,7 @@ pub async fn reconcile<P: Platform>(
                 }
             }
             for sw in &plan.switchovers {
+                platform.may_act()?;
                 if let Err(e) = switchover(platform, &mut state, sw, &observed.now).await {
                     tracing::warn!(cluster = %sw.cluster, "switchover abandoned: {e}");
                     outcome

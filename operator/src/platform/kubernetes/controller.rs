@@ -14,9 +14,9 @@
 
 use super::build::{BuildConfig, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY};
 use super::build::{STATE_KEY, TABLE_CONFIGMAP};
-use super::leader_election::LeaseLock;
+use super::leader_election::{Authority, LeaseLock};
 use super::metrics::{self, Metrics};
-use super::KubePlatform;
+use super::{KubePlatform, PodAddresses};
 use crate::crd::{FileCluster, HashRange};
 use crate::reconcile::status::Report;
 use crate::reconcile::{self, validate, CoreState};
@@ -83,6 +83,10 @@ pub struct Context {
     namespaces: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Report>>>>,
     /// Consecutive failures per object (`ns/name`), for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The leader Lease's promise, checked before every role change (`None`: no election).
+    authority: Option<Authority>,
+    /// Where pods are reached, when not at their usual addresses.
+    addresses: Option<PodAddresses>,
 }
 
 impl std::fmt::Debug for Context {
@@ -128,7 +132,21 @@ impl Context {
             metrics,
             namespaces: Mutex::default(),
             failures: Mutex::default(),
+            authority: None,
+            addresses: None,
         }
+    }
+
+    /// Reach pods where `addresses` says (see [`PodAddresses`]).
+    pub fn with_addresses(mut self, addresses: PodAddresses) -> Context {
+        self.addresses = Some(addresses);
+        self
+    }
+
+    /// Act only while `authority` says this replica holds the leader Lease.
+    pub fn with_authority(mut self, authority: Authority) -> Context {
+        self.authority = Some(authority);
+        self
     }
 
     fn ns_lock(&self, ns: &str) -> Arc<tokio::sync::Mutex<Report>> {
@@ -141,6 +159,12 @@ impl Context {
         let lock = self.ns_lock(ns);
         let mut previous = lock.lock().await;
         let mut platform = KubePlatform::new(self.client.clone(), ns, self.cfg.clone());
+        if let Some(a) = &self.authority {
+            platform = platform.with_authority(a.clone());
+        }
+        if let Some(f) = &self.addresses {
+            platform = platform.with_addresses(f.clone());
+        }
         let started = Instant::now();
         let now = Timestamp::now().to_string();
         let report = match reconcile::reconcile(&mut platform, &previous, &now).await {
@@ -239,6 +263,9 @@ impl Context {
                 );
                 self.event(&r, EventType::Normal, "LeaderElected", note)
                     .await;
+            }
+            if let Some(note) = failover_note(old.map(|o| &o.status), &now.status) {
+                self.event(&r, EventType::Warning, "FailedOver", note).await;
             }
             let ready = cond(&now.status.conditions, "Ready");
             let was = old.and_then(|o| cond(&o.status.conditions, "Ready"));
@@ -358,6 +385,32 @@ impl Context {
     }
 }
 
+/// The note of a `FailedOver` Event when the leader changed between two statuses: from, to,
+/// epoch, why, and how long it took once that is known. `None` when nothing changed. Before
+/// the first pass of this process (`before` unknown) only a change still in progress is
+/// reported, so a restarted operator does not repeat old news.
+pub fn failover_note(
+    before: Option<&crate::crd::FileClusterStatus>,
+    after: &crate::crd::FileClusterStatus,
+) -> Option<String> {
+    let f = after.last_failover.as_ref()?;
+    let news = match before {
+        Some(b) => b.last_failover.as_ref() != Some(f),
+        None => f.duration_ms.is_none(),
+    };
+    if !news {
+        return None;
+    }
+    let took = match f.duration_ms {
+        Some(ms) => format!(", done in {ms} ms"),
+        None => ", in progress".into(),
+    };
+    Some(format!(
+        "{} -> {} at epoch {}: {}{took}",
+        f.from, f.to, f.epoch, f.reason
+    ))
+}
+
 /// Reconcile one FileCluster (a pass over its namespace), behind the finalizer.
 pub async fn reconcile(fc: Arc<FileCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let ns = fc.namespace().unwrap_or_default();
@@ -432,12 +485,86 @@ pub struct KubeArgs {
     /// This replica's identity in the Lease (default: POD_NAME, else the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Seconds a Lease is valid without renewal (renewed every third of it).
+    /// Seconds a Lease is valid without renewal: a standby takes it over once it has seen the
+    /// same record for this long on its own clock.
     #[arg(long, default_value_t = 15)]
     pub lease_seconds: u64,
+    /// Seconds after a renewal was sent during which the holder may act; shorter than
+    /// `--lease-seconds`, so the holder stops before a standby can take over.
+    #[arg(long, default_value_t = 10)]
+    pub lease_renew_deadline_seconds: u64,
+    /// Seconds between attempts to acquire or renew the Lease.
+    #[arg(long, default_value_t = 2)]
+    pub lease_retry_seconds: u64,
     /// Run without leader election (a single replica, or development).
     #[arg(long)]
     pub no_leader_election: bool,
+}
+
+/// The Lease's three durations, as client-go names them.
+#[derive(Debug, Clone, Copy)]
+struct LeaseTiming {
+    renew_deadline: Duration,
+    retry: Duration,
+}
+
+impl LeaseTiming {
+    fn from_args(args: &KubeArgs) -> anyhow::Result<LeaseTiming> {
+        let (lease, deadline, retry) = (
+            args.lease_seconds,
+            args.lease_renew_deadline_seconds,
+            args.lease_retry_seconds,
+        );
+        anyhow::ensure!(
+            retry >= 1 && retry < deadline && deadline < lease,
+            "Lease timing must satisfy 1 <= --lease-retry-seconds ({retry}) < \
+             --lease-renew-deadline-seconds ({deadline}) < --lease-seconds ({lease})"
+        );
+        Ok(LeaseTiming {
+            renew_deadline: Duration::from_secs(deadline),
+            retry: Duration::from_secs(retry),
+        })
+    }
+}
+
+/// Renew the Lease every retry period. Each success extends `authority` by the renew deadline
+/// from when it was sent; a Lease taken by another replica, or no success before the deadline,
+/// revokes it and stops the controller (the process exits non-zero and competes again).
+async fn keep_lease(
+    lock: LeaseLock,
+    authority: Authority,
+    timing: LeaseTiming,
+    stop: tokio::sync::watch::Sender<bool>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(timing.retry).await;
+        let sent = Instant::now();
+        let attempt = tokio::time::timeout(timing.renew_deadline, lock.try_acquire_or_renew());
+        let why = match attempt.await {
+            Ok(Ok(true)) => {
+                authority.renewed(sent);
+                continue;
+            }
+            Ok(Ok(false)) => "lost the leader Lease to another replica".to_string(),
+            Ok(Err(e)) => match authority.check() {
+                Ok(()) => {
+                    tracing::warn!(error = %e, "Lease renewal failed; retrying");
+                    continue;
+                }
+                Err(why) => format!("cannot renew the leader Lease ({e}): {why}"),
+            },
+            Err(_) => match authority.check() {
+                Ok(()) => continue,
+                Err(why) => format!("Lease renewal hangs: {why}"),
+            },
+        };
+        authority.revoke();
+        tracing::error!("{why}: stopping");
+        lost.store(true, Ordering::Relaxed);
+        let _ = stop.send(true);
+        return;
+    }
 }
 
 async fn signalled() {
@@ -483,51 +610,36 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.lease_seconds),
     );
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timing = LeaseTiming::from_args(&args)?;
+    let authority = Authority::new(timing.renew_deadline);
     if !args.no_leader_election {
-        let renew = Duration::from_secs((args.lease_seconds / 3).max(1));
         loop {
             if *stop_tx.borrow() {
                 server.await.ok();
                 return Ok(());
             }
+            let sent = Instant::now();
             match lock.try_acquire_or_renew().await {
-                Ok(true) => break,
+                Ok(true) => {
+                    authority.renewed(sent);
+                    break;
+                }
                 Ok(false) => metrics.ready.store(true, Ordering::Relaxed),
                 Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(renew) => {},
+                _ = tokio::time::sleep(timing.retry) => {},
                 _ = stopped() => {},
             }
         }
         tracing::info!(identity = %identity, lease = %args.lease_name, "leading");
-        // Keep the Lease; if it cannot be renewed before it expires, stop acting at once.
-        let lock2 = lock.clone();
-        let tx = stop_tx.clone();
-        let lost2 = lost.clone();
-        let lease_for = Duration::from_secs(args.lease_seconds);
-        tokio::spawn(async move {
-            let mut last_ok = Instant::now();
-            loop {
-                tokio::time::sleep(renew).await;
-                match lock2.try_acquire_or_renew().await {
-                    Ok(true) => last_ok = Instant::now(),
-                    Ok(false) => {
-                        tracing::error!("lost the leader Lease to another replica: stopping");
-                        lost2.store(true, Ordering::Relaxed);
-                        let _ = tx.send(true);
-                        return;
-                    }
-                    Err(e) if last_ok.elapsed() + renew >= lease_for => {
-                        tracing::error!(error = %e, "cannot renew the leader Lease: stopping");
-                        lost2.store(true, Ordering::Relaxed);
-                        let _ = tx.send(true);
-                        return;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "Lease renewal failed; retrying"),
-                }
-            }
-        });
+        tokio::spawn(keep_lease(
+            lock.clone(),
+            authority.clone(),
+            timing,
+            stop_tx.clone(),
+            lost.clone(),
+        ));
     }
     metrics.leader.store(true, Ordering::Relaxed);
     metrics.ready.store(true, Ordering::Relaxed);
@@ -540,12 +652,11 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         pull_policy: args.pull_policy.clone(),
         ..BuildConfig::default()
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        cfg,
-        metrics.clone(),
-        Some(identity),
-    ));
+    let mut ctx = Context::new(client.clone(), cfg, metrics.clone(), Some(identity));
+    if !args.no_leader_election {
+        ctx = ctx.with_authority(authority.clone());
+    }
+    let ctx = Arc::new(ctx);
     let ours = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
     let controller = Controller::new(
         Api::<FileCluster>::all(client.clone()),
@@ -602,6 +713,7 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         .await;
     tracing::info!("controller stopped");
     metrics.leader.store(false, Ordering::Relaxed);
+    authority.revoke();
     if !args.no_leader_election {
         if let Err(e) = lock.release().await {
             tracing::warn!(error = %e, "cannot release the leader Lease");
@@ -614,4 +726,52 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         anyhow::bail!("lost the leader Lease");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failover_note;
+    use crate::crd::{Failover, FileClusterStatus};
+
+    fn status(failover: Option<(u64, Option<u64>)>) -> FileClusterStatus {
+        FileClusterStatus {
+            last_failover: failover.map(|(epoch, duration_ms)| Failover {
+                from: "fc-a-0".into(),
+                to: "fc-a-1".into(),
+                epoch,
+                reason: "leader fc-a-0 did not answer for 1600 ms".into(),
+                duration_ms,
+                ..Failover::default()
+            }),
+            ..FileClusterStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_failover_is_news_when_it_starts_and_when_it_ends() {
+        let started = failover_note(Some(&status(None)), &status(Some((4, None)))).unwrap();
+        assert_eq!(
+            started,
+            "fc-a-0 -> fc-a-1 at epoch 4: leader fc-a-0 did not answer for 1600 ms, in progress"
+        );
+        let done = failover_note(
+            Some(&status(Some((4, None)))),
+            &status(Some((4, Some(900)))),
+        );
+        assert!(done.unwrap().ends_with(", done in 900 ms"));
+        assert_eq!(
+            failover_note(
+                Some(&status(Some((4, Some(900))))),
+                &status(Some((4, Some(900))))
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_restarted_operator_reports_only_a_failover_still_in_progress() {
+        assert!(failover_note(None, &status(Some((4, None)))).is_some());
+        assert_eq!(failover_note(None, &status(Some((4, Some(900))))), None);
+        assert_eq!(failover_note(None, &status(None)), None);
+    }
 }

@@ -1,16 +1,25 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease: one operator replica acts, the
-//! others wait. (kube-leader-election does not support kube 5; this is the same algorithm as
-//! client-go's: hold the Lease by renewing it, take it over when it expired.)
+//! others wait. No Lease crate supports kube 5, so this follows client-go's rules:
 //!
-//! Conflicts are settled by the API server: every write carries the `resourceVersion` that was
-//! read, so of two replicas racing for an expired Lease only one succeeds.
+//! - **Observed-time expiry.** A candidate never compares the holder's `renewTime` with its own
+//!   clock (clocks differ between machines). It notes *when it first saw* the current record
+//!   and takes the Lease only once that same record has stayed unchanged for the whole lease
+//!   duration on its own clock.
+//! - **Renew deadline.** The holder may act only while its last successful renewal is younger
+//!   than the renew deadline, counted from when that renewal was *sent*; the deadline is
+//!   shorter than the lease duration. [`Authority`] carries that promise into the reconcile
+//!   core, which checks it before every recorded decision and every role change, so the holder
+//!   stops acting before any candidate can consider the Lease expired.
+//! - **Compare-and-set.** Every write carries the `resourceVersion` that was read, so of two
+//!   replicas racing for an expired Lease only one succeeds.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What to do with the Lease as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +35,9 @@ pub enum Decision {
     },
 }
 
-/// Decide, from the Lease's spec as read, what `me` should do at `now`. Pure.
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
+/// Decide, from the Lease's spec as read, what `me` should do, when this exact record has been
+/// seen unchanged for `unchanged_for` on our own clock. Pure.
+pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration) -> Decision {
     let Some(spec) = spec else {
         return Decision::Acquire;
     };
@@ -35,17 +45,14 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
         None | Some("") => Decision::Acquire,
         Some(h) if h == me => Decision::Renew,
         Some(h) => {
-            let duration = spec.lease_duration_seconds.unwrap_or(15).max(1) as i64;
-            let renewed = spec
-                .renew_time
-                .as_ref()
-                .or(spec.acquire_time.as_ref())
-                .map(|t| t.0);
-            match renewed {
-                Some(t) if t + SignedDuration::from_secs(duration) > now => Decision::Wait {
+            let duration =
+                Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(1) as u64);
+            if unchanged_for >= duration {
+                Decision::Acquire
+            } else {
+                Decision::Wait {
                     holder: h.to_string(),
-                },
-                _ => Decision::Acquire,
+                }
             }
         }
     }
@@ -76,6 +83,72 @@ pub fn next_spec(
     }
 }
 
+/// Whether this replica may act now: true until the renew deadline after the last renewal
+/// that succeeded, counted from when that renewal was sent. Cloned into every pass.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    valid_until: Arc<Mutex<Option<Instant>>>,
+    renew_deadline: Duration,
+}
+
+impl Authority {
+    /// No authority yet; each renewal grants `renew_deadline` more.
+    pub fn new(renew_deadline: Duration) -> Authority {
+        Authority {
+            valid_until: Arc::default(),
+            renew_deadline,
+        }
+    }
+
+    /// A renewal sent at `sent_at` succeeded.
+    pub fn renewed(&self, sent_at: Instant) {
+        let mut v = self.valid_until.lock().unwrap_or_else(|e| e.into_inner());
+        let until = sent_at + self.renew_deadline;
+        *v = Some(v.map_or(until, |old| old.max(until)));
+    }
+
+    /// The Lease was lost or given up: stop acting at once.
+    pub fn revoke(&self) {
+        *self.valid_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// `Ok` while we may act at `now`; otherwise why not.
+    pub fn check_at(&self, now: Instant) -> Result<(), String> {
+        match *self.valid_until.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => Err("this replica does not hold the leader Lease".into()),
+            Some(until) if now < until => Ok(()),
+            Some(until) => Err(format!(
+                "the leader Lease was last renewed more than its renew deadline ({} ms) ago, {} ms past it",
+                self.renew_deadline.as_millis(),
+                now.duration_since(until).as_millis()
+            )),
+        }
+    }
+
+    /// `Ok` while we may act now.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_at(Instant::now())
+    }
+}
+
+/// The Lease record as last read, and when we first saw it (observed-time expiry).
+#[derive(Debug, Default)]
+pub struct Observer(Mutex<Option<(Option<LeaseSpec>, Instant)>>);
+
+impl Observer {
+    /// Note the record as read at `now`; how long it has been unchanged on our clock.
+    pub fn observe(&self, spec: Option<&LeaseSpec>, now: Instant) -> Duration {
+        let mut o = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match o.as_ref() {
+            Some((seen, since)) if seen.as_ref() == spec => now.duration_since(*since),
+            _ => {
+                *o = Some((spec.cloned(), now));
+                Duration::ZERO
+            }
+        }
+    }
+}
+
 /// One Lease and who we are.
 #[derive(Clone)]
 pub struct LeaseLock {
@@ -83,6 +156,7 @@ pub struct LeaseLock {
     name: String,
     identity: String,
     duration: Duration,
+    observed: Arc<Observer>,
 }
 
 impl std::fmt::Debug for LeaseLock {
@@ -102,6 +176,7 @@ impl LeaseLock {
             name: name.into(),
             identity: identity.into(),
             duration,
+            observed: Arc::default(),
         }
     }
 
@@ -128,30 +203,33 @@ impl LeaseLock {
                     Err(e) => Err(e),
                 }
             }
-            Some(mut lease) => match decide(lease.spec.as_ref(), &self.identity, now) {
-                Decision::Wait { holder } => {
-                    tracing::debug!(%holder, "the Lease is held by another replica");
-                    Ok(false)
-                }
-                Decision::Acquire | Decision::Renew => {
-                    lease.spec = Some(next_spec(
-                        lease.spec.as_ref(),
-                        &self.identity,
-                        self.duration,
-                        now,
-                    ));
-                    // `replace` sends the resourceVersion we read: a racing writer gets 409.
-                    match self
-                        .api
-                        .replace(&self.name, &PostParams::default(), &lease)
-                        .await
-                    {
-                        Ok(_) => Ok(true),
-                        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                        Err(e) => Err(e),
+            Some(mut lease) => {
+                let unchanged_for = self.observed.observe(lease.spec.as_ref(), Instant::now());
+                match decide(lease.spec.as_ref(), &self.identity, unchanged_for) {
+                    Decision::Wait { holder } => {
+                        tracing::debug!(%holder, "the Lease is held by another replica");
+                        Ok(false)
+                    }
+                    Decision::Acquire | Decision::Renew => {
+                        lease.spec = Some(next_spec(
+                            lease.spec.as_ref(),
+                            &self.identity,
+                            self.duration,
+                            now,
+                        ));
+                        // `replace` sends the resourceVersion we read: a racing writer gets 409.
+                        match self
+                            .api
+                            .replace(&self.name, &PostParams::default(), &lease)
+                            .await
+                        {
+                            Ok(_) => Ok(true),
+                            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                            Err(e) => Err(e),
+                        }
                     }
                 }
-            },
+            }
         }
     }
 
@@ -188,11 +266,13 @@ mod tests {
         }
     }
 
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
     #[test]
     fn free_or_missing_leases_are_acquired() {
-        assert_eq!(decide(None, "me", at(0)), Decision::Acquire);
+        assert_eq!(decide(None, "me", S(0)), Decision::Acquire);
         assert_eq!(
-            decide(Some(&LeaseSpec::default()), "me", at(0)),
+            decide(Some(&LeaseSpec::default()), "me", S(0)),
             Decision::Acquire
         );
     }
@@ -200,11 +280,11 @@ mod tests {
     #[test]
     fn our_lease_is_renewed_and_a_live_one_is_respected() {
         assert_eq!(
-            decide(Some(&held("me", 0, 15)), "me", at(100)),
+            decide(Some(&held("me", 0, 15)), "me", S(100)),
             Decision::Renew
         );
         assert_eq!(
-            decide(Some(&held("other", 0, 15)), "me", at(14)),
+            decide(Some(&held("other", 0, 15)), "me", S(14)),
             Decision::Wait {
                 holder: "other".into()
             }
@@ -212,11 +292,61 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_lease_is_taken_over() {
+    fn a_lease_unchanged_for_its_duration_is_taken_over() {
         assert_eq!(
-            decide(Some(&held("other", 0, 15)), "me", at(15)),
+            decide(Some(&held("other", 0, 15)), "me", S(15)),
             Decision::Acquire
         );
+    }
+
+    #[test]
+    fn expiry_counts_from_when_we_saw_the_record_not_from_its_renew_time() {
+        // A renewTime an hour old (the holder's clock is behind ours, or we just started):
+        // still only taken after the record stayed the same for a lease duration here.
+        let lock = Observer::default();
+        let t0 = Instant::now();
+        let old = held("other", -3600, 15);
+        let seen = lock.observe(Some(&old), t0);
+        assert_eq!(
+            decide(Some(&old), "me", seen),
+            Decision::Wait {
+                holder: "other".into()
+            }
+        );
+        let seen = lock.observe(Some(&old), t0 + S(14));
+        assert!(matches!(
+            decide(Some(&old), "me", seen),
+            Decision::Wait { .. }
+        ));
+        // The holder renews at t0+14: the clock starts again.
+        let renewed = held("other", -3590, 15);
+        let seen = lock.observe(Some(&renewed), t0 + S(14));
+        assert_eq!(seen, Duration::ZERO);
+        let seen = lock.observe(Some(&renewed), t0 + S(28));
+        assert!(matches!(
+            decide(Some(&renewed), "me", seen),
+            Decision::Wait { .. }
+        ));
+        let seen = lock.observe(Some(&renewed), t0 + S(29));
+        assert_eq!(decide(Some(&renewed), "me", seen), Decision::Acquire);
+    }
+
+    #[test]
+    fn authority_lasts_the_renew_deadline_from_when_the_renewal_was_sent() {
+        let a = Authority::new(S(10));
+        let t0 = Instant::now();
+        assert!(a.check_at(t0).unwrap_err().contains("does not hold"));
+        a.renewed(t0);
+        assert!(a.check_at(t0 + S(9)).is_ok());
+        let err = a.check_at(t0 + S(10)).unwrap_err();
+        assert!(err.contains("renew deadline (10000 ms)"), "{err}");
+        // A late answer to an older renewal never shortens what a newer one granted.
+        a.renewed(t0 + S(5));
+        a.renewed(t0 + S(1));
+        assert!(a.check_at(t0 + S(14)).is_ok());
+        assert!(a.check_at(t0 + S(15)).is_err());
+        a.revoke();
+        assert!(a.check_at(t0 + S(6)).is_err());
     }
 
     #[test]

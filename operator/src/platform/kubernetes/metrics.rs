@@ -27,8 +27,28 @@ struct Inner {
     durations: BTreeMap<String, (f64, u64)>,
     /// namespace → committed table epoch.
     epochs: BTreeMap<String, u64>,
-    /// `(namespace, cluster)` → ready.
-    ready_clusters: BTreeMap<(String, String), bool>,
+    /// `(namespace, cluster)` → what its status said.
+    clusters: BTreeMap<(String, String), ClusterMetrics>,
+}
+
+/// A per-cluster metric: name, type, help, and its value for one cluster (`None`: no sample).
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ClusterMetrics) -> Option<String>,
+);
+
+/// One FileCluster's figures, from its last published status.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct ClusterMetrics {
+    ready: bool,
+    /// Leader changes (kept in the cluster's status, so the count survives operator restarts).
+    failovers: u64,
+    /// The cluster's epoch.
+    epoch: u64,
+    /// How long the last failover took, trouble to new leader (seconds), once known.
+    last_failover_seconds: Option<f64>,
 }
 
 impl Metrics {
@@ -54,14 +74,25 @@ impl Metrics {
     pub fn observed(&self, ns: &str, report: &crate::reconcile::status::Report) {
         let mut m = self.lock();
         m.epochs.insert(ns.into(), report.epoch);
-        m.ready_clusters.retain(|(n, _), _| n != ns);
+        m.clusters.retain(|(n, _), _| n != ns);
         for c in &report.clusters {
             let ready = c
                 .status
                 .conditions
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.is_true());
-            m.ready_clusters.insert((ns.into(), c.name.clone()), ready);
+            let figures = ClusterMetrics {
+                ready,
+                failovers: c.status.failovers,
+                epoch: c.status.epoch,
+                last_failover_seconds: c
+                    .status
+                    .last_failover
+                    .as_ref()
+                    .and_then(|f| f.duration_ms)
+                    .map(|ms| ms as f64 / 1000.0),
+            };
+            m.clusters.insert((ns.into(), c.name.clone()), figures);
         }
     }
 
@@ -101,13 +132,41 @@ impl Metrics {
         for (ns, e) in &m.epochs {
             s.push_str(&format!("cleave_table_epoch{{namespace=\"{ns}\"}} {e}\n"));
         }
-        s.push_str("# HELP cleave_filecluster_ready Whether a FileCluster is Ready.\n");
-        s.push_str("# TYPE cleave_filecluster_ready gauge\n");
-        for ((ns, c), r) in &m.ready_clusters {
-            s.push_str(&format!(
-                "cleave_filecluster_ready{{namespace=\"{ns}\",filecluster=\"{c}\"}} {}\n",
-                u8::from(*r)
-            ));
+        let families: [Family; 4] = [
+            (
+                "cleave_filecluster_ready",
+                "gauge",
+                "Whether a FileCluster is Ready.",
+                |c| Some(u8::from(c.ready).to_string()),
+            ),
+            (
+                "cleave_filecluster_failovers_total",
+                "counter",
+                "Leader changes of a FileCluster (failovers and switchovers).",
+                |c| Some(c.failovers.to_string()),
+            ),
+            (
+                "cleave_filecluster_epoch",
+                "gauge",
+                "A FileCluster's leader epoch.",
+                |c| Some(c.epoch.to_string()),
+            ),
+            (
+                "cleave_filecluster_last_failover_duration_seconds",
+                "gauge",
+                "How long the last leader change took, from the trouble to the new leader.",
+                |c| c.last_failover_seconds.map(|s| s.to_string()),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for ((ns, c), figures) in &m.clusters {
+                if let Some(v) = value(figures) {
+                    s.push_str(&format!(
+                        "{name}{{namespace=\"{ns}\",filecluster=\"{c}\"}} {v}\n"
+                    ));
+                }
+            }
         }
         s
     }
@@ -215,6 +274,46 @@ mod tests {
         assert!(text
             .contains("cleave_operator_reconcile_duration_seconds_sum{namespace=\"store\"} 0.5\n"));
         assert!(text.contains("# TYPE cleave_table_epoch gauge\n"));
+    }
+
+    #[test]
+    fn failovers_are_counted_per_cluster_from_status() {
+        use crate::crd::{Failover, FileClusterStatus};
+        use crate::reconcile::status::{ClusterReport, Report};
+        let m = Metrics::new();
+        let cluster = |name: &str, failovers, epoch, duration_ms: Option<u64>| ClusterReport {
+            name: name.into(),
+            replicas: 3,
+            status: FileClusterStatus {
+                failovers,
+                epoch,
+                last_failover: duration_ms.map(|d| Failover {
+                    duration_ms: Some(d),
+                    ..Failover::default()
+                }),
+                ..FileClusterStatus::default()
+            },
+        };
+        let report = Report {
+            clusters: vec![
+                cluster("fc-a", 3, 7, Some(1250)),
+                cluster("fc-b", 0, 1, None),
+            ],
+            ..Report::default()
+        };
+        m.observed("store", &report);
+        let text = m.render();
+        for line in [
+            "# TYPE cleave_filecluster_failovers_total counter\n",
+            "cleave_filecluster_failovers_total{namespace=\"store\",filecluster=\"fc-a\"} 3\n",
+            "cleave_filecluster_failovers_total{namespace=\"store\",filecluster=\"fc-b\"} 0\n",
+            "cleave_filecluster_epoch{namespace=\"store\",filecluster=\"fc-a\"} 7\n",
+            "cleave_filecluster_last_failover_duration_seconds{namespace=\"store\",filecluster=\"fc-a\"} 1.25\n",
+            "cleave_filecluster_ready{namespace=\"store\",filecluster=\"fc-b\"} 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("duration_seconds{namespace=\"store\",filecluster=\"fc-b\"}"));
     }
 
     #[tokio::test]

@@ -20,14 +20,16 @@ use crate::reconcile::status::Report;
 use crate::reconcile::{CoreState, Desired, Endpoint, Platform};
 use build::configmap::{node_config, shared_owners, table_config};
 use build::service::{headless, node_address};
-use build::{BuildConfig, STATE_KEY, TABLE_CONFIGMAP, TABLE_KEY};
+use build::{BuildConfig, FIELD_MANAGER, STATE_KEY, TABLE_CONFIGMAP, TABLE_KEY};
 use cleave_proto::range::RangeTable;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use leader_election::Authority;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A Kubernetes API failure, as the core's error type.
 pub fn kube_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
@@ -37,6 +39,11 @@ pub fn kube_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error 
         message: e.to_string(),
     }
 }
+
+/// Where the operator reaches a pod, when not at its usual address (the node's stable DNS name,
+/// the router's pod IP): `None` keeps the usual one. For an operator that reaches pods some
+/// other way, and for tests that stand in for pods with servers on loopback.
+pub type PodAddresses = Arc<dyn Fn(&Pod) -> Option<String> + Send + Sync>;
 
 /// The platform for one namespace.
 #[derive(Clone)]
@@ -52,6 +59,14 @@ pub struct KubePlatform {
     committed_table: Option<String>,
     /// The state as last loaded or saved (written together with the table).
     state: CoreState,
+    /// The `resourceVersion` of the state ConfigMap as last read or written (`None`: it did not
+    /// exist). Every write is conditional on it: the ConfigMap is the epoch authority, and two
+    /// operators can never both record a decision made from the same state.
+    state_version: Option<String>,
+    /// The leader Lease's promise (`None`: no election, a single replica).
+    authority: Option<Authority>,
+    /// Address overrides.
+    addresses: Option<PodAddresses>,
 }
 
 impl std::fmt::Debug for KubePlatform {
@@ -82,7 +97,29 @@ impl KubePlatform {
             desired: Desired::default(),
             committed_table: None,
             state: CoreState::default(),
+            state_version: None,
+            authority: None,
+            addresses: None,
         }
+    }
+
+    /// Reach pods where `addresses` says.
+    pub fn with_addresses(mut self, addresses: PodAddresses) -> KubePlatform {
+        self.addresses = Some(addresses);
+        self
+    }
+
+    fn address_of(&self, pod: &Pod, usual: String) -> String {
+        self.addresses
+            .as_ref()
+            .and_then(|f| f(pod))
+            .unwrap_or(usual)
+    }
+
+    /// Act only while `authority` holds.
+    pub fn with_authority(mut self, authority: Authority) -> KubePlatform {
+        self.authority = Some(authority);
+        self
     }
 
     /// The desired set of the last fetch.
@@ -109,12 +146,28 @@ impl KubePlatform {
             &json,
             shared_owners(&self.clusters),
         );
-        apply::apply(&self.api::<ConfigMap>(), &cm)
-            .await
-            .map_err(kube_error(format!(
-                "apply ConfigMap {}/{TABLE_CONFIGMAP}",
-                self.ns
-            )))?;
+        let what = format!("ConfigMap {}/{TABLE_CONFIGMAP}", self.ns);
+        let api = self.api::<ConfigMap>();
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        let written = match &self.state_version {
+            None => api.create(&pp, &cm).await,
+            Some(rv) => {
+                let mut cm = cm;
+                cm.metadata.resource_version = Some(rv.clone());
+                api.replace(TABLE_CONFIGMAP, &pp, &cm).await
+            }
+        };
+        let written = written.map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 409 => Error::Conflict {
+                what: what.clone(),
+                message: s.message,
+            },
+            e => kube_error(format!("write {what}"))(e),
+        })?;
+        self.state_version = written.metadata.resource_version;
         Ok(())
     }
 }
@@ -169,6 +222,9 @@ impl Platform for KubePlatform {
                 "get ConfigMap {}/{TABLE_CONFIGMAP}",
                 self.ns
             )))?;
+        self.state_version = cm
+            .as_ref()
+            .and_then(|c| c.metadata.resource_version.clone());
         let data = cm.and_then(|c| c.data).unwrap_or_default();
         self.committed_table = data.get(TABLE_KEY).cloned();
         self.state = match data.get(STATE_KEY) {
@@ -230,7 +286,7 @@ impl Platform for KubePlatform {
                 .iter()
                 .map(|p| Endpoint {
                     name: p.name_any(),
-                    address: node_address(&p.name_any(), &cluster, &self.ns),
+                    address: self.address_of(p, node_address(&p.name_any(), &cluster, &self.ns)),
                     redis: format!("127.0.0.1:{} (pod {})", build::REDIS_PORT, p.name_any()),
                     pid: None,
                 })
@@ -276,7 +332,21 @@ impl Platform for KubePlatform {
             .await
             .map_err(kube_error(format!("list router pods in {}", self.ns)))?
             .items;
-        Ok(router_endpoints(&pods))
+        let mut eps = router_endpoints(&pods);
+        for (ep, pod) in eps.iter_mut().filter_map(|e| {
+            let pod = pods.iter().find(|p| p.name_any() == e.name)?;
+            Some((e, pod))
+        }) {
+            ep.address = self.address_of(pod, std::mem::take(&mut ep.address));
+        }
+        Ok(eps)
+    }
+
+    fn may_act(&self) -> Result<()> {
+        match &self.authority {
+            None => Ok(()),
+            Some(a) => a.check().map_err(|why| Error::NoAuthority { why }),
+        }
     }
 
     async fn publish(&mut self, report: &Report) -> Result<()> {
