@@ -1,6 +1,7 @@
 //! A harness for process-level tests: start real `redis-server`, `cleave-node` and
 //! `cleave-router` processes on free loopback ports in temporary folders, wait for conditions
-//! with bounded, explained timeouts, and inject faults (`kill -9`, `SIGSTOP`/`SIGCONT`).
+//! with bounded, explained timeouts, and inject faults (`kill -9`, `SIGSTOP`/`SIGCONT`, loopback
+//! partitions with nftables).
 //!
 //! Binaries are taken from the cargo target folder of the running test (`make test` builds the
 //! whole workspace first).
@@ -8,6 +9,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod history;
+pub mod partition;
 pub mod process;
 pub mod system;
 pub mod workload;

@@ -5,6 +5,9 @@
 //! - the leader killed (`kill -9`, some rounds with its Redis), round after round;
 //! - the leader frozen (`SIGSTOP`) past `failoverTimeout`: a follower takes over; after
 //!   `SIGCONT` the old leader rejoins as a follower and ends identical;
+//! - the leader cut off by a loopback partition (nftables drops every packet to or from its
+//!   port) past `failoverTimeout`: a follower takes over; after the heal the old leader rejoins
+//!   as a follower and ends identical;
 //! - the leader frozen while a follower is down too: nobody is promoted until it is safe, and
 //!   the cluster says why it waits;
 //! - the operator killed during a failover: the next one finishes it, no epoch used twice;
@@ -206,6 +209,62 @@ async fn a_frozen_leader_is_replaced_and_rejoins_as_an_identical_follower() {
         sys.wait_for(
             FAILOVER_BOUND,
             &format!("{old} back as an in-sync follower"),
+            |s| {
+                let n = node(s, &old);
+                n["role"] == "follower" && n["inSync"] == true
+            },
+        )
+    });
+    let history = load.await.expect("the load ran");
+    tokio::task::block_in_place(|| sys.wait_ready());
+    finish(&w, history, &sys.router(), 50).await;
+    assert_identical(&sys, "fc-a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_leader_is_replaced_and_rejoins_after_the_heal() {
+    if !have_router() {
+        return;
+    }
+    if let Some(why) = cleave_e2e::partition::unavailable() {
+        eprintln!("SKIPPED: partitions unavailable here: {why}");
+        return;
+    }
+    let mut sys = System::new();
+    sys.start();
+    sys.wait_ready();
+    let w = workload(&sys, "p", 14);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = sys.status();
+    let (old, epoch, _) = leader_of(&s, "fc-a");
+    let port: u16 = node(&s, &old)["address"]
+        .as_str()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the leader's port");
+    // The leader keeps running, cut off from followers, routers and the operator alike: it
+    // can neither commit nor be told anything. Clients must not see an error they cannot
+    // retry, and nothing it held uncommitted may surface later.
+    let cut = cleave_e2e::partition::Partition::isolate(&[port]);
+    let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+    let f = &cluster(&s, "fc-a")["lastFailover"];
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer"),
+        "{f}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cut.heal();
+    tokio::task::block_in_place(|| {
+        sys.wait_for(
+            FAILOVER_BOUND,
+            &format!("{old} back as an in-sync follower after the heal"),
             |s| {
                 let n = node(s, &old);
                 n["role"] == "follower" && n["inSync"] == true
