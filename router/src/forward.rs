@@ -23,6 +23,13 @@ pub const MAX_BACKOFF: Duration = Duration::from_millis(200);
 pub const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 /// Extra time an attempt gets per MiB it carries (large parts on slow links).
 pub const PER_MIB: Duration = Duration::from_secs(1);
+/// A read that has not been answered after this long (plus [`HEDGE_PER_MIB`] per MiB) is also
+/// sent to the next node, and the first final answer wins. Reads change nothing and every node
+/// proves it is current before answering, so either answer is correct; a stopped or
+/// partitioned node then costs a read this delay instead of the attempt timeout.
+pub const HEDGE_AFTER: Duration = Duration::from_millis(250);
+/// Extra hedge delay per MiB a read returns.
+pub const HEDGE_PER_MIB: Duration = Duration::from_millis(100);
 
 /// Routes and forwards requests; shared by all connections.
 #[derive(Debug)]
@@ -31,6 +38,7 @@ pub struct Forwarder {
     pool: Pool,
     leaders: Leaders,
     reads: AtomicUsize,
+    hedges: AtomicUsize,
     retry: Duration,
 }
 
@@ -47,6 +55,7 @@ impl Forwarder {
             pool: Pool::new(),
             leaders: Leaders::default(),
             reads: AtomicUsize::new(0),
+            hedges: AtomicUsize::new(0),
             retry,
         }
     }
@@ -92,7 +101,7 @@ impl Forwarder {
                 return Reply::new(ErrorCode::Err, "range table has no owner for this path")
                     .to_frame();
             };
-            let addr = match next.take() {
+            let mut addr = match next.take() {
                 Some(a) => a,
                 None if write => {
                     let learned = self.leaders.get(cluster, table.epoch);
@@ -106,7 +115,18 @@ impl Forwarder {
             tried += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let limit = attempt_limit(write, remaining, self.retry) + PER_MIB * mib;
-            let (last, outcome) = match self.attempt(&addr, frame.clone(), limit).await {
+            let answer = if write {
+                self.attempt(&addr, frame.clone(), limit).await
+            } else {
+                let other = route::next_node(&members.nodes, &addr).to_string();
+                let hedge = HEDGE_AFTER + HEDGE_PER_MIB * mib;
+                let (by, answer) = self
+                    .hedged_read(&addr, &other, &frame, limit, hedge, versioned)
+                    .await;
+                addr = by;
+                answer
+            };
+            let (last, outcome) = match answer {
                 Ok(reply) => {
                     let outcome = route::classify(&reply, versioned);
                     (reply, outcome)
@@ -148,6 +168,45 @@ impl Forwarder {
                 tried = 0;
             }
         }
+    }
+
+    /// A read on `addr`, also sent to `other` if `addr` has not answered after `hedge`; the
+    /// first final answer wins (a failure waits for the other attempt). Returns who answered.
+    async fn hedged_read(
+        &self,
+        addr: &str,
+        other: &str,
+        frame: &Frame,
+        limit: Duration,
+        hedge: Duration,
+        versioned: bool,
+    ) -> (String, cleave_proto::Result<Frame>) {
+        let first = self.attempt(addr, frame.clone(), limit);
+        tokio::pin!(first);
+        tokio::select! {
+            r = &mut first => return (addr.to_string(), r),
+            _ = tokio::time::sleep(hedge) => {}
+        }
+        if other == addr {
+            return (addr.to_string(), first.await);
+        }
+        self.hedges.fetch_add(1, Ordering::Relaxed);
+        let second = self.attempt(other, frame.clone(), limit);
+        tokio::pin!(second);
+        let last = |r: &cleave_proto::Result<Frame>| matches!(r, Ok(reply) if route::classify(reply, versioned) == Outcome::Done);
+        tokio::select! {
+            r = &mut first => {
+                if last(&r) { (addr.to_string(), r) } else { (other.to_string(), second.await) }
+            }
+            r = &mut second => {
+                if last(&r) { (other.to_string(), r) } else { (addr.to_string(), first.await) }
+            }
+        }
+    }
+
+    /// Reads sent to a second node because the first was slow.
+    pub fn hedges(&self) -> usize {
+        self.hedges.load(Ordering::Relaxed)
     }
 
     /// One try on one node: borrow a pooled connection and wait for the reply within `limit`.
