@@ -15,7 +15,7 @@
 
 mod kube_api;
 
-use cleave_operator::platform::kubernetes::controller::reconcile;
+use cleave_operator::platform::kubernetes::controller::{reconcile, REQUEUE_SILENT_LEADER};
 use cleave_operator::platform::kubernetes::leader_election::{Authority, LeaseLock};
 use cleave_operator::reconcile::{ClusterState, CoreState};
 use cleave_proto::command::Command;
@@ -24,6 +24,7 @@ use cleave_proto::frame::Frame;
 use cleave_proto::range::{ClusterMembers, HashRange, RangeTable};
 use cleave_proto::status::{NodeStatus, Role};
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::controller::Action;
 use kube::Api;
 use kube_api::*;
 use serde_json::{json, Value};
@@ -147,6 +148,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_silent_for(5000).await
+}
+
+/// [`world`], with the leader silent for `ms` so far.
+async fn world_silent_for(ms: u64) -> World {
     let log = Log::default();
     let mut addrs = BTreeMap::new();
     let a0 = stand_in("fc-a-0", None, log.clone()).await;
@@ -182,8 +188,7 @@ async fn world() -> World {
             ClusterState {
                 leader: Some("fc-a-0".into()),
                 epoch: 3,
-                // Silent for 5 s: past the default failover timeout (1.5 s).
-                silent_since_ms: Some(cleave_operator::reconcile::now_ms() - 5000),
+                silent_since_ms: Some(cleave_operator::reconcile::now_ms() - ms),
                 ..ClusterState::default()
             },
         )]),
@@ -380,6 +385,66 @@ async fn a_failover_is_recorded_before_any_node_hears_of_it_then_followers_lead_
         cm_put.into(),
     ];
     assert_eq!(order, expected, "whole log: {log:#?}");
+}
+
+#[tokio::test]
+async fn a_silent_leader_within_its_timeout_is_looked_at_again_soon_and_nothing_changes() {
+    let w = world_silent_for(0).await;
+    let (ctx, handle) = w.context();
+    let mut script = w.until_the_decision();
+    let routers = script.pop().unwrap();
+    let nodes = script.pop().unwrap();
+    let again = |s: &Step| {
+        step(s.method, &s.path)
+            .query(s.query)
+            .answer(200, s.answer.clone().unwrap().1)
+    };
+    script.extend([
+        again(&nodes),
+        again(&routers),
+        again(&nodes),
+        again(&routers),
+    ]);
+    script.push(
+        step("PATCH", &format!("{CRD}/fileclusters/fc-a/status"))
+            .query(APPLY)
+            .check(|b| {
+                let conds = b["status"]["conditions"].as_array().unwrap();
+                let p = conds.iter().find(|c| c["type"] == "Progressing").unwrap();
+                assert!(
+                    p["message"].as_str().unwrap().contains("does not answer"),
+                    "{b}"
+                );
+            })
+            .answer(200, serde_json::to_value(fc(true, false)).unwrap()),
+    );
+    script.push(
+        step("PATCH", &format!("{CRD}/hashranges/all/status"))
+            .query(APPLY)
+            .answer(200, serde_json::to_value(hr("fc-a")).unwrap()),
+    );
+    for reason in ["LeaderElected", "Served"] {
+        script.push(
+            step("POST", "/apis/events.k8s.io/v1/namespaces/store/events")
+                .check(move |b| assert_eq!(b["reason"], reason, "{b}")),
+        );
+    }
+    let server = tokio::spawn(verify_logged(handle, script, w.log.clone()));
+    let action = reconcile(Arc::new(fc(true, false)), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(REQUEUE_SILENT_LEADER));
+    server.await.unwrap();
+    let told: Vec<_> = w
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| !l.starts_with("API "))
+        .cloned()
+        .collect();
+    assert!(
+        told.is_empty(),
+        "nothing may change before the failover timeout: {told:?}"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,10 @@ pub struct Report {
     pub clusters: Vec<ClusterReport>,
     /// Why the desired set was refused (empty when it was accepted).
     pub errors: Vec<String>,
+    /// Clusters whose leader is silent, with the failover clock running: the platform should
+    /// look again soon (a pass decides the failover only once the timeout has passed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silent_leaders: Vec<String>,
 }
 
 /// One HashRange.
@@ -100,6 +104,12 @@ pub fn compute(
         ..Report::default()
     };
     report.errors.extend(outcome.apply_errors.iter().cloned());
+    report.silent_leaders = state
+        .clusters
+        .iter()
+        .filter(|(_, cs)| cs.silent_since_ms.is_some())
+        .map(|(name, _)| name.clone())
+        .collect();
 
     for r in &observed.routers {
         report.routers.push(RouterReport {

@@ -9,7 +9,8 @@
 //!   routers (outside the API) route to it. Deletion waits until no HashRange names it and the
 //!   committed table no longer contains it; owned objects go by garbage collection;
 //! - an invalid set waits for a change; a failure is retried with exponential backoff; a
-//!   cluster still coming up is looked at again in 5 s, a settled one every 30 s;
+//!   cluster with a silent leader is looked at again in 300 ms (failover detection), one still
+//!   coming up in 5 s, a settled one every 30 s;
 //! - Events with reasons on transitions (ready, leader, served, refused).
 
 use super::build::{BuildConfig, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY};
@@ -45,6 +46,9 @@ pub const FINALIZER: &str = "cleave.dev/range-table";
 pub const REQUEUE_BUSY: Duration = Duration::from_secs(5);
 /// Requeue of a settled namespace (health watch, failover detection).
 pub const REQUEUE_SETTLED: Duration = Duration::from_secs(30);
+/// Requeue while a leader is silent: the failover decision waits for `failoverTimeoutMs`
+/// (default 1.5 s) counted from the first silent pass, and must not wait for a 5 s requeue.
+pub const REQUEUE_SILENT_LEADER: Duration = Duration::from_millis(300);
 /// First retry delay after a failure; it doubles up to [`BACKOFF_MAX`].
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
@@ -104,6 +108,8 @@ pub struct PassResult {
     pub invalid: bool,
     /// Nothing is in progress and nothing failed.
     pub settled: bool,
+    /// A leader is silent: look again within [`REQUEUE_SILENT_LEADER`].
+    pub silent_leader: bool,
 }
 
 fn key(fc: &FileCluster) -> String {
@@ -195,8 +201,13 @@ impl Context {
                 .ranges
                 .iter()
                 .any(|r| progressing(&r.status.conditions));
+        let silent_leader = !report.silent_leaders.is_empty();
         *previous = report;
-        Ok(PassResult { invalid, settled })
+        Ok(PassResult {
+            invalid,
+            settled,
+            silent_leader,
+        })
     }
 
     async fn event(
@@ -425,6 +436,8 @@ pub async fn reconcile(fc: Arc<FileCluster>, ctx: Arc<Context>) -> Result<Action
                 let r = c.pass(&ns).await?;
                 Ok(if r.invalid {
                     Action::await_change()
+                } else if r.silent_leader {
+                    Action::requeue(REQUEUE_SILENT_LEADER)
                 } else if r.settled {
                     Action::requeue(REQUEUE_SETTLED)
                 } else {
