@@ -18,6 +18,8 @@ pub struct ClusterOptions {
     pub sync_timeout_ms: u64,
     /// How long a write waits for its quorum (the node's default when `None`).
     pub write_timeout_ms: Option<u64>,
+    /// More flags for every node.
+    pub extra_flags: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -28,6 +30,7 @@ impl Default for ClusterOptions {
             min_in_sync: 1,
             sync_timeout_ms: 1000,
             write_timeout_ms: None,
+            extra_flags: Vec::new(),
         }
     }
 }
@@ -83,6 +86,7 @@ impl Cluster {
             if let Some(ms) = opts.write_timeout_ms {
                 flags.extend(["--write-timeout-ms".to_string(), ms.to_string()]);
             }
+            flags.extend(opts.extra_flags.iter().cloned());
             if i == 0 {
                 flags.push("--lead".into());
             } else {

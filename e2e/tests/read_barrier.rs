@@ -27,7 +27,10 @@ async fn a_follower_whose_store_was_flushed_serves_no_read_until_it_has_its_data
     };
     let c = Cluster::start("rb", opts).await;
     let mut leader = connect(&c.nodes[0].addr).await;
-    leader.insert("/rb/x", Bytes::from("v1")).await.expect("insert");
+    leader
+        .insert("/rb/x", Bytes::from("v1"))
+        .await
+        .expect("insert");
     // More writes than the log holds: the flushed follower will need a full resync.
     for i in 0..30 {
         leader
@@ -66,12 +69,16 @@ async fn a_follower_whose_store_was_flushed_serves_no_read_until_it_has_its_data
         .insert("/rb/after", Bytes::from("v"))
         .await
         .expect("insert");
-    wait_until(TIMEOUT, "the flushed follower to serve /rb/x again", || async {
-        matches!(
-            connect(&follower.addr).await.select("/rb/x").await,
-            Ok(Selected::File(b)) if b == "v1"
-        )
-    })
+    wait_until(
+        TIMEOUT,
+        "the flushed follower to serve /rb/x again",
+        || async {
+            matches!(
+                connect(&follower.addr).await.select("/rb/x").await,
+                Ok(Selected::File(b)) if b == "v1"
+            )
+        },
+    )
     .await;
     c.wait_converged(TIMEOUT).await;
     c.assert_identical().await;

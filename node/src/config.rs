@@ -42,6 +42,11 @@ pub struct Args {
     /// Milliseconds a write waits for `min-in-sync` followers before the client is told to retry.
     #[arg(long, env = "CLEAVE_NODE_WRITE_TIMEOUT_MS")]
     pub write_timeout_ms: Option<u64>,
+    /// Bytes of client writes the node holds queued (read but not yet applied) across all
+    /// connections; beyond it the node stops reading requests until there is room, so a flood
+    /// of large writes slows its senders instead of growing memory. Default 256 MiB.
+    #[arg(long, env = "CLEAVE_NODE_WRITE_QUEUE_BYTES")]
+    pub write_queue_bytes: Option<u64>,
     /// At start, become leader at `--epoch` (unless a higher epoch was seen).
     #[arg(long, env = "CLEAVE_NODE_LEAD")]
     pub lead: bool,
@@ -66,6 +71,7 @@ struct FileConfig {
     min_in_sync: Option<usize>,
     sync_timeout_ms: Option<u64>,
     write_timeout_ms: Option<u64>,
+    write_queue_bytes: Option<u64>,
     lead: Option<bool>,
     follow: Option<String>,
     epoch: Option<u64>,
@@ -81,6 +87,9 @@ pub enum StartRole {
     /// Follow this address.
     Follow(String),
 }
+
+/// The smallest write queue accepted (a write larger than the queue takes all of it).
+pub const MIN_WRITE_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -103,6 +112,8 @@ pub struct Config {
     pub sync_timeout: Duration,
     /// How long a write waits for its quorum.
     pub write_timeout: Duration,
+    /// Bytes of writes queued across all connections before the node stops reading requests.
+    pub write_queue_bytes: usize,
     /// Role at start.
     pub start_role: StartRole,
     /// Epoch for the start role.
@@ -121,6 +132,7 @@ impl Default for Config {
             min_in_sync: 1,
             sync_timeout: Duration::from_millis(2000),
             write_timeout: Duration::from_millis(10_000),
+            write_queue_bytes: 256 * 1024 * 1024,
             start_role: StartRole::Resume,
             epoch: 1,
         }
@@ -174,11 +186,20 @@ impl Config {
                 .or(file.write_timeout_ms)
                 .map(Duration::from_millis)
                 .unwrap_or(d.write_timeout),
+            write_queue_bytes: args
+                .write_queue_bytes
+                .or(file.write_queue_bytes)
+                .map_or(d.write_queue_bytes, |b| b.min(u32::MAX as u64) as usize),
             start_role,
             epoch: args.epoch.or(file.epoch).unwrap_or(d.epoch),
         };
         if config.log_capacity == 0 {
             return Err(Error::Config("log-capacity must be at least 1".into()));
+        }
+        if config.write_queue_bytes < MIN_WRITE_QUEUE_BYTES {
+            return Err(Error::Config(format!(
+                "write-queue-bytes must be at least {MIN_WRITE_QUEUE_BYTES} (1 MiB)"
+            )));
         }
         if config.sync_timeout < Duration::from_millis(100) {
             return Err(Error::Config("sync-timeout-ms must be at least 100".into()));
@@ -235,5 +256,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("exclude"), "{e}");
+        let e = resolve(&["--write-queue-bytes", "1000"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("write-queue-bytes must be at least"), "{e}");
+        let e = resolve(&[], Some("write-queue-bytes: -5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node.yaml"), "{e}");
+        let c = resolve(&[], Some("write-queue-bytes: 8388608\n")).unwrap();
+        assert_eq!(c.write_queue_bytes, 8 * 1024 * 1024);
     }
 }

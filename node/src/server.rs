@@ -66,7 +66,7 @@ fn frame_bytes(frame: &Frame) -> usize {
 
 /// Accept connections until `shutdown` completes, then drain.
 pub async fn serve(listener: TcpListener, ctx: Ctx, shutdown: impl Future<Output = ()>) {
-    let room = commit::queue_room();
+    let room = commit::queue_room(ctx.node.config.write_queue_bytes);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
@@ -123,7 +123,10 @@ async fn connection(
                 let permit = if class == Class::Write {
                     match room
                         .clone()
-                        .acquire_many_owned(commit::room_for(frame_bytes(&frame)))
+                        .acquire_many_owned(commit::room_for(
+                            frame_bytes(&frame),
+                            ctx.node.config.write_queue_bytes,
+                        ))
                         .await
                     {
                         Ok(p) => Some(p),

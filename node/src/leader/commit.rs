@@ -20,18 +20,16 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 const BATCH_MAX_OPS: usize = 512;
 /// Most bytes in one batch.
 const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
-/// Bytes of writes queued (not yet applied) across all connections before readers wait.
-pub const QUEUE_MAX_BYTES: usize = 256 * 1024 * 1024;
-
-/// The room a write of `bytes` needs in the queue (a write larger than the whole queue takes
-/// the whole queue).
-pub fn room_for(bytes: usize) -> u32 {
-    bytes.clamp(1, QUEUE_MAX_BYTES) as u32
+/// The room a write of `bytes` needs in a queue of `queue_bytes` (`write-queue-bytes`; a write
+/// larger than the whole queue takes the whole queue).
+pub fn room_for(bytes: usize, queue_bytes: usize) -> u32 {
+    bytes.clamp(1, queue_bytes.min(u32::MAX as usize)) as u32
 }
 
-/// The queue's byte budget, shared by the server (which acquires) and the committer.
-pub fn queue_room() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(QUEUE_MAX_BYTES))
+/// The queue's byte budget of `queue_bytes`, shared by the server (which acquires) and the
+/// committer (whose requests hold their room until applied).
+pub fn queue_room(queue_bytes: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(queue_bytes))
 }
 
 fn refused(reply: Reply) -> Led {
