@@ -458,3 +458,86 @@ async fn the_largest_write_replicates_and_anything_larger_is_refused_up_front() 
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err}");
 }
+
+/// The size of the effects of the newest log entry on the node whose Redis is `redis`.
+async fn newest_effects_len(redis: &str) -> usize {
+    let mut c = Client::connect(redis)
+        .await
+        .expect("redis")
+        .with_timeout(REPLY);
+    match c.raw(&cmd(&["LINDEX", "log", "-1"])).await.expect("LINDEX") {
+        Frame::Bulk(b) => b.len(),
+        other => panic!("the log's newest element: {other:?}"),
+    }
+}
+
+/// Replacing or aborting an upload of many parts on a long path logs effects whose size does not
+/// grow with the number of parts (they carry the old version's blob prefix and chunk count, and
+/// an aborted upload's part indices, not every key), so the largest upload (100 000 parts with
+/// 1 KiB paths) can never produce an entry beyond the 64 MiB frame limit. Every replica ends
+/// with the same data and no part left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_an_upload_of_many_parts_logs_small_effects_and_leaves_nothing_behind() {
+    const PARTS: u32 = 3000;
+    let c = Cluster::start("bigup", ClusterOptions::default()).await;
+    // Segments are at most 255 bytes: four of 220 make a 900-byte path.
+    let seg = "p".repeat(220);
+    let path = format!("/bigup/{seg}/{seg}/{seg}/{seg}");
+    let redis = format!("127.0.0.1:{}", c.redis[0].port);
+    let parts = |upload: &str| -> Vec<Frame> {
+        (0..PARTS)
+            .map(|i| cmd(&["PART", &path, upload, &i.to_string(), "z"]))
+            .collect()
+    };
+    for reply in pipeline(&c.nodes[0].addr, &parts("u1")).await {
+        assert!(matches!(reply, Frame::Integer(_)), "PART: {reply:?}");
+    }
+    let mut leader = c.nodes[0].client().await.with_timeout(REPLY);
+    leader
+        .commit(&path, "u1", PARTS, None)
+        .await
+        .expect("commit");
+    // Staged parts of a second upload, then aborted: the abort's effects name each part once,
+    // by index, under one prefix.
+    for reply in pipeline(&c.nodes[0].addr, &parts("u2")).await {
+        assert!(matches!(reply, Frame::Integer(_)), "PART: {reply:?}");
+    }
+    leader.abort(&path, "u2").await.expect("abort");
+    let abort_fx = newest_effects_len(&redis).await;
+    // Replace the committed upload with a small file.
+    leader
+        .insert(&path, Bytes::from("small"))
+        .await
+        .expect("insert");
+    let replace_fx = newest_effects_len(&redis).await;
+    println!("effects: replace {replace_fx} bytes, abort {abort_fx} bytes");
+    assert!(
+        replace_fx < 4096,
+        "replacing {PARTS} parts with a 900-byte path logged {replace_fx} bytes of effects: \
+         they list every key (that would exceed 64 MiB for 100 000 parts of a 1 KiB path)"
+    );
+    assert!(
+        abort_fx < 4096 + 8 * PARTS as usize,
+        "aborting {PARTS} parts logged {abort_fx} bytes of effects"
+    );
+    c.wait_converged(CONVERGE).await;
+    c.assert_identical().await;
+    for (i, n) in c.nodes.iter().enumerate() {
+        assert_eq!(
+            n.client().await.select(&path).await.unwrap(),
+            Selected::File("small".into()),
+            "node {i}"
+        );
+        let mut r = Client::connect(&format!("127.0.0.1:{}", c.redis[i].port))
+            .await
+            .expect("redis");
+        let left = r.raw(&cmd(&["KEYS", "u:*"])).await.expect("KEYS");
+        assert_eq!(left, Frame::Array(vec![]), "node {i}: parts left behind");
+        let sets = r.raw(&cmd(&["KEYS", "up:*"])).await.expect("KEYS");
+        assert_eq!(
+            sets,
+            Frame::Array(vec![]),
+            "node {i}: upload sets left behind"
+        );
+    }
+}

@@ -19,7 +19,8 @@
 --   {'again', result}             a tagged request already processed: its first result
 --   {'dup', applied} | {'gap', applied}  replay of an entry already applied / out of order
 -- A replay stops at the first gap.
--- Effects name every key the change deletes and every derived metadata value, so that replaying
+-- Effects name every key the change deletes (as ranges: the replaced version's blob prefix and
+-- chunk count, an aborted upload's part indices) and every derived metadata value, so that replaying
 -- the log over a fuzzy snapshot (full resync) converges to exactly the leader's state. They also
 -- carry the request's session record (s, q, r) and the sessions it evicted (ev).
 --
@@ -71,15 +72,33 @@ local function index_remove(p)
   end
 end
 
--- The keys holding the current version's bytes, from its metadata (lead mode only).
-local function chunk_keys(meta_key)
+-- The current version's bytes, from its metadata (lead mode only), as {blob prefix, chunks,
+-- upload set}: its keys are prefix..0 .. prefix..(chunks-1), and the upload set if any. Effects
+-- carry this triple rather than the keys, so an entry that replaces a file of 100 000 parts with
+-- 1 KiB paths stays small.
+local function old_version(meta_key)
   local cur = redis.call('HMGET', meta_key, 'blob', 'chunks', 'upset')
-  if not cur[1] then return {} end
-  local keys = {}
-  for i = 0, tonumber(cur[2] or '0') - 1 do keys[#keys + 1] = cur[1] .. i end
-  if cur[3] and cur[3] ~= '' then keys[#keys + 1] = cur[3] end
-  return keys
+  if not cur[1] then return nil end
+  return {cur[1], tonumber(cur[2] or '0'), cur[3] or ''}
 end
+
+-- Call each(key) for every key an entry's effects delete: the replaced version (old), the parts
+-- of an aborted upload (up = {prefix, indices, upload set}), and, for entries logged before
+-- effects carried ranges, the listed keys (dels).
+local function deleted_keys(fx, each)
+  for _, k in ipairs(fx.dels or {}) do each(k) end
+  local v = fx.old
+  if v then
+    for i = 0, v[2] - 1 do each(v[1] .. i) end
+    if v[3] ~= '' then each(v[3]) end
+  end
+  if fx.up then
+    for _, i in ipairs(fx.up[2]) do each(fx.up[1] .. i) end
+    each(fx.up[3])
+  end
+end
+
+local function del(k) redis.call('DEL', k) end
 
 -- Lead mode: check the preconditions of an op and compute its effects. Returns nil, code,
 -- message when the op is refused.
@@ -92,7 +111,7 @@ local function plan(op, seq, fx)
     if op[3] == 1 and redis.call('EXISTS', meta_key) == 0 then
       return nil, 'NOTFOUND', 'no such file ' .. path
     end
-    fx.dels = chunk_keys(meta_key)
+    fx.old = old_version(meta_key)
     local nchunks = #op - 7
     local csize = 0
     if nchunks > 0 then csize = string.len(op[8]) end
@@ -100,7 +119,7 @@ local function plan(op, seq, fx)
                chunks = nchunks, csize = csize}
   elseif kind == 'del' then
     if redis.call('EXISTS', meta_key) == 0 then return nil, 'NOTFOUND', 'no such file ' .. path end
-    fx.dels = chunk_keys(meta_key)
+    fx.old = old_version(meta_key)
   elseif kind == 'part' then
     -- {'part', path, upload, index, etag, data}: never rewrite the bytes of a committed version.
     if redis.call('HGET', meta_key, 'upset') == 'up:' .. path .. '\n' .. op[3] then
@@ -130,7 +149,7 @@ local function plan(op, seq, fx)
     end
     local extra = redis.call('HLEN', upset) - n
     if extra > 0 then return nil, 'ERR', 'upload ' .. op[3] .. ' has ' .. extra .. ' part(s) beyond ' .. n end
-    fx.dels = chunk_keys(meta_key)
+    fx.old = old_version(meta_key)
     fx.meta = {size = size, etag = redis.sha1hex(table.concat(tags)) .. '-' .. n, ctype = op[5],
                mtime = op[6], blob = prefix, chunks = n, csize = csize, upset = upset}
   elseif kind == 'abort' then
@@ -141,8 +160,7 @@ local function plan(op, seq, fx)
     end
     local idx = redis.call('HKEYS', upset)
     if #idx == 0 then return nil, 'NOTFOUND', 'no such upload ' .. op[3] end
-    for _, i in ipairs(idx) do fx.dels[#fx.dels + 1] = prefix .. i end
-    fx.dels[#fx.dels + 1] = upset
+    fx.up = {prefix, idx, upset}
   elseif kind ~= 'noop' then
     return nil, 'ERR', 'unknown op ' .. tostring(kind)
   end
@@ -159,12 +177,12 @@ local function effect(op, seq, fx)
       'seq', seq, 'blob', m.blob, 'chunks', m.chunks, 'csize', m.csize, 'upset', m.upset or '')
   end
   if kind == 'put' then
-    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
+    deleted_keys(fx, del)
     for i = 8, #op do redis.call('SET', fx.meta.blob .. (i - 8), op[i]) end
     set_meta(fx.meta)
     index_add(path)
   elseif kind == 'del' then
-    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
+    deleted_keys(fx, del)
     redis.call('DEL', meta_key)
     index_remove(path)
   elseif kind == 'part' then
@@ -173,14 +191,14 @@ local function effect(op, seq, fx)
   elseif kind == 'commit' then
     local upset = 'up:' .. path .. '\n' .. op[3]
     local prefix = 'u:' .. path .. '\n' .. op[3] .. '\n'
-    for _, k in ipairs(fx.dels) do
+    deleted_keys(fx, function(k)
       -- Replacing a file with a new upload must not delete the new upload's parts.
       if string.sub(k, 1, #prefix) ~= prefix and k ~= upset then redis.call('DEL', k) end
-    end
+    end)
     set_meta(fx.meta)
     index_add(path)
   elseif kind == 'abort' then
-    for _, k in ipairs(fx.dels) do redis.call('DEL', k) end
+    deleted_keys(fx, del)
   end
 end
 
@@ -228,7 +246,7 @@ end
 local function lead_one(op_blob, sess, cseq)
   local seq = applied + 1
   local op = cmsgpack.unpack(op_blob)
-  local fx = {dels = {}}
+  local fx = {}
   if sess ~= '' then
     local key = 'sess:' .. sess
     local last = tonumber(redis.call('HGET', key, 'last') or '0')
@@ -253,7 +271,7 @@ local function lead_one(op_blob, sess, cseq)
     if sess == '' then return {'err', code, msg, applied} end
     -- A tagged refusal is logged (no data change), so the session advances everywhere.
     fx.fail = code .. ' ' .. msg
-    fx.dels, fx.meta = nil, nil
+    fx.old, fx.up, fx.meta = nil, nil, nil
     fx.r = 'e' .. fx.fail
     local fx_blob = cmsgpack.pack(fx)
     record_session(seq, fx)
