@@ -305,7 +305,7 @@ pub fn command() -> impl Strategy<Value = Command> {
                 length,
                 version,
             })),
-        (file_path(), upload_id(), 0..=MAX_PARTS, data()).prop_map(
+        (file_path(), upload_id(), 0..MAX_PARTS, data()).prop_map(
             |(path, upload, index, data)| Command::Part(Part {
                 path,
                 upload,
