@@ -8,6 +8,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod history;
+pub mod ports;
 pub mod process;
 pub mod system;
 pub mod workload;
