@@ -90,6 +90,33 @@ impl Proc {
         kill(self.pid(), sig).unwrap_or_else(|e| panic!("signal {sig} to {}: {e}", self.name));
     }
 
+    /// `SIGSTOP`, and wait (bounded) until every thread of the process is stopped: the signal
+    /// is delivered asynchronously, and a thread still running could answer one more request.
+    pub fn stop(&self) {
+        self.signal(Signal::SIGSTOP);
+        let pid = self.pid();
+        let stopped = || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return false;
+            };
+            tasks.flatten().all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // The state follows the command name, which is in parentheses.
+                let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+                matches!(state, Some('T' | 't'))
+            })
+        };
+        let start = Instant::now();
+        while !stopped() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{} did not stop within 10 s of SIGSTOP",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// `kill -9` and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
