@@ -102,7 +102,9 @@ impl Proc {
             tasks.flatten().all(|t| {
                 let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
                 // The state follows the command name, which is in parentheses.
-                let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+                let state = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next());
                 matches!(state, Some('T' | 't'))
             })
         };

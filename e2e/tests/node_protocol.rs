@@ -4,7 +4,7 @@
 //! next to a directory of the same name.
 
 use bytes::Bytes;
-use cleave_e2e::{wait_until, Cluster, ClusterOptions};
+use cleave_e2e::{wait_until, Cluster, ClusterOptions, NodeProc};
 use cleave_proto::command::write::MAX_PARTS;
 use cleave_proto::status::Role;
 use cleave_proto::{Client, Frame, Selected};
@@ -43,7 +43,8 @@ fn names(reply: Frame, what: &str) -> Vec<String> {
 
 /// Pins where admin, replication and table commands are refused, and that a refusal changes
 /// nothing: a node told to follow its own address answers `-ERR` and keeps its role, epoch and
-/// leader (leader and follower alike); `REPL.FETCH`, `REPL.INDEX` and `SNAP.NEXT` at an epoch
+/// leader (leader and follower alike); `NODE.LEAD` / `NODE.FOLLOW` at an epoch that is not
+/// newer get `-STALE` (following the same leader at the same epoch is an idempotent `+OK`); `REPL.FETCH`, `REPL.INDEX` and `SNAP.NEXT` at an epoch
 /// other than the node's get `-STALE`, and `REPL.FETCH` / `REPL.INDEX` sent to a follower get
 /// `-NOTLEADER <leader>`, without the sender being counted as a replica; `TABLE.*` sent to a
 /// node get `-ERR` saying they go to a router. The cluster still takes and replicates writes.
@@ -63,7 +64,12 @@ async fn commands_sent_to_the_wrong_node_or_epoch_are_refused_and_change_nothing
         follower.status_within(Duration::from_secs(30)).await,
     ];
     assert_eq!(
-        (before[0].role, before[0].epoch, before[1].role, before[1].epoch),
+        (
+            before[0].role,
+            before[0].epoch,
+            before[1].role,
+            before[1].epoch
+        ),
         (Role::Leader, 1, Role::Follower, 1)
     );
 
@@ -77,12 +83,37 @@ async fn commands_sent_to_the_wrong_node_or_epoch_are_refused_and_change_nothing
         assert_eq!(e, "ERR a node cannot follow itself", "{}", node.addr);
     }
 
+    // Role changes at an epoch that is not newer.
+    let stale: [(&NodeProc, Vec<&[u8]>); 4] = [
+        (follower, vec![b"NODE.LEAD", b"1"]),
+        (follower, vec![b"NODE.LEAD", b"0"]),
+        (leader, vec![b"NODE.FOLLOW", b"1", follower.addr.as_bytes()]),
+        (follower, vec![b"NODE.FOLLOW", b"0", leader.addr.as_bytes()]),
+    ];
+    for (node, req) in stale {
+        let mut n = node.client().await;
+        let e = error(ask(&mut n, &req).await, "a role change at a stale epoch");
+        assert!(e.starts_with("STALE "), "{}: {e}", node.addr);
+    }
+    // The current role at the current epoch is idempotent.
+    let mut f0 = follower.client().await;
+    let same = ask(&mut f0, &[b"NODE.FOLLOW", b"1", leader.addr.as_bytes()]).await;
+    assert_eq!(same, Frame::ok());
+
     // Replication at the wrong epoch (older and newer), at the leader.
     let mut l = leader.client().await;
     for epoch in [b"0".as_slice(), b"2"] {
         let ep = String::from_utf8_lossy(epoch);
         let want = format!("STALE this node is at epoch 1, not {ep}");
-        let fetch: &[&[u8]] = &[b"REPL.FETCH", epoch, b"intruder", b"0", b"0", b"0", b"65536"];
+        let fetch: &[&[u8]] = &[
+            b"REPL.FETCH",
+            epoch,
+            b"intruder",
+            b"0",
+            b"0",
+            b"0",
+            b"65536",
+        ];
         for (what, reply) in [
             ("REPL.FETCH", ask(&mut l, fetch).await),
             ("REPL.INDEX", ask(&mut l, &[b"REPL.INDEX", epoch]).await),
@@ -111,11 +142,13 @@ async fn commands_sent_to_the_wrong_node_or_epoch_are_refused_and_change_nothing
     }))
     .unwrap();
     for (node, n) in [(leader, &mut l), (follower, &mut f)] {
-        for req in [vec![b"TABLE.GET".as_slice()], vec![b"TABLE.PUSH", table.as_bytes()]] {
+        for req in [
+            vec![b"TABLE.GET".as_slice()],
+            vec![b"TABLE.PUSH", table.as_bytes()],
+        ] {
             let e = error(ask(n, &req).await, "TABLE.* at a node");
             assert_eq!(
-                e,
-                "ERR this is a node; table commands go to a router",
+                e, "ERR this is a node; table commands go to a router",
                 "{}",
                 node.addr
             );
@@ -145,7 +178,12 @@ async fn commands_sent_to_the_wrong_node_or_epoch_are_refused_and_change_nothing
     wait_until(
         Duration::from_secs(30),
         &format!("the follower applies seq {seq}"),
-        || async { follower.status().await.is_some_and(|s| s.applied_seq >= seq) },
+        || async {
+            follower
+                .status()
+                .await
+                .is_some_and(|s| s.applied_seq >= seq)
+        },
     )
     .await;
     c.assert_identical().await;
@@ -184,11 +222,20 @@ async fn multipart_limits_and_commit_rules() {
 
     // Extra staged parts at COMMIT.
     for i in 0..3u32 {
-        n.part("/pl/f", "u1", i, format!("part{i}").into()).await.unwrap();
+        n.part("/pl/f", "u1", i, format!("part{i}").into())
+            .await
+            .unwrap();
     }
-    let e = n.commit("/pl/f", "u1", 2, None).await.unwrap_err().to_string();
+    let e = n
+        .commit("/pl/f", "u1", 2, None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("has 1 part(s) beyond 2"), "{e}");
-    assert!(n.stat("/pl/f").await.is_err(), "a refused COMMIT published nothing");
+    assert!(
+        n.stat("/pl/f").await.is_err(),
+        "a refused COMMIT published nothing"
+    );
     let seq = n.commit("/pl/f", "u1", 3, None).await.unwrap();
     let published = Selected::File("part0part1part2".into());
     assert_eq!(n.select("/pl/f").await.unwrap(), published);
@@ -211,9 +258,16 @@ async fn multipart_limits_and_commit_rules() {
         ask(&mut n, &[b"COMMIT", b"/pl/f", b"u1", b"3"]).await,
         "a second COMMIT",
     );
-    assert!(e.starts_with("EXISTS ") && e.contains("already committed"), "{e}");
+    assert!(
+        e.starts_with("EXISTS ") && e.contains("already committed"),
+        "{e}"
+    );
     assert_eq!(n.select("/pl/f").await.unwrap(), published);
-    assert_eq!(n.stat("/pl/f").await.unwrap().seq, seq, "the file is unchanged");
+    assert_eq!(
+        n.stat("/pl/f").await.unwrap().seq,
+        seq,
+        "the file is unchanged"
+    );
 }
 
 /// Pins `LIST` paging and its limits, `READ` ranges at and past the end of a file, and `SELECT`
@@ -258,14 +312,21 @@ async fn list_pages_read_ranges_and_select_limits() {
         (Some("f1"), "2", vec!["f2", "f3"]),
         (Some("f3"), "2", vec!["f4", "sub/"]),
         (Some("sub/"), "2", vec![]),
-        (Some("f"), "10000", vec!["f0", "f1", "f2", "f3", "f4", "sub/"]),
+        (
+            Some("f"),
+            "10000",
+            vec!["f0", "f1", "f2", "f3", "f4", "sub/"],
+        ),
         (Some("zzz"), "1", vec![]),
     ];
     for (after, limit, want) in pages {
         let got = names(ask(&mut n, &page(after, limit)).await, "LIST page");
         assert_eq!(got, want, "LIST AFTER {after:?} LIMIT {limit}");
     }
-    let e = error(ask(&mut n, &[b"LIST", b"/ed/none"]).await, "LIST of nothing");
+    let e = error(
+        ask(&mut n, &[b"LIST", b"/ed/none"]).await,
+        "LIST of nothing",
+    );
     assert!(e.starts_with("NOTFOUND "), "{e}");
 
     let seq = n.insert("/ed/r", "hello").await.unwrap();
@@ -275,7 +336,10 @@ async fn list_pages_read_ranges_and_select_limits() {
         (&[b"READ", b"/ed/r", b"5", b"10"], b""),
         (&[b"READ", b"/ed/r", b"1000", b"1"], b""),
         (&[b"READ", b"/ed/r", b"0", b"0"], b""),
-        (&[b"READ", b"/ed/r", b"4", b"1", b"VERSION", v.as_bytes()], b"o"),
+        (
+            &[b"READ", b"/ed/r", b"4", b"1", b"VERSION", v.as_bytes()],
+            b"o",
+        ),
     ];
     for (req, want) in reads {
         let words: Vec<_> = req.iter().map(|p| String::from_utf8_lossy(p)).collect();
@@ -292,7 +356,11 @@ async fn list_pages_read_ranges_and_select_limits() {
     assert!(e.starts_with("NOTFOUND "), "{e}");
     n.insert("/ed/r", "replaced").await.unwrap();
     let e = error(
-        ask(&mut n, &[b"READ", b"/ed/r", b"0", b"1", b"VERSION", v.as_bytes()]).await,
+        ask(
+            &mut n,
+            &[b"READ", b"/ed/r", b"0", b"1", b"VERSION", v.as_bytes()],
+        )
+        .await,
         "READ VERSION of a replaced file",
     );
     assert!(e.starts_with("STALE "), "{e}");
@@ -341,10 +409,16 @@ async fn a_file_and_a_directory_may_share_a_name() {
     n.insert("/sn/b/x", "file x").await.unwrap();
     n.insert("/sn/b/x/y", "file y").await.unwrap();
     assert_eq!(n.list("/sn/b", None, 10).await.unwrap(), ["x", "x/"]);
-    assert_eq!(n.select("/sn/b/x").await.unwrap(), Selected::File("file x".into()));
+    assert_eq!(
+        n.select("/sn/b/x").await.unwrap(),
+        Selected::File("file x".into())
+    );
     assert_eq!(n.stat("/sn/b/x").await.unwrap().kind, "file");
     assert_eq!(n.list("/sn/b/x", None, 10).await.unwrap(), ["y"]);
-    assert_eq!(n.select("/sn/b/x/y").await.unwrap(), Selected::File("file y".into()));
+    assert_eq!(
+        n.select("/sn/b/x/y").await.unwrap(),
+        Selected::File("file y".into())
+    );
     // Deleting the file leaves the directory.
     n.delete("/sn/b/x").await.unwrap();
     assert_eq!(n.list("/sn/b", None, 10).await.unwrap(), ["x/"]);

@@ -50,7 +50,12 @@ async fn with_min_in_sync_2_a_write_waits_for_a_second_follower() {
     wait_until(
         WAIT,
         &format!("follower 1 applies seq {target}"),
-        || async { c.nodes[1].status().await.is_some_and(|s| s.applied_seq >= target) },
+        || async {
+            c.nodes[1]
+                .status()
+                .await
+                .is_some_and(|s| s.applied_seq >= target)
+        },
     )
     .await;
     // One follower holds it: not enough. (A correct node never answers here, however long we
@@ -68,7 +73,10 @@ async fn with_min_in_sync_2_a_write_waits_for_a_second_follower() {
         .expect("the write is answered once a second follower holds it")
         .expect("write task")
         .expect("the write is acknowledged");
-    assert!(seq > before && seq <= target, "seq {seq} in ({before}, {target}]");
+    assert!(
+        seq > before && seq <= target,
+        "seq {seq} in ({before}, {target}]"
+    );
     c.nodes[3].proc.signal(Signal::SIGCONT);
     c.assert_identical().await;
     assert_eq!(
@@ -118,9 +126,16 @@ async fn a_write_without_quorum_times_out_and_is_applied_at_most_once() {
     };
     assert!(e.starts_with("TRYAGAIN "), "{e}");
     let applied = leader_node.status_within(WAIT).await.applied_seq;
-    assert_eq!(applied, before + 1, "the leader applied it once, unacknowledged");
+    assert_eq!(
+        applied,
+        before + 1,
+        "the leader applied it once, unacknowledged"
+    );
     // Not committed: no read may return it (the leader cannot prove it is current).
-    let mut reader = leader_node.client().await.with_timeout(Duration::from_secs(5));
+    let mut reader = leader_node
+        .client()
+        .await
+        .with_timeout(Duration::from_secs(5));
     match reader.select("/wt/a").await {
         Ok(Selected::File(v)) => assert_ne!(v, Bytes::from("v2"), "an uncommitted write was read"),
         other => assert!(other.is_err(), "unexpected {other:?}"),

@@ -84,9 +84,12 @@ async fn redis_get(redis: &cleave_e2e::RedisProc, key: &str) -> cleave_proto::Fr
     let mut c = cleave_proto::Client::connect_timeout(&addr, Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("connect to redis {addr}: {e}"));
-    c.raw(&cleave_proto::Frame::command(["GET".to_string(), key.to_string()]))
-        .await
-        .unwrap_or_else(|e| panic!("GET {key} at {addr}: {e}"))
+    c.raw(&cleave_proto::Frame::command([
+        "GET".to_string(),
+        key.to_string(),
+    ]))
+    .await
+    .unwrap_or_else(|e| panic!("GET {key} at {addr}: {e}"))
 }
 
 /// Pins that a full resync interrupted by `kill -9` of the follower's node process resumes
@@ -104,7 +107,10 @@ async fn a_full_resync_killed_midway_resumes_after_a_restart_and_converges() {
     // Enough data that the snapshot takes a while to copy.
     let big = bytes::Bytes::from(vec![9u8; 256 * 1024]);
     for i in 0..128 {
-        leader.insert(&format!("/rk/big{i}"), big.clone()).await.unwrap();
+        leader
+            .insert(&format!("/rk/big{i}"), big.clone())
+            .await
+            .unwrap();
     }
     c.wait_converged(CONVERGE).await;
     // Follower 2 falls far behind the 50-entry log, so it must resync fully.
@@ -131,12 +137,18 @@ async fn a_full_resync_killed_midway_resumes_after_a_restart_and_converges() {
     );
     // More writes while it is down, then the node comes back on the same port and Redis.
     for i in 0..20 {
-        leader.insert(&format!("/rk/late{i}"), "late").await.unwrap();
+        leader
+            .insert(&format!("/rk/late{i}"), "late")
+            .await
+            .unwrap();
     }
     c.nodes[2].restart();
     c.assert_identical().await;
     let st = c.nodes[2].status_within(Duration::from_secs(10)).await;
-    assert!(st.full_resyncs >= 1, "the restarted node resynced fully: {st:?}");
+    assert!(
+        st.full_resyncs >= 1,
+        "the restarted node resynced fully: {st:?}"
+    );
     assert_eq!(
         redis_get(&c.redis[2], "meta:resyncing").await,
         cleave_proto::Frame::Null,

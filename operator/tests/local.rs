@@ -310,11 +310,15 @@ fn a_table_push_a_router_missed_is_retried_until_every_router_serves_it() {
     );
 
     drop(resume);
-    let s = sys.wait_for(90, "both routers on the new table, committed, no error", |s| {
-        s["epoch"].as_u64() >= Some(new_epoch)
-            && ready(s)
-            && s["errors"].as_array().is_some_and(|es| es.is_empty())
-    });
+    let s = sys.wait_for(
+        90,
+        "both routers on the new table, committed, no error",
+        |s| {
+            s["epoch"].as_u64() >= Some(new_epoch)
+                && ready(s)
+                && s["errors"].as_array().is_some_and(|es| es.is_empty())
+        },
+    );
     let committed = s["epoch"].as_u64().unwrap();
     let served = rt().block_on(async { client(&router2).await.table().await.unwrap().epoch });
     assert_eq!(served, committed, "router-1 serves the committed table");

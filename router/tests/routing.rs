@@ -295,7 +295,11 @@ async fn a_silent_node_times_out_and_its_connections_are_discarded() {
     let node = MuteNode::start().await;
     let table = single_cluster(1, &[&node.addr], Some(&node.addr));
     let router = Router::start(Some(&table), 1000).await;
-    let reply = bounded("a read from a silent node", call(&router, &["SELECT", "/a/x"])).await;
+    let reply = bounded(
+        "a read from a silent node",
+        call(&router, &["SELECT", "/a/x"]),
+    )
+    .await;
     let Frame::Error(e) = reply else {
         panic!("a silent node's read must fail, got {reply:?}")
     };
@@ -312,7 +316,11 @@ async fn a_silent_node_times_out_and_its_connections_are_discarded() {
     for i in 0..4 * CONNECTIONS_PER_NODE {
         let path = format!("/a/{i}");
         assert_eq!(
-            bounded("a read once the node answers", call(&router, &["SELECT", &path])).await,
+            bounded(
+                "a read once the node answers",
+                call(&router, &["SELECT", &path])
+            )
+            .await,
             Frame::bulk(format!("contents of {path}")),
             "request {i}"
         );

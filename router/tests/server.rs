@@ -244,7 +244,8 @@ async fn a_table_with_unknown_fields_is_refused_clearly() {
             .unwrap_or_else(|| panic!("{what}: a table file with `{field}` was accepted"))
             .to_string();
         assert!(
-            e.contains(&file.display().to_string()) && e.contains(&format!("unknown field `{field}`")),
+            e.contains(&file.display().to_string())
+                && e.contains(&format!("unknown field `{field}`")),
             "{what}: {e}"
         );
     }
