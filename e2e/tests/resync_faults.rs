@@ -52,7 +52,7 @@ async fn a_resync_whose_source_redis_restarts_starts_over_and_converges() {
             .unwrap();
     }
     // Follower 2 falls far behind the 50-entry log.
-    c.nodes[2].proc.signal(Signal::SIGSTOP);
+    c.nodes[2].proc.stop();
     for i in 0..200 {
         leader.insert(&format!("/small/{i}"), "x").await.unwrap();
     }
@@ -114,7 +114,7 @@ async fn a_full_resync_killed_midway_resumes_after_a_restart_and_converges() {
     }
     c.wait_converged(CONVERGE).await;
     // Follower 2 falls far behind the 50-entry log, so it must resync fully.
-    c.nodes[2].proc.signal(Signal::SIGSTOP);
+    c.nodes[2].proc.stop();
     for i in 0..200 {
         leader.insert(&format!("/rk/small{i}"), "x").await.unwrap();
     }
