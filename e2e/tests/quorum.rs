@@ -1,7 +1,8 @@
 //! The committer's acknowledgement rule with real processes and `SIGSTOP`: a write is answered
 //! only once `minInSync` followers hold it, and a write whose quorum does not come within
 //! `writeTimeout` gets `-TRYAGAIN`, is never served before it is committed, and is applied
-//! exactly once however often it is retried.
+//! exactly once however often it is retried; a write pending on a leader that is deposed is
+//! answered `-TRYAGAIN` at once.
 
 use bytes::Bytes;
 use cleave_e2e::{wait_until, Cluster, ClusterOptions};
@@ -155,4 +156,59 @@ async fn a_write_without_quorum_times_out_and_is_applied_at_most_once() {
         Selected::File("v2".into())
     );
     c.assert_identical().await;
+}
+
+/// Pins the committer's leadership-change path: a write waiting for its quorum on a leader that
+/// is told to follow another node at a newer epoch is answered `-TRYAGAIN leadership changed
+/// ...` at once (not after `writeTimeout`, which is a minute here), and the deposed node refuses
+/// new writes with `-NOTLEADER`: a deposed leader acknowledges nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_pending_on_a_deposed_leader_is_answered_tryagain() {
+    let c = Cluster::start(
+        "deposed",
+        ClusterOptions {
+            size: 3,
+            min_in_sync: 1,
+            write_timeout_ms: Some(60_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    let leader_node = &c.nodes[0];
+    let before = leader_node.status_within(WAIT).await.applied_seq;
+    c.nodes[1].proc.stop();
+    c.nodes[2].proc.stop();
+    let pending = {
+        let mut l = leader_node.client().await;
+        tokio::spawn(async move { l.insert("/dp/x", "never acknowledged").await })
+    };
+    wait_until(WAIT, "the leader applies the pending write", || async {
+        leader_node
+            .status()
+            .await
+            .is_some_and(|s| s.applied_seq > before)
+    })
+    .await;
+    leader_node
+        .client()
+        .await
+        .follow(2, &c.nodes[1].addr)
+        .await
+        .expect("the leader follows node 1 at epoch 2");
+    let reply = tokio::time::timeout(WAIT, pending)
+        .await
+        .expect("the pending write is answered when its leader is deposed")
+        .expect("write task");
+    let e = reply.expect_err("a deposed leader acknowledged a write");
+    assert!(
+        e.to_string().contains("leadership changed before seq"),
+        "{e}"
+    );
+    let e = leader_node
+        .client()
+        .await
+        .insert("/dp/y", "refused")
+        .await
+        .expect_err("a deposed leader took a write");
+    assert_eq!(e.code(), Some(cleave_proto::ErrorCode::NotLeader), "{e}");
 }
