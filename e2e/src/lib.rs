@@ -10,6 +10,7 @@ pub mod checker;
 pub mod cluster;
 pub mod history;
 pub mod partition;
+pub mod ports;
 pub mod process;
 pub mod system;
 pub mod workload;

@@ -4,27 +4,20 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port, never the same twice in one test process: a cluster picks its node
-/// ports before starting anything, and the kernel would otherwise hand a released port to the
-/// next `bind(0)` (a Redis server's, say). Another process could still take it; we accept that
-/// tiny race in tests.
-pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT.lock().expect("port list");
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let port = listener.local_addr().expect("local addr").port();
-        if !handed_out.contains(&port) {
-            handed_out.push(port);
-            return port;
-        }
-    }
-}
+pub use crate::ports::free_port;
+
+/// How long one request of a harness client may take (a node or router that hangs fails the
+/// test with [`cleave_proto::Error::Timeout`] instead of hanging it): generous, for a loaded
+/// 2-core machine.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one `NODE.STATUS` probe may take before the node counts as not answering (a
+/// stopped process still accepts connections, then never replies).
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The folder holding the workspace's binaries (`target/debug` or `target/release`).
 pub fn bin_dir() -> PathBuf {
@@ -95,6 +88,35 @@ impl Proc {
     /// Send a signal.
     pub fn signal(&self, sig: Signal) {
         kill(self.pid(), sig).unwrap_or_else(|e| panic!("signal {sig} to {}: {e}", self.name));
+    }
+
+    /// `SIGSTOP`, and wait (bounded) until every thread of the process is stopped: the signal
+    /// is delivered asynchronously, and a thread still running could answer one more request.
+    pub fn stop(&self) {
+        self.signal(Signal::SIGSTOP);
+        let pid = self.pid();
+        let stopped = || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return false;
+            };
+            tasks.flatten().all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                // The state follows the command name, which is in parentheses.
+                let state = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next());
+                matches!(state, Some('T' | 't'))
+            })
+        };
+        let start = Instant::now();
+        while !stopped() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{} did not stop within 10 s of SIGSTOP",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// `kill -9` and reap.
@@ -306,11 +328,11 @@ impl NodeProc {
         self.proc = spawn_listening("cleave-node", &self.args, &self.log);
     }
 
-    /// A client connected to it.
+    /// A client connected to it, every request bounded by [`CLIENT_TIMEOUT`].
     pub async fn client(&self) -> cleave_proto::Client {
-        cleave_proto::Client::connect(&self.addr)
+        cleave_proto::Client::connect_timeout(&self.addr, CLIENT_TIMEOUT)
             .await
-            .expect("connect to node")
+            .unwrap_or_else(|e| panic!("connect to node {}: {e}", self.addr))
     }
 
     /// The node's status, or `None` if it does not answer within `timeout` (polling).
@@ -346,9 +368,11 @@ impl NodeProc {
         }
     }
 
-    /// Its `NODE.STATUS`.
+    /// Its `NODE.STATUS`, or `None` if it does not answer within [`STATUS_TIMEOUT`].
     pub async fn status(&self) -> Option<cleave_proto::status::NodeStatus> {
-        let mut c = cleave_proto::Client::connect(&self.addr).await.ok()?;
+        let mut c = cleave_proto::Client::connect_timeout(&self.addr, STATUS_TIMEOUT)
+            .await
+            .ok()?;
         c.node_status().await.ok()
     }
 }
@@ -410,10 +434,10 @@ impl RouterProc {
         }
     }
 
-    /// A client connected to it.
+    /// A client connected to it, every request bounded by [`CLIENT_TIMEOUT`].
     pub async fn client(&self) -> cleave_proto::Client {
-        cleave_proto::Client::connect(&self.addr)
+        cleave_proto::Client::connect_timeout(&self.addr, CLIENT_TIMEOUT)
             .await
-            .expect("connect to router")
+            .unwrap_or_else(|e| panic!("connect to router {}: {e}", self.addr))
     }
 }

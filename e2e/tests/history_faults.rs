@@ -60,7 +60,7 @@ async fn history_holds_while_a_stalled_follower_resyncs_fully_with_reads_on_ever
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stopped_at = c.nodes[2].status().await.unwrap().applied_seq;
-    c.nodes[2].proc.signal(Signal::SIGSTOP);
+    c.nodes[2].proc.stop();
     wait_until(
         Duration::from_secs(20),
         "the leader's log moves past the stopped follower",
@@ -123,7 +123,7 @@ async fn history_holds_when_a_frozen_leader_is_deposed_and_continued() {
         tokio::spawn(async move { w.run().await })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    c.nodes[0].proc.signal(Signal::SIGSTOP);
+    c.nodes[0].proc.stop();
     c.nodes[1].client().await.lead(2).await.unwrap();
     c.nodes[2]
         .client()

@@ -160,7 +160,7 @@ async fn a_follower_stalled_past_the_log_discards_its_data_and_resyncs_fully() {
         leader.insert(&format!("/s/old{i}"), "old").await.unwrap();
     }
     c.wait_converged(CONVERGE).await;
-    c.nodes[2].proc.signal(Signal::SIGSTOP);
+    c.nodes[2].proc.stop();
     // Far more than the log holds, while node 2 is frozen. Node 1 keeps the quorum.
     let checker = write_load(c.nodes[0].addr.clone(), "s".into(), 600).await;
     assert_eq!(
@@ -209,7 +209,7 @@ async fn a_full_resync_under_continuous_writes_terminates() {
             .unwrap();
     }
     c.wait_converged(CONVERGE).await;
-    c.nodes[2].proc.signal(Signal::SIGSTOP);
+    c.nodes[2].proc.stop();
     let mut checker = write_load(c.nodes[0].addr.clone(), "w".into(), 300).await;
     assert_eq!(
         checker.acked(),

@@ -336,7 +336,7 @@ async fn a_promoted_follower_acknowledges_nothing_that_no_replica_holds() {
     }
     c.wait_converged(CONVERGE).await;
     // Node 2 lags (frozen); node 0 dies; node 1 is promoted by hand at epoch 2.
-    c.nodes[2].proc.signal(Signal::SIGSTOP);
+    c.nodes[2].proc.stop();
     c.nodes[0].proc.kill9();
     let mut n1 = c.nodes[1].client().await;
     n1.lead(2).await.unwrap();

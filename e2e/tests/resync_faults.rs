@@ -1,10 +1,11 @@
 //! Faults around catch-up and full resync, with real processes and the history checker: a
 //! follower whose Redis lost its tail while its node process lived resets to what its store holds
 //! and catches up (issue 7 item 10); a full resync whose snapshot source's Redis restarts in the
-//! middle starts over instead of trusting a stale SCAN cursor, and converges (item 8).
+//! middle starts over instead of trusting a stale SCAN cursor, and converges (item 8); a full
+//! resync whose follower is killed midway resumes after a restart and converges.
 
 use cleave_e2e::workload::{assert_history, Workload};
-use cleave_e2e::{Cluster, ClusterOptions};
+use cleave_e2e::{wait_until, Cluster, ClusterOptions};
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ async fn a_resync_whose_source_redis_restarts_starts_over_and_converges() {
             .unwrap();
     }
     // Follower 2 falls far behind the 50-entry log.
-    c.nodes[2].proc.signal(Signal::SIGSTOP);
+    c.nodes[2].proc.stop();
     for i in 0..200 {
         leader.insert(&format!("/small/{i}"), "x").await.unwrap();
     }
@@ -75,4 +76,82 @@ async fn a_resync_whose_source_redis_restarts_starts_over_and_converges() {
     c.assert_identical().await;
     let st = c.nodes[2].status_within(Duration::from_secs(10)).await;
     assert!(st.full_resyncs >= 1, "node 2 resynced fully: {st:?}");
+}
+
+/// `GET key` on a Redis server (the raw RESP reply).
+async fn redis_get(redis: &cleave_e2e::RedisProc, key: &str) -> cleave_proto::Frame {
+    let addr = format!("127.0.0.1:{}", redis.port);
+    let mut c = cleave_proto::Client::connect_timeout(&addr, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("connect to redis {addr}: {e}"));
+    c.raw(&cleave_proto::Frame::command([
+        "GET".to_string(),
+        key.to_string(),
+    ]))
+    .await
+    .unwrap_or_else(|e| panic!("GET {key} at {addr}: {e}"))
+}
+
+/// Pins that a full resync interrupted by `kill -9` of the follower's node process resumes
+/// after a restart: the store still says "resyncing" (its partial copy is not trusted), the
+/// restarted node resyncs again from scratch instead of following from the copy's seq, and it
+/// converges to the leader's exact data (identical digests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_resync_killed_midway_resumes_after_a_restart_and_converges() {
+    let opts = ClusterOptions {
+        log_capacity: 50,
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start("resynckill", opts).await;
+    let mut leader = c.nodes[0].client().await;
+    // Enough data that the snapshot takes a while to copy.
+    let big = bytes::Bytes::from(vec![9u8; 256 * 1024]);
+    for i in 0..128 {
+        leader
+            .insert(&format!("/rk/big{i}"), big.clone())
+            .await
+            .unwrap();
+    }
+    c.wait_converged(CONVERGE).await;
+    // Follower 2 falls far behind the 50-entry log, so it must resync fully.
+    c.nodes[2].proc.stop();
+    for i in 0..200 {
+        leader.insert(&format!("/rk/small{i}"), "x").await.unwrap();
+    }
+    for i in 0..20 {
+        leader.delete(&format!("/rk/big{i}")).await.unwrap();
+    }
+    c.nodes[2].proc.signal(Signal::SIGCONT);
+    let redis2 = &c.redis[2];
+    wait_until(
+        CONVERGE,
+        "node 2 starts its full resync (meta:resyncing set)",
+        || async { redis_get(redis2, "meta:resyncing").await == cleave_proto::Frame::bulk("1") },
+    )
+    .await;
+    c.nodes[2].proc.kill9();
+    assert_eq!(
+        redis_get(&c.redis[2], "meta:resyncing").await,
+        cleave_proto::Frame::bulk("1"),
+        "the killed resync left its store marked as not to be trusted"
+    );
+    // More writes while it is down, then the node comes back on the same port and Redis.
+    for i in 0..20 {
+        leader
+            .insert(&format!("/rk/late{i}"), "late")
+            .await
+            .unwrap();
+    }
+    c.nodes[2].restart();
+    c.assert_identical().await;
+    let st = c.nodes[2].status_within(Duration::from_secs(10)).await;
+    assert!(
+        st.full_resyncs >= 1,
+        "the restarted node resynced fully: {st:?}"
+    );
+    assert_eq!(
+        redis_get(&c.redis[2], "meta:resyncing").await,
+        cleave_proto::Frame::Null,
+        "the completed resync cleared the mark"
+    );
 }

@@ -259,3 +259,68 @@ fn a_restart_after_the_operator_was_killed_reaps_its_orphans() {
     }
     read_back(&sys.router(), &files);
 }
+
+/// Continues a stopped process when dropped, so a failing test never leaves it stopped.
+struct Continue(u32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGCONT);
+    }
+}
+
+/// Pins the operator's handling of a partial table push: with one router frozen (`SIGSTOP`)
+/// when a new table is made (a switchover of fc-a), the other router takes the new table but
+/// the operator does not count it committed (the status keeps the old epoch and names the
+/// router whose push failed); it keeps retrying, and once the router runs again both routers
+/// serve the new table, the status commits its epoch and the error is gone.
+#[test]
+fn a_table_push_a_router_missed_is_retried_until_every_router_serves_it() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    sys.start();
+    let s = sys.wait_ready();
+    let old_epoch = s["epoch"].as_u64().unwrap();
+    let files = write(&sys.router(), "push", 10);
+    let router2 = sys.router2();
+    let pid = s["routers"][1]["pid"].as_u64().expect("router-1's pid") as u32;
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+    let resume = Continue(pid);
+
+    // A new table: fc-a's leader moves (the sample starts it at fc-a-0).
+    sys.set_spec_leader("fc-a", "fc-a-1");
+    let s = sys.wait_for(
+        90,
+        "router-0 on a newer table, the push to the frozen router-1 reported failed",
+        |s| {
+            s["routers"][0]["epoch"].as_u64() > Some(old_epoch)
+                && s["errors"].as_array().is_some_and(|es| {
+                    es.iter()
+                        .any(|e| e.as_str().is_some_and(|e| e.contains(&router2)))
+                })
+        },
+    );
+    let new_epoch = s["routers"][0]["epoch"].as_u64().unwrap();
+    assert_eq!(
+        s["epoch"].as_u64(),
+        Some(old_epoch),
+        "a table one router lacks is not committed: {s:#}"
+    );
+
+    drop(resume);
+    let s = sys.wait_for(
+        90,
+        "both routers on the new table, committed, no error",
+        |s| {
+            s["epoch"].as_u64() >= Some(new_epoch)
+                && ready(s)
+                && s["errors"].as_array().is_some_and(|es| es.is_empty())
+        },
+    );
+    let committed = s["epoch"].as_u64().unwrap();
+    let served = rt().block_on(async { client(&router2).await.table().await.unwrap().epoch });
+    assert_eq!(served, committed, "router-1 serves the committed table");
+    read_back(&router2, &files);
+}

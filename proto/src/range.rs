@@ -15,6 +15,7 @@ pub const HASH_MAX: u32 = u32::MAX;
 
 /// An inclusive range of hash keys owned by one cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HashRange {
     /// First key, inclusive.
     pub start: u32,
@@ -40,6 +41,7 @@ pub fn split_point(start: u32, end: u32) -> Option<u32> {
 
 /// The nodes of one cluster, as the router needs them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ClusterMembers {
     /// Client addresses (`host:port`) of the cluster's nodes, leader hint first.
     pub nodes: Vec<String>,
@@ -72,7 +74,11 @@ pub enum TableError {
 }
 
 /// A complete routing table: epoch, ranges tiling the hash space, and cluster members.
+///
+/// Unknown fields are refused (in the router's table file and in `TABLE.PUSH`): a misspelt
+/// field such as `leadr` would otherwise be silently dropped and the table misread.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RangeTable {
     /// Monotonic version; higher wins.
     pub epoch: u64,

@@ -2,8 +2,13 @@
 
 mod common;
 
-use cleave_proto::{Frame, Selected};
-use common::{client, dead_addr, leader_like, single_cluster, storing, wait_until, Router, Stub};
+use cleave_proto::{Command, Connection, Frame, Selected};
+use cleave_router::pool::CONNECTIONS_PER_NODE;
+use common::{
+    bounded, client, dead_addr, leader_like, single_cluster, storing, wait_until, Router, Stub,
+};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn call(router: &Router, parts: &[&str]) -> Frame {
@@ -219,5 +224,114 @@ async fn shutdown_lets_requests_in_flight_finish() {
     assert!(
         cleave_proto::Client::connect(&router.addr).await.is_err(),
         "no longer accepting"
+    );
+}
+
+/// A node that accepts connections while `mute` is set, acknowledges their `MUX` and then never
+/// answers anything on them (not even later: a process that hangs), and answers normally on
+/// connections accepted after. Counts the requests that reached muted connections.
+struct MuteNode {
+    addr: String,
+    mute: Arc<AtomicBool>,
+    muted_requests: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MuteNode {
+    async fn start() -> MuteNode {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mute = Arc::new(AtomicBool::new(true));
+        let muted_requests = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (m, n, a) = (mute.clone(), muted_requests.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let muted = m.load(Ordering::SeqCst);
+                let n = n.clone();
+                tokio::spawn(async move {
+                    let mut conn = Connection::new(socket);
+                    while let Ok(Some(frame)) = conn.read_frame().await {
+                        let reply = match Command::from_frame(frame) {
+                            Ok(Command::Mux) => Frame::ok(),
+                            _ if muted => {
+                                n.fetch_add(1, Ordering::SeqCst);
+                                continue;
+                            }
+                            Ok(cmd) => leader_like(&cmd),
+                            Err(r) => r.to_frame(),
+                        };
+                        if conn.send(&reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        MuteNode {
+            addr,
+            mute,
+            muted_requests,
+            accepted,
+            task,
+        }
+    }
+}
+
+impl Drop for MuteNode {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Pins the router's attempt timeout and connection discard: a request to a node that never
+/// answers ends (within the retry budget) with `-TRYAGAIN ... unreachable: timed out` instead
+/// of hanging; every connection that timed out is dropped, so once the node answers again the
+/// next requests work and none of them is ever sent on a connection that went silent.
+#[tokio::test]
+async fn a_silent_node_times_out_and_its_connections_are_discarded() {
+    let node = MuteNode::start().await;
+    let table = single_cluster(1, &[&node.addr], Some(&node.addr));
+    let router = Router::start(Some(&table), 1000).await;
+    let reply = bounded(
+        "a read from a silent node",
+        call(&router, &["SELECT", "/a/x"]),
+    )
+    .await;
+    let Frame::Error(e) = reply else {
+        panic!("a silent node's read must fail, got {reply:?}")
+    };
+    assert!(
+        e.starts_with("TRYAGAIN node ") && e.contains("unreachable") && e.contains("timed out"),
+        "{e}"
+    );
+    let muted = node.accepted.load(Ordering::SeqCst);
+    let sent_while_muted = node.muted_requests.load(Ordering::SeqCst);
+    assert!(sent_while_muted >= 1, "the read reached the node");
+
+    // The node comes back (new connections are answered); the silent ones stay silent.
+    node.mute.store(false, Ordering::SeqCst);
+    for i in 0..4 * CONNECTIONS_PER_NODE {
+        let path = format!("/a/{i}");
+        assert_eq!(
+            bounded(
+                "a read once the node answers",
+                call(&router, &["SELECT", &path])
+            )
+            .await,
+            Frame::bulk(format!("contents of {path}")),
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        node.muted_requests.load(Ordering::SeqCst),
+        sent_while_muted,
+        "a request was sent on a connection that had timed out (not discarded)"
+    );
+    assert!(
+        node.accepted.load(Ordering::SeqCst) > muted,
+        "the router reconnected"
     );
 }

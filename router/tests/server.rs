@@ -208,3 +208,59 @@ async fn redis_cli_can_talk_to_the_router() {
     select.extend(["SELECT".into(), "/photos/cat".into()]);
     assert_eq!(run(select).await.unwrap(), "contents of /photos/cat");
 }
+
+/// Pins that a range table with a field the router does not know (a typo such as `leadr`, or a
+/// field of a newer format) is refused with an error naming the field, whether it comes from
+/// the table file at start (the router does not start on a table it would misread) or from a
+/// `TABLE.PUSH` (the served table is unchanged), instead of the field being silently ignored.
+#[tokio::test]
+async fn a_table_with_unknown_fields_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "a cluster's field",
+            "epoch: 3\nranges:\n- {start: 0, end: 4294967295, cluster: fc}\n\
+             clusters:\n  fc:\n    nodes: ['127.0.0.1:1']\n    leadr: '127.0.0.1:1'\n",
+            "leadr",
+        ),
+        (
+            "a top-level field",
+            "epoch: 3\nepochs: 4\nranges:\n- {start: 0, end: 4294967295, cluster: fc}\n\
+             clusters:\n  fc:\n    nodes: ['127.0.0.1:1']\n",
+            "epochs",
+        ),
+        (
+            "a range's field",
+            "epoch: 3\nranges:\n- {start: 0, end: 4294967295, cluster: fc, owner: fc}\n\
+             clusters:\n  fc:\n    nodes: ['127.0.0.1:1']\n",
+            "owner",
+        ),
+    ];
+    for (what, yaml, field) in cases {
+        let file = dir.path().join("table.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let e = cleave_router::table::Tables::load(Some(file.clone()))
+            .err()
+            .unwrap_or_else(|| panic!("{what}: a table file with `{field}` was accepted"))
+            .to_string();
+        assert!(
+            e.contains(&file.display().to_string())
+                && e.contains(&format!("unknown field `{field}`")),
+            "{what}: {e}"
+        );
+    }
+
+    let router = Router::start(Some(&single_cluster(1, &["127.0.0.1:1"], None)), 100).await;
+    let mut c = raw(&router.addr).await;
+    let mut pushed = serde_json::to_value(single_cluster(2, &["127.0.0.1:1"], None)).unwrap();
+    pushed["clusters"]["fc"]["leadr"] = "127.0.0.1:1".into();
+    let Frame::Error(e) = ask(&mut c, &["TABLE.PUSH", &pushed.to_string()]).await else {
+        panic!("a pushed table with `leadr` was accepted")
+    };
+    assert!(
+        e.starts_with("ERR invalid range table") && e.contains("unknown field `leadr`"),
+        "{e}"
+    );
+    let table = client(&router.addr).await.table().await.unwrap();
+    assert_eq!(table.epoch, 1, "the refused table changed nothing");
+}

@@ -4,46 +4,39 @@
 
 #![allow(dead_code)]
 
+use cleave_e2e::ports::PortBlock;
 use cleave_proto::{Client, Selected};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use std::hash::{BuildHasher, RandomState};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long one request through the router may take before the test fails.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Ports one test reserves: the first for router-0, the rest for what the operator assigns
-/// from `--port-base` (the second router and 6 nodes x (node + Redis) = 13, with headroom).
-pub const BLOCK: u16 = 40;
+/// Ports one test reserves (the shared block size of [`cleave_e2e::ports`]): the first for
+/// router-0, the rest for what the operator assigns from `--port-base` (the second router and 6
+/// nodes x (node + Redis) = 13, with headroom).
+pub const BLOCK: u16 = cleave_e2e::ports::BLOCK;
 
-/// A block of [`BLOCK`] consecutive free ports, each bound (so neither another test nor another
-/// process can take it) until the operator starts. The block lies below the kernel's ephemeral
-/// range (32768 and up), so that once released no outgoing connection's source port lands on
-/// it, not even while the operator restarts and its nodes rebind the same ports.
-pub fn reserve_block() -> Vec<TcpListener> {
-    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap();
-    for _ in 0..1000 {
-        let base =
-            20_000 + (RandomState::new().hash_one(0u8) % (32_768 - 20_000 - BLOCK as u64)) as u16;
-        if handed_out.iter().any(|b| b.abs_diff(base) < BLOCK) {
-            continue;
-        }
-        let held: Option<Vec<TcpListener>> = (base..base + BLOCK)
-            .map(|p| TcpListener::bind(("127.0.0.1", p)).ok())
-            .collect();
-        if let Some(held) = held {
-            handed_out.push(base);
-            return held;
-        }
-    }
-    panic!("found no {BLOCK} consecutive free ports between 20000 and 32768 in 1000 tries");
+/// A block of [`BLOCK`] consecutive ports, claimed across processes for the life of the test
+/// (see [`cleave_e2e::ports`]: below the ephemeral range, so that once released no outgoing
+/// connection's source port lands on one, not even while the operator restarts and its nodes
+/// rebind the same ports), and each also bound until the operator starts (so that a test can
+/// keep one bound to make it "in use").
+pub fn reserve_block() -> (PortBlock, Vec<TcpListener>) {
+    let block = cleave_e2e::ports::reserve_block();
+    let held = block
+        .ports()
+        .map(|p| {
+            TcpListener::bind(("127.0.0.1", p))
+                .unwrap_or_else(|e| panic!("port {p} of a reserved block: {e}"))
+        })
+        .collect();
+    (block, held)
 }
 
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_cleave-operator");
@@ -80,6 +73,8 @@ pub struct System {
     pub port_base: u16,
     /// The reserved ports, held until the operator starts.
     pub reserved: Vec<TcpListener>,
+    /// The claim on those ports, for the life of the test.
+    pub ports: PortBlock,
     pub child: Option<Child>,
     pub _tmp: tempfile::TempDir,
 }
@@ -94,14 +89,15 @@ impl System {
             let f = f.unwrap().path();
             std::fs::copy(&f, manifests.join(f.file_name().unwrap())).unwrap();
         }
-        let reserved = reserve_block();
-        let base = reserved[0].local_addr().unwrap().port();
+        let (ports, reserved) = reserve_block();
+        let base = ports.base;
         System {
             manifests,
             data: tmp.path().join("data"),
             router_port: base,
             port_base: base + 1,
             reserved,
+            ports,
             child: None,
             _tmp: tmp,
         }

@@ -279,10 +279,12 @@ mod tests {
         }
     }
 
-    /// An address where nothing listens (bound, then closed).
-    async fn dead_addr() -> String {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap().to_string()
+    /// An address where nothing listens: its port stays bound (never listened on, so a
+    /// connection is refused) while the returned socket lives, so no parallel test takes it.
+    fn dead_addr() -> (String, tokio::net::TcpSocket) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        (socket.local_addr().unwrap().to_string(), socket)
     }
 
     /// Accepts connections, reads one frame on each, then closes without answering.
@@ -334,7 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn connect_takes_the_first_address_that_answers() {
-        let dead = dead_addr().await;
+        let (dead, _held) = dead_addr();
         let (good, _, task) = good_server().await;
         let c = MultiClient::connect(vec![dead.clone(), good.clone()])
             .await
@@ -348,7 +350,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_moves_on_past_a_refusing_and_a_breaking_router() {
         use std::sync::atomic::Ordering;
-        let dead = dead_addr().await;
+        let (dead, _held) = dead_addr();
         let (breaking, t1) = breaking_server().await;
         let (good, seen, t2) = good_server().await;
         let mut c = MultiClient::new(vec![dead, breaking.clone(), good.clone()])
@@ -398,7 +400,7 @@ mod tests {
     #[tokio::test]
     async fn when_every_router_fails_the_last_error_is_returned() {
         let (breaking, t) = breaking_server().await;
-        let dead = dead_addr().await;
+        let (dead, _held) = dead_addr();
         let mut c = MultiClient::new(vec![breaking, dead.clone()]);
         let err = c.ping().await.unwrap_err();
         assert!(is_transport(&err), "{err}");

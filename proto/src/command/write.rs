@@ -103,7 +103,8 @@ fn content_type_arg(args: &mut Args) -> Result<String, Reply> {
     Ok(t)
 }
 
-/// Largest part index, so a hostile COMMIT cannot ask for billions of parts.
+/// Most parts of one upload (indexes `0..MAX_PARTS`), so a hostile COMMIT cannot ask for
+/// billions of parts.
 pub const MAX_PARTS: u32 = 100_000;
 
 pub(crate) fn upload_id(args: &mut Args) -> Result<String, Reply> {
@@ -139,6 +140,16 @@ impl Part {
         let path = args.path()?;
         let upload = upload_id(&mut args)?;
         let index = part_count(&mut args, "part index")?;
+        if index >= MAX_PARTS {
+            // A part that no COMMIT (at most MAX_PARTS parts: 0..MAX_PARTS) could ever include.
+            return Err(Reply::new(
+                crate::ErrorCode::TooLarge,
+                format!(
+                    "part index {index} exceeds {}: an upload has at most {MAX_PARTS} parts",
+                    MAX_PARTS - 1
+                ),
+            ));
+        }
         let data = payload(&mut args, "data")?;
         args.finish()?;
         Ok(Part {

@@ -305,14 +305,14 @@ pub fn command() -> impl Strategy<Value = Command> {
                 length,
                 version,
             })),
-        (file_path(), upload_id(), 0..=MAX_PARTS, data()).prop_map(
-            |(path, upload, index, data)| Command::Part(Part {
+        (file_path(), upload_id(), 0..MAX_PARTS, data()).prop_map(|(path, upload, index, data)| {
+            Command::Part(Part {
                 path,
                 upload,
                 index,
                 data,
             })
-        ),
+        }),
         (file_path(), upload_id(), 0..=MAX_PARTS, content_type()).prop_map(
             |(path, upload, parts, content_type)| Command::Commit(Commit {
                 path,
