@@ -49,7 +49,7 @@ async fn a_stopped_follower_does_not_hold_reads_for_the_attempt_timeout() {
     }
     let stopped: Vec<_> = sys.clusters.iter().map(|cl| &cl.nodes[1]).collect();
     for n in &stopped {
-        n.proc.signal(Signal::SIGSTOP);
+        n.proc.stop();
     }
     let mut slowest = Duration::ZERO;
     // Three rounds, so reads spread over every node, the stopped ones included.

@@ -37,7 +37,7 @@ async fn a_flood_of_large_writes_is_held_at_the_write_queue_bound() {
     let c = Cluster::start("wq", opts).await;
     let leader = &c.nodes[0];
     let baseline = leader.proc.rss();
-    c.redis[0].proc.signal(Signal::SIGSTOP);
+    c.redis[0].proc.stop();
 
     let socket = TcpStream::connect(&leader.addr).await.expect("connect");
     let (mut rd, mut wr) = socket.into_split();

@@ -573,6 +573,7 @@ mod tests {
                     },
                 }],
                 errors: vec!["e".into()],
+                silent_leaders: Vec::new(),
             },
         };
         let written = serde_json::to_value(&file).unwrap();

@@ -97,6 +97,7 @@ pub fn report(
         routers,
         clusters,
         errors,
+        silent_leaders: Vec::new(),
     }
 }
 
