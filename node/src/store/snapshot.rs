@@ -37,6 +37,51 @@ fn is_data_key(k: &[u8]) -> bool {
     DATA_PREFIXES.iter().any(|p| k.starts_with(p))
 }
 
+/// `<run id>:<scan>[:<hex key>,<hex key>...]`.
+fn format_cursor(run_id: &str, scan: &str, pending: &[Vec<u8>]) -> String {
+    let mut c = format!("{run_id}:{scan}");
+    if !pending.is_empty() {
+        c.push(':');
+        let hex: Vec<String> = pending
+            .iter()
+            .map(|k| k.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        c.push_str(&hex.join(","));
+    }
+    c
+}
+
+/// The SCAN cursor and the pending keys of a cursor handed out by this Redis server.
+fn parse_cursor(cursor: &str, run_id: &str) -> Result<(String, Vec<Vec<u8>>)> {
+    let restarted = || {
+        Error::Apply("the snapshot source's Redis restarted during the snapshot; start over".into())
+    };
+    let mut parts = cursor.splitn(3, ':');
+    let (Some(id), Some(scan)) = (parts.next(), parts.next()) else {
+        return Err(restarted());
+    };
+    if id != run_id || scan.is_empty() || !scan.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(restarted());
+    }
+    let bad = || Error::Apply(format!("malformed snapshot cursor {cursor:.80}"));
+    let pending = match parts.next() {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|h| {
+                if h.is_empty() || h.len() % 2 != 0 {
+                    return Err(bad());
+                }
+                (0..h.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| bad()))
+                    .collect::<Result<Vec<u8>>>()
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    Ok((scan.to_string(), pending))
+}
+
 impl Store {
     /// This Redis server's run id: it changes when Redis restarts.
     async fn run_id(&mut self) -> Result<String> {
@@ -53,68 +98,117 @@ impl Store {
             .to_string())
     }
 
-    /// Source side: the next batch of data keys after `cursor` (`"0"` starts a snapshot).
-    ///
-    /// The cursor handed out is `<redis run id>:<SCAN cursor>`: a SCAN cursor means nothing to
-    /// a restarted Redis (it could skip keys), so a batch asked with another server's cursor is
-    /// refused and the receiver starts over. Keys are dumped a few at a time and the batch ends
-    /// once it passes [`BATCH_BYTES`], so one batch holds at most that plus one group of keys.
+    /// Source side: the next batch of data keys after `cursor` (`"0"` starts a snapshot), of
+    /// about [`BATCH_BYTES`].
     pub async fn snapshot_batch(&mut self, cursor: &str) -> Result<SnapshotBatch> {
+        self.snapshot_batch_within(cursor, BATCH_BYTES).await
+    }
+
+    /// Source side: the next batch after `cursor`, of at most `max_bytes` plus one key (a key
+    /// is never split; the largest is a 64 MiB part).
+    ///
+    /// The cursor handed out is `<redis run id>:<SCAN cursor>[:<pending keys>]`: a SCAN cursor
+    /// means nothing to a restarted Redis (it could skip keys), so a batch asked with another
+    /// server's cursor is refused and the receiver starts over. A SCAN step returns up to
+    /// [`SCAN_COUNT`] keys and cannot be resumed in its middle, so the keys of a step that did
+    /// not fit travel in the cursor (hex, comma-separated) and open the next batch. The size of
+    /// each key is asked (`MEMORY USAGE`) before it is dumped, so a batch stops before it would
+    /// pass `max_bytes`.
+    pub async fn snapshot_batch_within(
+        &mut self,
+        cursor: &str,
+        max_bytes: usize,
+    ) -> Result<SnapshotBatch> {
         let mut batch = SnapshotBatch::default();
         let run_id = self.run_id().await?;
-        let mut scan = if cursor == "0" {
+        let (mut scan, mut pending) = if cursor == "0" {
             let at = self.positions().await?;
             batch.start_seq = at.applied;
             batch.start_epoch = at.applied_epoch;
-            "0".to_string()
+            ("0".to_string(), Vec::new())
         } else {
-            match cursor.split_once(':') {
-                Some((id, scan)) if id == run_id => scan.to_string(),
-                _ => {
-                    return Err(Error::Apply(
-                        "the snapshot source's Redis restarted during the snapshot; start over"
-                            .into(),
-                    ))
-                }
-            }
+            parse_cursor(cursor, &run_id)?
         };
+        // A resumed cursor whose SCAN is complete ("0") has only its pending keys left.
+        let mut can_scan = cursor == "0" || scan != "0";
         let mut size = 0;
         loop {
-            let (next, keys): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(&scan)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(self.conn())
-                .await
-                .map_err(|e| Error::redis("snapshot scan", e))?;
-            let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| is_data_key(k)).collect();
-            for group in keys.chunks(DUMP_GROUP) {
-                let mut pipe = redis::pipe();
-                for k in group {
-                    pipe.cmd("DUMP").arg(k);
+            if pending.is_empty() {
+                if !can_scan {
+                    break;
                 }
-                let dumps: Vec<Value> = pipe
+                let (next, keys): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(&scan)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT)
                     .query_async(self.conn())
                     .await
-                    .map_err(|e| Error::redis("snapshot dump", e))?;
-                for (k, d) in group.iter().zip(dumps) {
-                    if let Value::BulkString(d) = d {
-                        size += k.len() + d.len();
-                        batch.items.push((Bytes::from(k.clone()), Bytes::from(d)));
-                    }
-                }
+                    .map_err(|e| Error::redis("snapshot scan", e))?;
+                pending = keys.into_iter().filter(|k| is_data_key(k)).collect();
+                scan = next;
+                can_scan = scan != "0";
+                continue;
             }
-            scan = next;
-            if scan == "0" || size >= BATCH_BYTES {
+            // Take the next keys while they fit; a batch always holds at least one key.
+            let sizes = self.key_sizes(&pending).await?;
+            let mut take = 0;
+            let mut planned = size;
+            for s in &sizes {
+                if (size > 0 || take > 0) && planned + s > max_bytes {
+                    break;
+                }
+                planned += s;
+                take += 1;
+            }
+            if take == 0 {
+                break;
+            }
+            let group: Vec<Vec<u8>> = pending.drain(..take).collect();
+            size += self.dump_into(&group, &mut batch).await?;
+            if take < sizes.len() {
                 break;
             }
         }
-        batch.cursor = if scan == "0" {
+        batch.cursor = if !can_scan && pending.is_empty() {
             "0".to_string()
         } else {
-            format!("{run_id}:{scan}")
+            format_cursor(&run_id, &scan, &pending)
         };
         Ok(batch)
+    }
+
+    /// Approximate bytes of each key (`MEMORY USAGE`; 0 for a key gone meanwhile).
+    async fn key_sizes(&mut self, keys: &[Vec<u8>]) -> Result<Vec<usize>> {
+        let mut pipe = redis::pipe();
+        for k in keys.iter().take(DUMP_GROUP) {
+            pipe.cmd("MEMORY").arg("USAGE").arg(k).arg("SAMPLES").arg(0);
+        }
+        let sizes: Vec<Option<u64>> = pipe
+            .query_async(self.conn())
+            .await
+            .map_err(|e| Error::redis("snapshot sizes", e))?;
+        Ok(sizes.into_iter().map(|s| s.unwrap_or(0) as usize).collect())
+    }
+
+    /// `DUMP` each key into the batch (a key deleted meanwhile is skipped: its deletion is in
+    /// the log the receiver replays). Returns the bytes added.
+    async fn dump_into(&mut self, keys: &[Vec<u8>], batch: &mut SnapshotBatch) -> Result<usize> {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("DUMP").arg(k);
+        }
+        let dumps: Vec<Value> = pipe
+            .query_async(self.conn())
+            .await
+            .map_err(|e| Error::redis("snapshot dump", e))?;
+        let mut added = 0;
+        for (k, d) in keys.iter().zip(dumps) {
+            if let Value::BulkString(d) = d {
+                added += k.len() + d.len();
+                batch.items.push((Bytes::from(k.clone()), Bytes::from(d)));
+            }
+        }
+        Ok(added)
     }
 
     /// Receiver side: discard everything and mark the store as resyncing from `start_seq`.
