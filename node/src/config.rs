@@ -47,6 +47,11 @@ pub struct Args {
     /// of large writes slows its senders instead of growing memory. Default 256 MiB.
     #[arg(long, env = "CLEAVE_NODE_WRITE_QUEUE_BYTES")]
     pub write_queue_bytes: Option<u64>,
+    /// Bytes of live entries a full resync may buffer while it copies the snapshot; beyond it
+    /// the resync starts over (so a resync under a write load it cannot keep up with never
+    /// fills the node's Redis). Default 1 GiB.
+    #[arg(long, env = "CLEAVE_NODE_RESYNC_BUFFER_BYTES")]
+    pub resync_buffer_bytes: Option<u64>,
     /// At start, become leader at `--epoch` (unless a higher epoch was seen).
     #[arg(long, env = "CLEAVE_NODE_LEAD")]
     pub lead: bool,
@@ -72,6 +77,7 @@ struct FileConfig {
     sync_timeout_ms: Option<u64>,
     write_timeout_ms: Option<u64>,
     write_queue_bytes: Option<u64>,
+    resync_buffer_bytes: Option<u64>,
     lead: Option<bool>,
     follow: Option<String>,
     epoch: Option<u64>,
@@ -114,6 +120,8 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Bytes of writes queued across all connections before the node stops reading requests.
     pub write_queue_bytes: usize,
+    /// Bytes a full resync may buffer before it starts over.
+    pub resync_buffer_bytes: u64,
     /// Role at start.
     pub start_role: StartRole,
     /// Epoch for the start role.
@@ -133,6 +141,7 @@ impl Default for Config {
             sync_timeout: Duration::from_millis(2000),
             write_timeout: Duration::from_millis(10_000),
             write_queue_bytes: 256 * 1024 * 1024,
+            resync_buffer_bytes: 1024 * 1024 * 1024,
             start_role: StartRole::Resume,
             epoch: 1,
         }
@@ -190,6 +199,10 @@ impl Config {
                 .write_queue_bytes
                 .or(file.write_queue_bytes)
                 .map_or(d.write_queue_bytes, |b| b.min(u32::MAX as u64) as usize),
+            resync_buffer_bytes: args
+                .resync_buffer_bytes
+                .or(file.resync_buffer_bytes)
+                .unwrap_or(d.resync_buffer_bytes),
             start_role,
             epoch: args.epoch.or(file.epoch).unwrap_or(d.epoch),
         };
@@ -200,6 +213,11 @@ impl Config {
             return Err(Error::Config(format!(
                 "write-queue-bytes must be at least {MIN_WRITE_QUEUE_BYTES} (1 MiB)"
             )));
+        }
+        if config.resync_buffer_bytes < MIN_WRITE_QUEUE_BYTES as u64 {
+            return Err(Error::Config(
+                "resync-buffer-bytes must be at least 1048576 (1 MiB)".into(),
+            ));
         }
         if config.sync_timeout < Duration::from_millis(100) {
             return Err(Error::Config("sync-timeout-ms must be at least 100".into()));
@@ -264,6 +282,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("node.yaml"), "{e}");
+        let e = resolve(&["--resync-buffer-bytes", "10"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("resync-buffer-bytes must be at least"), "{e}");
         let c = resolve(&[], Some("write-queue-bytes: 8388608\n")).unwrap();
         assert_eq!(c.write_queue_bytes, 8 * 1024 * 1024);
     }

@@ -24,9 +24,6 @@ use std::time::Duration;
 const REPLAY_BATCH: usize = 256;
 /// How long one snapshot batch may take to arrive (the source bounds its side at 30 s).
 const BATCH_TIMEOUT: Duration = Duration::from_secs(40);
-/// The most the resync buffer may hold; beyond it the resync gives up and starts over later,
-/// rather than fill the follower's Redis.
-pub const MAX_BUFFER_BYTES: u64 = 1024 * 1024 * 1024;
 
 async fn next_batch(client: &mut Client, epoch: u64, cursor: &str) -> Result<SnapBatch> {
     let cmd = Command::SnapNext {
@@ -158,9 +155,10 @@ async fn buffer_entries(
                     from = (last.seq, last.epoch);
                 }
                 store.buffer_push(&entries).await?;
-                if !entries.is_empty() && store.buffer_bytes().await? > MAX_BUFFER_BYTES {
+                let cap = node.config.resync_buffer_bytes;
+                if !entries.is_empty() && store.buffer_bytes().await? > cap {
                     return Err(Error::Apply(format!(
-                        "the resync buffer passed {MAX_BUFFER_BYTES} bytes"
+                        "the resync buffer passed {cap} bytes; starting over"
                     )));
                 }
             }
