@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod read;
+pub mod redis;
 pub mod repl;
 pub mod write;
 
@@ -17,6 +18,7 @@ use crate::path::FilePath;
 use args::Args;
 use bytes::Bytes;
 pub use read::{List, Read, Stat};
+pub use redis::{ClientCmd, CommandQuery, GetRange, Hello};
 pub use write::{Abort, Commit, Part, Put};
 
 /// A decoded request.
@@ -42,10 +44,34 @@ pub enum Command {
     Abort(Abort),
     /// `PING [message]`.
     Ping(Option<Bytes>),
-    /// `HELLO [protover ...]`: only RESP2 is spoken.
-    Hello(Option<u64>),
-    /// `COMMAND ...`: answered with an empty array so redis-cli is content.
-    CommandInfo,
+    /// `HELLO [protover [SETNAME name]]`: switch to RESP2 or RESP3 and describe the server.
+    Hello(Hello),
+    /// `COMMAND [COUNT | LIST | INFO names | DOCS names]`: Cleave's commands and key positions.
+    CommandInfo(CommandQuery),
+    /// `ECHO message`.
+    Echo(Bytes),
+    /// `CLIENT <subcommand>`: the connection's name and library info.
+    Client(ClientCmd),
+    /// `INFO [section...]`: server, clients and stats as Redis's `# Section` text.
+    Info(Vec<String>),
+    /// `QUIT`: `+OK`, then the server closes the connection.
+    Quit,
+    /// `RESET`: back to RESP2, no name; `+RESET`.
+    Reset,
+    /// `DBSIZE`: has no cheap meaning in a distributed file store; a clear error.
+    DbSize,
+    /// `GET key`: a file's contents, nil when absent (alias of `SELECT`).
+    Get(FilePath),
+    /// `SET key value`: alias of `INSERT`, answering `+OK`.
+    Set(FilePath, Bytes),
+    /// `DEL key...`: `DELETE` of each, answering how many existed.
+    Del(Vec<FilePath>),
+    /// `EXISTS key...`: how many of the keys are files.
+    Exists(Vec<FilePath>),
+    /// `STRLEN key`: a file's size, 0 when absent.
+    Strlen(FilePath),
+    /// `GETRANGE key start end`: a ranged `READ` with Redis's index rules.
+    GetRange(GetRange),
     /// `CONFIG GET pattern`: answered with an empty map (redis-benchmark asks at start).
     ConfigGet(Bytes),
     /// `NODE.STATUS`: a node's role, epoch, seqs and followers, as JSON.
@@ -166,18 +192,58 @@ impl Command {
                 args.finish()?;
                 Command::Ping(msg)
             }
-            "HELLO" => {
-                let v = if args.is_empty() {
-                    None
-                } else {
-                    Some(args.u64("protover")?)
-                };
-                let _ = args.rest()?;
-                Command::Hello(v)
+            "HELLO" => Command::Hello(redis::hello(args)?),
+            "COMMAND" => Command::CommandInfo(redis::command(args)?),
+            "ECHO" => {
+                let msg = args.bytes("message")?;
+                args.finish()?;
+                Command::Echo(msg)
             }
-            "COMMAND" => {
-                let _ = args.rest()?;
-                Command::CommandInfo
+            "CLIENT" => Command::Client(redis::client(args)?),
+            "INFO" => {
+                let mut sections = vec![];
+                while !args.is_empty() {
+                    sections.push(args.string("section")?.to_ascii_lowercase());
+                }
+                Command::Info(sections)
+            }
+            "QUIT" | "RESET" | "DBSIZE" => {
+                args.finish()?;
+                match name {
+                    "QUIT" => Command::Quit,
+                    "RESET" => Command::Reset,
+                    _ => Command::DbSize,
+                }
+            }
+            "GET" | "STRLEN" => {
+                let key = redis::key(&mut args)?;
+                args.finish()?;
+                if name == "GET" {
+                    Command::Get(key)
+                } else {
+                    Command::Strlen(key)
+                }
+            }
+            "SET" => {
+                let key = redis::key(&mut args)?;
+                let value = args.bytes("value")?;
+                if !args.is_empty() {
+                    return Err(Reply::new(
+                        ErrorCode::Err,
+                        "SET: options (EX, PX, NX, XX, GET, KEEPTTL) are not supported; files do \
+                         not expire",
+                    ));
+                }
+                Command::Set(key, value)
+            }
+            "DEL" => Command::Del(redis::keys(&mut args, name)?),
+            "EXISTS" => Command::Exists(redis::keys(&mut args, name)?),
+            "GETRANGE" => {
+                let path = redis::key(&mut args)?;
+                let start = redis::int(&mut args, "start")?;
+                let end = redis::int(&mut args, "end")?;
+                args.finish()?;
+                Command::GetRange(GetRange { path, start, end })
             }
             "CONFIG" => {
                 let sub = args.string("subcommand")?.to_ascii_uppercase();
@@ -298,9 +364,39 @@ impl Command {
             Command::Abort(a) => a.to_frame(),
             Command::Ping(None) => Frame::command(["PING"]),
             Command::Ping(Some(m)) => Frame::command([Bytes::from("PING"), m.clone()]),
-            Command::Hello(None) => Frame::command(["HELLO"]),
-            Command::Hello(Some(v)) => Frame::command([Bytes::from("HELLO"), num(*v)]),
-            Command::CommandInfo => Frame::command(["COMMAND"]),
+            Command::Hello(h) => redis::hello_frame(h),
+            Command::CommandInfo(q) => redis::command_frame(q),
+            Command::Echo(m) => Frame::command([Bytes::from("ECHO"), m.clone()]),
+            Command::Client(c) => redis::client_frame(c),
+            Command::Info(sections) => {
+                Frame::command(std::iter::once("INFO".to_string()).chain(sections.iter().cloned()))
+            }
+            Command::Quit => Frame::command(["QUIT"]),
+            Command::Reset => Frame::command(["RESET"]),
+            Command::DbSize => Frame::command(["DBSIZE"]),
+            Command::Get(p) => Frame::command(["GET", p.as_str()].map(str::to_owned)),
+            Command::Strlen(p) => Frame::command(["STRLEN", p.as_str()].map(str::to_owned)),
+            Command::Set(p, v) => Frame::command([
+                Bytes::from("SET"),
+                Bytes::from(p.as_str().to_owned()),
+                v.clone(),
+            ]),
+            Command::Del(keys) | Command::Exists(keys) => {
+                let name = if matches!(self, Command::Del(_)) {
+                    "DEL"
+                } else {
+                    "EXISTS"
+                };
+                Frame::command(
+                    std::iter::once(name.to_string()).chain(keys.iter().map(|k| k.to_string())),
+                )
+            }
+            Command::GetRange(g) => Frame::command([
+                "GETRANGE".to_string(),
+                g.path.to_string(),
+                g.start.to_string(),
+                g.end.to_string(),
+            ]),
             Command::ConfigGet(p) => {
                 Frame::command([Bytes::from("CONFIG"), Bytes::from("GET"), p.clone()])
             }
@@ -401,6 +497,18 @@ pub const KNOWN: &[&str] = &[
     "MUX",
     "TABLE.GET",
     "TABLE.PUSH",
+    "ECHO",
+    "CLIENT",
+    "INFO",
+    "QUIT",
+    "RESET",
+    "DBSIZE",
+    "GET",
+    "SET",
+    "DEL",
+    "EXISTS",
+    "STRLEN",
+    "GETRANGE",
 ];
 
 fn single_path(mut args: Args) -> Result<FilePath, Reply> {
@@ -464,8 +572,40 @@ mod tests {
             }),
             Command::Ping(None),
             Command::Ping(Some("hi".into())),
-            Command::Hello(Some(2)),
-            Command::CommandInfo,
+            Command::Hello(Hello {
+                version: Some(3),
+                setname: Some("app".into()),
+            }),
+            Command::Hello(Hello {
+                version: None,
+                setname: None,
+            }),
+            Command::CommandInfo(CommandQuery::All),
+            Command::CommandInfo(CommandQuery::Count),
+            Command::CommandInfo(CommandQuery::List),
+            Command::CommandInfo(CommandQuery::Info(vec!["get".into()])),
+            Command::CommandInfo(CommandQuery::Docs(vec![])),
+            Command::Echo("e".into()),
+            Command::Client(ClientCmd::SetName("n".into())),
+            Command::Client(ClientCmd::GetName),
+            Command::Client(ClientCmd::SetInfo("LIB-NAME".into(), "x".into())),
+            Command::Client(ClientCmd::Id),
+            Command::Client(ClientCmd::Info),
+            Command::Client(ClientCmd::Flag("NO-EVICT".into(), true)),
+            Command::Info(vec!["server".into()]),
+            Command::Quit,
+            Command::Reset,
+            Command::DbSize,
+            Command::Get(path("/a/b")),
+            Command::Set(path("/a/b"), "v".into()),
+            Command::Del(vec![path("/a/b"), path("/c")]),
+            Command::Exists(vec![path("/a/b")]),
+            Command::Strlen(path("/a/b")),
+            Command::GetRange(GetRange {
+                path: path("/a/b"),
+                start: -3,
+                end: 7,
+            }),
             Command::ConfigGet("save".into()),
             Command::NodeStatus,
             Command::NodeLead { epoch: 4 },
@@ -548,5 +688,76 @@ mod tests {
             ErrorCode::BadPath
         );
         assert!(err(Frame::Array(vec![])).message.contains("empty"));
+    }
+
+    #[test]
+    fn redis_verbs_want_path_keys_and_clear_arguments() {
+        let err = |parts: &[&str]| {
+            let owned: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+            Command::from_frame(Frame::command(owned)).unwrap_err()
+        };
+        for bad in [
+            &["GET", "foo"][..],
+            &["SET", "foo", "v"],
+            &["DEL", "/a", "foo"],
+            &["EXISTS", "x"],
+            &["STRLEN", "k"],
+            &["GETRANGE", "k", "0", "1"],
+        ] {
+            let e = err(bad);
+            assert_eq!(e.code, ErrorCode::BadPath, "{bad:?}");
+            assert!(
+                e.message.contains("absolute paths like /bucket/key"),
+                "{e:?}"
+            );
+        }
+        assert!(err(&["GET"]).message.contains("missing argument key"));
+        assert!(err(&["GET", "/a", "/b"]).message.contains("extra"));
+        assert!(err(&["SET", "/a"])
+            .message
+            .contains("missing argument value"));
+        assert!(err(&["SET", "/a", "v", "EX", "10"])
+            .message
+            .contains("not supported"));
+        assert!(err(&["DEL"]).message.contains("missing argument key"));
+        assert!(err(&["GETRANGE", "/a", "x", "1"])
+            .message
+            .contains("integer"));
+        assert!(err(&["ECHO"]).message.contains("missing"));
+        assert!(err(&["ECHO", "a", "b"]).message.contains("extra"));
+        assert!(err(&["CLIENT", "KILL", "x"])
+            .message
+            .contains("not supported"));
+        assert!(err(&["CLIENT", "SETNAME", "a b"])
+            .message
+            .contains("spaces"));
+        assert!(err(&["CLIENT", "SETINFO", "X", "y"])
+            .message
+            .contains("LIB-NAME"));
+        assert!(err(&["CLIENT", "NO-EVICT", "maybe"])
+            .message
+            .contains("ON or OFF"));
+        assert!(err(&["CLIENT"]).message.contains("missing"));
+        assert!(err(&["COMMAND", "GETKEYS"])
+            .message
+            .contains("not supported"));
+        assert!(err(&["COMMAND", "COUNT", "x"]).message.contains("extra"));
+        assert!(err(&["HELLO", "3", "AUTH", "u", "p"])
+            .message
+            .contains("no authentication"));
+        assert!(err(&["HELLO", "three"]).message.contains("integer"));
+        assert!(err(&["HELLO", "3", "SETNAME"]).message.contains("missing"));
+        assert!(err(&["HELLO", "3", "FOO"])
+            .message
+            .contains("unknown option"));
+        assert!(err(&["QUIT", "now"]).message.contains("extra"));
+        assert!(err(&["DBSIZE", "x"]).message.contains("extra"));
+        let many: Vec<String> = std::iter::once("DEL".to_string())
+            .chain((0..=redis::MAX_KEYS).map(|i| format!("/k/{i}")))
+            .collect();
+        assert!(Command::from_frame(Frame::command(many))
+            .unwrap_err()
+            .message
+            .contains("at most"));
     }
 }
