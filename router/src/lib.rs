@@ -7,6 +7,7 @@
 //! - [`route`]: pure routing decisions (hash → cluster → node, what a reply means);
 //! - [`pool`]: pooled, multiplexed connections to nodes;
 //! - [`forward`]: one request's journey, with transparent bounded retries;
+//! - [`redis`]: Redis verbs (`GET`, `SET`, `DEL`, ...) as aliases of the file commands;
 //! - [`session`]: sessions, the order of one connection's requests, its write pipeline;
 //! - [`server`]: the accept loop and pipelined connections.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod pool;
+pub mod redis;
 pub mod route;
 pub mod server;
 pub mod session;
@@ -49,6 +51,7 @@ pub async fn run(
         id: addr.clone(),
         router_id: session::router_id(),
         connections: Default::default(),
+        stats: Default::default(),
     });
     println!("cleave-router listening on {addr}");
     let _ = std::io::stdout().flush();
