@@ -5,7 +5,7 @@
 //! command gets a clear error while the router stays up. See docs/clients.md.
 
 use cleave_e2e::clients::{self, need_redis_tools, run, run_ok};
-use cleave_e2e::{ClusterOptions, System};
+use cleave_e2e::{Cluster, ClusterOptions, System};
 use cleave_proto::{Connection, Frame};
 use redis::AsyncCommands;
 use std::path::Path;
@@ -292,4 +292,53 @@ async fn redis_verbs_span_clusters_and_bad_input_gets_clear_errors() {
         "{reply:?}"
     );
     assert_eq!(ask(&mut c, &["PING"]).await, Frame::Simple("PONG".into()));
+}
+
+/// A node answers the handshake like a router (RESP3 included), and Redis verbs with an error
+/// naming the file commands they stand for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_speaks_resp3_and_housekeeping_too() {
+    let c = Cluster::start(
+        "resp3node",
+        ClusterOptions {
+            size: 1,
+            min_in_sync: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut n = Connection::new(TcpStream::connect(&c.nodes[0].addr).await.unwrap());
+    let Frame::Map(hello) = ask(&mut n, &["HELLO", "3", "SETNAME", "probe"]).await else {
+        panic!("HELLO 3 answers a map")
+    };
+    assert!(hello.contains(&(Frame::bulk("server"), Frame::bulk("cleave-node"))));
+    assert!(hello.contains(&(Frame::bulk("proto"), Frame::Integer(3))));
+    assert_eq!(
+        ask(&mut n, &["CLIENT", "GETNAME"]).await,
+        Frame::bulk("probe")
+    );
+    assert!(matches!(
+        ask(&mut n, &["INSERT", "/n/f", "abc"]).await,
+        Frame::Integer(_)
+    ));
+    let Frame::Map(stat) = ask(&mut n, &["STAT", "/n/f"]).await else {
+        panic!("STAT is a map in RESP3")
+    };
+    assert!(stat.contains(&(Frame::bulk("size"), Frame::Integer(3))));
+    let Frame::Bulk(info) = ask(&mut n, &["INFO", "replication"]).await else {
+        panic!("INFO is text")
+    };
+    assert!(String::from_utf8_lossy(&info).contains("role:"));
+    assert!(is_err(
+        &ask(&mut n, &["GET", "/n/f"]).await,
+        "routers answer it"
+    ));
+    assert!(is_err(&ask(&mut n, &["HELLO", "7"]).await, "NOPROTO"));
+    assert_eq!(ask(&mut n, &["ECHO", "x"]).await, Frame::bulk("x"));
+    assert_eq!(ask(&mut n, &["QUIT"]).await, Frame::ok());
+    let closed = tokio::time::timeout(TIMEOUT, n.read_frame())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed, None, "QUIT closes the connection");
 }
