@@ -7,6 +7,7 @@
 //! - [`route`]: pure routing decisions (hash → cluster → node, what a reply means);
 //! - [`pool`]: pooled, multiplexed connections to nodes;
 //! - [`forward`]: one request's journey, with transparent bounded retries;
+//! - [`info`]: the router's counters for `INFO`;
 //! - [`redis`]: Redis verbs (`GET`, `SET`, `DEL`, ...) as aliases of the file commands;
 //! - [`session`]: sessions, the order of one connection's requests, its write pipeline;
 //! - [`server`]: the accept loop and pipelined connections.
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod info;
 pub mod pool;
 pub mod redis;
 pub mod route;

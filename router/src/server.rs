@@ -13,11 +13,12 @@
 //! the same paths as the client's own.
 
 use crate::forward::{no_table, payload_bytes, Forwarder, PER_MIB};
+use crate::info::{server_info, Stats};
 use crate::redis::{self, Post};
 use crate::session::{self, Kind, Order, Writes};
 use crate::table::{Pushed, Tables};
 use cleave_proto::connection::ConnectionError;
-use cleave_proto::handshake::{self, ConnState, Effect, ServerInfo};
+use cleave_proto::handshake::{self, ConnState, Effect};
 use cleave_proto::{Command, Connection, ErrorCode, Frame, Reply};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -26,7 +27,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -50,56 +51,6 @@ pub struct Shared {
     pub connections: AtomicU64,
     /// Counters for `INFO`.
     pub stats: Stats,
-}
-
-/// What `INFO` reports about the router's work.
-#[derive(Debug)]
-pub struct Stats {
-    started: Instant,
-    open: AtomicU64,
-    commands: AtomicU64,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Stats {
-            started: Instant::now(),
-            open: AtomicU64::new(0),
-            commands: AtomicU64::new(0),
-        }
-    }
-}
-
-/// What `HELLO` and `INFO` say about this router now.
-fn server_info(shared: &Shared) -> ServerInfo {
-    let st = &shared.stats;
-    let table = shared.tables.current();
-    let stat = |k: &str, v: u64| (k.to_string(), v.to_string());
-    ServerInfo {
-        server: "cleave-router",
-        role: "master",
-        addr: shared.id.clone(),
-        uptime_s: st.started.elapsed().as_secs(),
-        connected_clients: st.open.load(Ordering::Relaxed),
-        sections: vec![(
-            "stats",
-            vec![
-                stat(
-                    "total_connections_received",
-                    shared.connections.load(Ordering::Relaxed),
-                ),
-                stat(
-                    "total_commands_processed",
-                    st.commands.load(Ordering::Relaxed),
-                ),
-                stat("range_table_epoch", table.as_ref().map_or(0, |t| t.epoch)),
-                stat(
-                    "clusters",
-                    table.as_ref().map_or(0, |t| t.clusters.len() as u64),
-                ),
-            ],
-        )],
-    }
 }
 
 /// Accept connections until `shutdown` completes; then stop reading new requests, let the

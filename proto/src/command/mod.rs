@@ -2,9 +2,9 @@
 //!
 //! Servers decode a request with [`Command::from_frame`] and dispatch on the variant; clients
 //! build the same variants and encode them with [`Command::to_frame`], so both sides share one
-//! definition of each command's syntax. Client commands are in [`write`] and [`read`];
-//! connection handshake commands (enough for `redis-cli` and `redis-benchmark`) and the internal
-//! admin / replication commands are defined here.
+//! definition of each command's syntax. Client commands are in [`write`] and [`read`]; the
+//! handshake, housekeeping and Redis verbs that client libraries send are in [`redis`]; the
+//! internal admin / replication commands are defined here.
 
 pub mod args;
 pub mod read;
@@ -192,70 +192,9 @@ impl Command {
                 args.finish()?;
                 Command::Ping(msg)
             }
-            "HELLO" => Command::Hello(redis::hello(args)?),
-            "COMMAND" => Command::CommandInfo(redis::command(args)?),
-            "ECHO" => {
-                let msg = args.bytes("message")?;
-                args.finish()?;
-                Command::Echo(msg)
-            }
-            "CLIENT" => Command::Client(redis::client(args)?),
-            "INFO" => {
-                let mut sections = vec![];
-                while !args.is_empty() {
-                    sections.push(args.string("section")?.to_ascii_lowercase());
-                }
-                Command::Info(sections)
-            }
-            "QUIT" | "RESET" | "DBSIZE" => {
-                args.finish()?;
-                match name {
-                    "QUIT" => Command::Quit,
-                    "RESET" => Command::Reset,
-                    _ => Command::DbSize,
-                }
-            }
-            "GET" | "STRLEN" => {
-                let key = redis::key(&mut args)?;
-                args.finish()?;
-                if name == "GET" {
-                    Command::Get(key)
-                } else {
-                    Command::Strlen(key)
-                }
-            }
-            "SET" => {
-                let key = redis::key(&mut args)?;
-                let value = args.bytes("value")?;
-                if !args.is_empty() {
-                    return Err(Reply::new(
-                        ErrorCode::Err,
-                        "SET: options (EX, PX, NX, XX, GET, KEEPTTL) are not supported; files do \
-                         not expire",
-                    ));
-                }
-                Command::Set(key, value)
-            }
-            "DEL" => Command::Del(redis::keys(&mut args, name)?),
-            "EXISTS" => Command::Exists(redis::keys(&mut args, name)?),
-            "GETRANGE" => {
-                let path = redis::key(&mut args)?;
-                let start = redis::int(&mut args, "start")?;
-                let end = redis::int(&mut args, "end")?;
-                args.finish()?;
-                Command::GetRange(GetRange { path, start, end })
-            }
-            "CONFIG" => {
-                let sub = args.string("subcommand")?.to_ascii_uppercase();
-                if sub != "GET" {
-                    return Err(Reply::new(
-                        ErrorCode::Err,
-                        format!("CONFIG {sub} is not supported"),
-                    ));
-                }
-                let pattern = args.bytes("pattern")?;
-                let _ = args.rest()?;
-                Command::ConfigGet(pattern)
+            "HELLO" | "COMMAND" | "CONFIG" | "ECHO" | "CLIENT" | "INFO" | "QUIT" | "RESET"
+            | "DBSIZE" | "GET" | "STRLEN" | "SET" | "DEL" | "EXISTS" | "GETRANGE" => {
+                redis::parse(name, args)?
             }
             "NODE.STATUS" => {
                 args.finish()?;
@@ -364,39 +303,20 @@ impl Command {
             Command::Abort(a) => a.to_frame(),
             Command::Ping(None) => Frame::command(["PING"]),
             Command::Ping(Some(m)) => Frame::command([Bytes::from("PING"), m.clone()]),
-            Command::Hello(h) => redis::hello_frame(h),
-            Command::CommandInfo(q) => redis::command_frame(q),
-            Command::Echo(m) => Frame::command([Bytes::from("ECHO"), m.clone()]),
-            Command::Client(c) => redis::client_frame(c),
-            Command::Info(sections) => {
-                Frame::command(std::iter::once("INFO".to_string()).chain(sections.iter().cloned()))
-            }
-            Command::Quit => Frame::command(["QUIT"]),
-            Command::Reset => Frame::command(["RESET"]),
-            Command::DbSize => Frame::command(["DBSIZE"]),
-            Command::Get(p) => Frame::command(["GET", p.as_str()].map(str::to_owned)),
-            Command::Strlen(p) => Frame::command(["STRLEN", p.as_str()].map(str::to_owned)),
-            Command::Set(p, v) => Frame::command([
-                Bytes::from("SET"),
-                Bytes::from(p.as_str().to_owned()),
-                v.clone(),
-            ]),
-            Command::Del(keys) | Command::Exists(keys) => {
-                let name = if matches!(self, Command::Del(_)) {
-                    "DEL"
-                } else {
-                    "EXISTS"
-                };
-                Frame::command(
-                    std::iter::once(name.to_string()).chain(keys.iter().map(|k| k.to_string())),
-                )
-            }
-            Command::GetRange(g) => Frame::command([
-                "GETRANGE".to_string(),
-                g.path.to_string(),
-                g.start.to_string(),
-                g.end.to_string(),
-            ]),
+            Command::Hello(_)
+            | Command::CommandInfo(_)
+            | Command::Echo(_)
+            | Command::Client(_)
+            | Command::Info(_)
+            | Command::Quit
+            | Command::Reset
+            | Command::DbSize
+            | Command::Get(_)
+            | Command::Strlen(_)
+            | Command::Set(..)
+            | Command::Del(_)
+            | Command::Exists(_)
+            | Command::GetRange(_) => redis::to_frame(self),
             Command::ConfigGet(p) => {
                 Frame::command([Bytes::from("CONFIG"), Bytes::from("GET"), p.clone()])
             }
@@ -688,76 +608,5 @@ mod tests {
             ErrorCode::BadPath
         );
         assert!(err(Frame::Array(vec![])).message.contains("empty"));
-    }
-
-    #[test]
-    fn redis_verbs_want_path_keys_and_clear_arguments() {
-        let err = |parts: &[&str]| {
-            let owned: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
-            Command::from_frame(Frame::command(owned)).unwrap_err()
-        };
-        for bad in [
-            &["GET", "foo"][..],
-            &["SET", "foo", "v"],
-            &["DEL", "/a", "foo"],
-            &["EXISTS", "x"],
-            &["STRLEN", "k"],
-            &["GETRANGE", "k", "0", "1"],
-        ] {
-            let e = err(bad);
-            assert_eq!(e.code, ErrorCode::BadPath, "{bad:?}");
-            assert!(
-                e.message.contains("absolute paths like /bucket/key"),
-                "{e:?}"
-            );
-        }
-        assert!(err(&["GET"]).message.contains("missing argument key"));
-        assert!(err(&["GET", "/a", "/b"]).message.contains("extra"));
-        assert!(err(&["SET", "/a"])
-            .message
-            .contains("missing argument value"));
-        assert!(err(&["SET", "/a", "v", "EX", "10"])
-            .message
-            .contains("not supported"));
-        assert!(err(&["DEL"]).message.contains("missing argument key"));
-        assert!(err(&["GETRANGE", "/a", "x", "1"])
-            .message
-            .contains("integer"));
-        assert!(err(&["ECHO"]).message.contains("missing"));
-        assert!(err(&["ECHO", "a", "b"]).message.contains("extra"));
-        assert!(err(&["CLIENT", "KILL", "x"])
-            .message
-            .contains("not supported"));
-        assert!(err(&["CLIENT", "SETNAME", "a b"])
-            .message
-            .contains("spaces"));
-        assert!(err(&["CLIENT", "SETINFO", "X", "y"])
-            .message
-            .contains("LIB-NAME"));
-        assert!(err(&["CLIENT", "NO-EVICT", "maybe"])
-            .message
-            .contains("ON or OFF"));
-        assert!(err(&["CLIENT"]).message.contains("missing"));
-        assert!(err(&["COMMAND", "GETKEYS"])
-            .message
-            .contains("not supported"));
-        assert!(err(&["COMMAND", "COUNT", "x"]).message.contains("extra"));
-        assert!(err(&["HELLO", "3", "AUTH", "u", "p"])
-            .message
-            .contains("no authentication"));
-        assert!(err(&["HELLO", "three"]).message.contains("integer"));
-        assert!(err(&["HELLO", "3", "SETNAME"]).message.contains("missing"));
-        assert!(err(&["HELLO", "3", "FOO"])
-            .message
-            .contains("unknown option"));
-        assert!(err(&["QUIT", "now"]).message.contains("extra"));
-        assert!(err(&["DBSIZE", "x"]).message.contains("extra"));
-        let many: Vec<String> = std::iter::once("DEL".to_string())
-            .chain((0..=redis::MAX_KEYS).map(|i| format!("/k/{i}")))
-            .collect();
-        assert!(Command::from_frame(Frame::command(many))
-            .unwrap_err()
-            .message
-            .contains("at most"));
     }
 }

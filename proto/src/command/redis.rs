@@ -7,6 +7,7 @@
 //! keys are absolute paths like `/bucket/key`, not a confusing "not found".
 
 use super::args::Args;
+use super::Command;
 use crate::error::{ErrorCode, Reply};
 use crate::frame::Frame;
 use crate::path::FilePath;
@@ -77,6 +78,119 @@ pub enum CommandQuery {
     Info(Vec<String>),
     /// `COMMAND DOCS [name...]`.
     Docs(Vec<String>),
+}
+
+/// Parse the Redis-compatible command `name` (upper-case; the caller matched it).
+pub(super) fn parse(name: &'static str, mut args: Args) -> Result<Command, Reply> {
+    let cmd = match name {
+        "HELLO" => Command::Hello(hello(args)?),
+        "COMMAND" => Command::CommandInfo(command(args)?),
+        "ECHO" => {
+            let msg = args.bytes("message")?;
+            args.finish()?;
+            Command::Echo(msg)
+        }
+        "CLIENT" => Command::Client(client(args)?),
+        "INFO" => {
+            let mut sections = vec![];
+            while !args.is_empty() {
+                sections.push(args.string("section")?.to_ascii_lowercase());
+            }
+            Command::Info(sections)
+        }
+        "QUIT" | "RESET" | "DBSIZE" => {
+            args.finish()?;
+            match name {
+                "QUIT" => Command::Quit,
+                "RESET" => Command::Reset,
+                _ => Command::DbSize,
+            }
+        }
+        "GET" | "STRLEN" => {
+            let key = key(&mut args)?;
+            args.finish()?;
+            if name == "GET" {
+                Command::Get(key)
+            } else {
+                Command::Strlen(key)
+            }
+        }
+        "SET" => {
+            let key = key(&mut args)?;
+            let value = args.bytes("value")?;
+            if !args.is_empty() {
+                return Err(Reply::new(
+                    ErrorCode::Err,
+                    "SET: options (EX, PX, NX, XX, GET, KEEPTTL) are not supported; files do \
+                         not expire",
+                ));
+            }
+            Command::Set(key, value)
+        }
+        "DEL" => Command::Del(keys(&mut args, name)?),
+        "EXISTS" => Command::Exists(keys(&mut args, name)?),
+        "GETRANGE" => {
+            let path = key(&mut args)?;
+            let start = int(&mut args, "start")?;
+            let end = int(&mut args, "end")?;
+            args.finish()?;
+            Command::GetRange(GetRange { path, start, end })
+        }
+        "CONFIG" => {
+            let sub = args.string("subcommand")?.to_ascii_uppercase();
+            if sub != "GET" {
+                return Err(Reply::new(
+                    ErrorCode::Err,
+                    format!("CONFIG {sub} is not supported"),
+                ));
+            }
+            let pattern = args.bytes("pattern")?;
+            let _ = args.rest()?;
+            Command::ConfigGet(pattern)
+        }
+        _ => unreachable!("every NAME is matched above"),
+    };
+    Ok(cmd)
+}
+
+/// The request frame of a Redis-compatible command (one that [`parse`] returns).
+pub(super) fn to_frame(cmd: &Command) -> Frame {
+    match cmd {
+        Command::Hello(h) => hello_frame(h),
+        Command::CommandInfo(q) => command_frame(q),
+        Command::Echo(m) => Frame::command([Bytes::from("ECHO"), m.clone()]),
+        Command::Client(c) => client_frame(c),
+        Command::Info(sections) => {
+            Frame::command(std::iter::once("INFO".to_string()).chain(sections.iter().cloned()))
+        }
+        Command::Quit => Frame::command(["QUIT"]),
+        Command::Reset => Frame::command(["RESET"]),
+        Command::DbSize => Frame::command(["DBSIZE"]),
+        Command::Get(p) => Frame::command(["GET", p.as_str()].map(str::to_owned)),
+        Command::Strlen(p) => Frame::command(["STRLEN", p.as_str()].map(str::to_owned)),
+        Command::Set(p, v) => Frame::command([
+            Bytes::from("SET"),
+            Bytes::from(p.as_str().to_owned()),
+            v.clone(),
+        ]),
+        Command::Del(keys) | Command::Exists(keys) => {
+            let name = if matches!(cmd, Command::Del(_)) {
+                "DEL"
+            } else {
+                "EXISTS"
+            };
+            Frame::command(
+                std::iter::once(name.to_string()).chain(keys.iter().map(|k| k.to_string())),
+            )
+        }
+        Command::GetRange(g) => Frame::command([
+            "GETRANGE".to_string(),
+            g.path.to_string(),
+            g.start.to_string(),
+            g.end.to_string(),
+        ]),
+        other => unreachable!("{other:?} is not a Redis-compatible command"),
+    }
 }
 
 /// An alias's key: a path, or `-BADPATH` that says what keys are.
@@ -283,6 +397,7 @@ pub fn hello_frame(h: &Hello) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     fn range(start: i64, end: i64) -> GetRange {
         GetRange {
@@ -290,6 +405,77 @@ mod tests {
             start,
             end,
         }
+    }
+
+    #[test]
+    fn redis_verbs_want_path_keys_and_clear_arguments() {
+        let err = |parts: &[&str]| {
+            let owned: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+            Command::from_frame(Frame::command(owned)).unwrap_err()
+        };
+        for bad in [
+            &["GET", "foo"][..],
+            &["SET", "foo", "v"],
+            &["DEL", "/a", "foo"],
+            &["EXISTS", "x"],
+            &["STRLEN", "k"],
+            &["GETRANGE", "k", "0", "1"],
+        ] {
+            let e = err(bad);
+            assert_eq!(e.code, ErrorCode::BadPath, "{bad:?}");
+            assert!(
+                e.message.contains("absolute paths like /bucket/key"),
+                "{e:?}"
+            );
+        }
+        assert!(err(&["GET"]).message.contains("missing argument key"));
+        assert!(err(&["GET", "/a", "/b"]).message.contains("extra"));
+        assert!(err(&["SET", "/a"])
+            .message
+            .contains("missing argument value"));
+        assert!(err(&["SET", "/a", "v", "EX", "10"])
+            .message
+            .contains("not supported"));
+        assert!(err(&["DEL"]).message.contains("missing argument key"));
+        assert!(err(&["GETRANGE", "/a", "x", "1"])
+            .message
+            .contains("integer"));
+        assert!(err(&["ECHO"]).message.contains("missing"));
+        assert!(err(&["ECHO", "a", "b"]).message.contains("extra"));
+        assert!(err(&["CLIENT", "KILL", "x"])
+            .message
+            .contains("not supported"));
+        assert!(err(&["CLIENT", "SETNAME", "a b"])
+            .message
+            .contains("spaces"));
+        assert!(err(&["CLIENT", "SETINFO", "X", "y"])
+            .message
+            .contains("LIB-NAME"));
+        assert!(err(&["CLIENT", "NO-EVICT", "maybe"])
+            .message
+            .contains("ON or OFF"));
+        assert!(err(&["CLIENT"]).message.contains("missing"));
+        assert!(err(&["COMMAND", "GETKEYS"])
+            .message
+            .contains("not supported"));
+        assert!(err(&["COMMAND", "COUNT", "x"]).message.contains("extra"));
+        assert!(err(&["HELLO", "3", "AUTH", "u", "p"])
+            .message
+            .contains("no authentication"));
+        assert!(err(&["HELLO", "three"]).message.contains("integer"));
+        assert!(err(&["HELLO", "3", "SETNAME"]).message.contains("missing"));
+        assert!(err(&["HELLO", "3", "FOO"])
+            .message
+            .contains("unknown option"));
+        assert!(err(&["QUIT", "now"]).message.contains("extra"));
+        assert!(err(&["DBSIZE", "x"]).message.contains("extra"));
+        let many: Vec<String> = std::iter::once("DEL".to_string())
+            .chain((0..=MAX_KEYS).map(|i| format!("/k/{i}")))
+            .collect();
+        assert!(Command::from_frame(Frame::command(many))
+            .unwrap_err()
+            .message
+            .contains("at most"));
     }
 
     #[test]
