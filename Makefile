@@ -6,7 +6,8 @@ CARGO ?= cargo
 
 all: build
 
-## deps: install what the tests and `make run` need (redis-server) when it is missing.
+## deps: install what the tests and `make run` need when it is missing: redis-server, redis-tools,
+## and for the client tests Python (redis-py pinned, in .tools/py) and Node.js (ioredis, npm ci).
 deps:
 	@scripts/install-deps.sh
 

@@ -7,6 +7,7 @@
 //! whole workspace first).
 
 pub mod checker;
+pub mod clients;
 pub mod cluster;
 pub mod history;
 pub mod partition;

@@ -283,7 +283,10 @@ async fn bad_input_at_the_router_gets_errors_and_harms_nothing() {
     let huge_read = (cleave_proto::command::read::MAX_READ_LEN + 1).to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["FLUSHALL"], "ERR unknown command 'FLUSHALL'"),
-        (vec!["GET", "foo"], "ERR unknown command 'GET'"),
+        (
+            vec!["GET", "foo"],
+            "BADPATH path \"foo\" is not absolute (must start with /): keys are absolute paths",
+        ),
         (vec!["SELECT", "relative/path"], "BADPATH "),
         (vec!["SELECT", "/a/../b"], "BADPATH "),
         (vec!["INSERT", "/a//b", "v"], "BADPATH "),

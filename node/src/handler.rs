@@ -73,12 +73,6 @@ fn dispatch_command(
         Command::Read(r) => async move { read(&ctx, Query::Read(r)).await }.boxed(),
         Command::Ping(None) => ready(Frame::Simple("PONG".into())),
         Command::Ping(Some(msg)) => ready(Frame::Bulk(msg)),
-        Command::Hello(v) => ready(cleave_proto::runtime::hello_reply(
-            v,
-            "cleave-node",
-            &ctx.node.id,
-        )),
-        Command::CommandInfo | Command::ConfigGet(_) => ready(Frame::Array(vec![])),
         Command::Mux => ready(Frame::ok()),
         Command::NodeStatus => async move {
             let status = ctx.node.status().await;
@@ -123,7 +117,17 @@ fn dispatch_command(
             .to_frame(),
         ),
         other => {
-            ready(Reply::new(ErrorCode::Err, format!("{other:?} is not a node command")).to_frame())
+            // Redis verbs (GET, SET, DEL, ...) are translated by routers; a node speaks the
+            // file commands they stand for.
+            let name = other
+                .to_frame()
+                .command_name()
+                .unwrap_or_else(|| "this command".into());
+            let msg = format!(
+                "{name} is not a node command (routers answer it; nodes speak SELECT, INSERT, \
+                 DELETE, STAT, READ)"
+            );
+            ready(Reply::new(ErrorCode::Err, msg).to_frame())
         }
     }
 }

@@ -19,13 +19,15 @@
 use crate::handler::{dispatch, Ctx};
 use crate::leader::commit;
 use cleave_proto::connection::ConnectionError;
-use cleave_proto::{Connection, Frame};
+use cleave_proto::handshake::{self, ConnState, Effect, ServerInfo};
+use cleave_proto::{Command, Connection, Frame};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -64,9 +66,22 @@ fn frame_bytes(frame: &Frame) -> usize {
     }
 }
 
+/// Connection counters and the start time, for `CLIENT ID` and `INFO`.
+#[derive(Debug)]
+struct Clients {
+    started: Instant,
+    accepted: AtomicU64,
+    open: AtomicU64,
+}
+
 /// Accept connections until `shutdown` completes, then drain.
 pub async fn serve(listener: TcpListener, ctx: Ctx, shutdown: impl Future<Output = ()>) {
     let room = commit::queue_room(ctx.node.config.write_queue_bytes);
+    let clients = Arc::new(Clients {
+        started: Instant::now(),
+        accepted: AtomicU64::new(0),
+        open: AtomicU64::new(0),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
@@ -76,8 +91,11 @@ pub async fn serve(listener: TcpListener, ctx: Ctx, shutdown: impl Future<Output
                 Ok((socket, _)) => {
                     let (ctx, room, stop, alive) =
                         (ctx.clone(), room.clone(), stop_rx.clone(), alive_tx.clone());
+                    let clients = clients.clone();
                     tokio::spawn(async move {
-                        connection(ctx, room, socket, stop).await;
+                        clients.open.fetch_add(1, Ordering::Relaxed);
+                        connection(ctx, room, socket, stop, &clients).await;
+                        clients.open.fetch_sub(1, Ordering::Relaxed);
                         drop(alive);
                     });
                 }
@@ -100,24 +118,54 @@ pub async fn serve(listener: TcpListener, ctx: Ctx, shutdown: impl Future<Output
     }
 }
 
-type Pending = FuturesOrdered<BoxFuture<'static, Frame>>;
+/// Replies to come, each with what the connection does when writing it (switch protocol,
+/// close).
+type Pending = FuturesOrdered<BoxFuture<'static, (Frame, Effect)>>;
+
+/// A reply with no effect on the connection.
+fn plain(reply: BoxFuture<'static, Frame>) -> BoxFuture<'static, (Frame, Effect)> {
+    reply.map(|f| (f, Effect::default())).boxed()
+}
+
+/// What `HELLO` and `INFO` say about this node now.
+fn server_info(ctx: &Ctx, clients: &Clients) -> ServerInfo {
+    ServerInfo {
+        server: "cleave-node",
+        role: if ctx.node.is_leader() {
+            "master"
+        } else {
+            "slave"
+        },
+        addr: ctx.node.id.clone(),
+        uptime_s: clients.started.elapsed().as_secs(),
+        connected_clients: clients.open.load(Ordering::Relaxed),
+        sections: vec![],
+    }
+}
 
 async fn connection(
     ctx: Ctx,
     room: Arc<Semaphore>,
     socket: TcpStream,
     mut stop: watch::Receiver<bool>,
+    clients: &Clients,
 ) {
     let mut conn = Connection::new(socket);
     let peer = conn.peer();
+    let mut state = ConnState {
+        id: clients.accepted.fetch_add(1, Ordering::Relaxed) + 1,
+        addr: peer.clone(),
+        ..ConnState::default()
+    };
     let mut pending: Pending = FuturesOrdered::new();
     let mut reading = !*stop.borrow();
     let mut mux = false;
     let mut last_class = Class::Read;
     // A request read but not yet dispatched: it waits for the ones before it to be answered.
-    let mut held: Option<(Frame, Class)> = None;
+    // `stat`: a STAT, whose reply becomes a map for RESP3 clients.
+    let mut held: Option<(Frame, Class, bool)> = None;
     loop {
-        if let Some((frame, class)) = held.take() {
+        if let Some((frame, class, stat)) = held.take() {
             if mux || class == last_class || pending.is_empty() {
                 last_class = class;
                 let permit = if class == Class::Write {
@@ -135,9 +183,15 @@ async fn connection(
                 } else {
                     None
                 };
-                pending.push_back(dispatch(&ctx, frame, permit));
+                let reply = dispatch(&ctx, frame, permit);
+                let reply = if stat {
+                    reply.map(handshake::stat_map).boxed()
+                } else {
+                    reply
+                };
+                pending.push_back(plain(reply));
             } else {
-                held = Some((frame, class));
+                held = Some((frame, class, stat));
             }
         }
         let can_read = reading && held.is_none() && pending.len() < MAX_IN_FLIGHT;
@@ -155,13 +209,23 @@ async fn connection(
                     if name == b"MUX" {
                         mux = true;
                     }
-                    held = Some((frame, class_of(&name)));
+                    if handshake::is_housekeeping(&name) {
+                        // Answered in order with the rest, without touching data.
+                        let reply = match Command::from_frame(frame) {
+                            Ok(cmd) => handshake::answer(&cmd, &mut state, &server_info(&ctx, clients))
+                                .unwrap_or_else(|| (Frame::Error("ERR not housekeeping".into()), Effect::default())),
+                            Err(e) => (e.to_frame(), Effect::default()),
+                        };
+                        pending.push_back(futures::future::ready(reply).boxed());
+                        continue;
+                    }
+                    held = Some((frame, class_of(&name), name == b"STAT"));
                 }
                 Ok(None) => reading = false,
                 Err(ConnectionError::Frame(e)) => {
                     tracing::debug!("{peer}: {e}");
                     let reply = Frame::Error(format!("ERR Protocol error: {e}"));
-                    pending.push_back(futures::future::ready(reply).boxed());
+                    pending.push_back(futures::future::ready((reply, Effect::default())).boxed());
                     reading = false;
                 }
                 Err(e) => {
@@ -177,15 +241,24 @@ async fn connection(
     }
 }
 
-/// Write a reply and every reply already complete behind it, then flush once.
+/// Write a reply and every reply already complete behind it, then flush once. After a reply
+/// that closes the connection (`QUIT`), flush and fail so the caller drops the socket.
 async fn write_ready(
     conn: &mut Connection,
-    first: Frame,
+    first: (Frame, Effect),
     pending: &mut Pending,
 ) -> std::io::Result<()> {
-    conn.write_frame(&first).await?;
-    while let Some(Some(next)) = pending.next().now_or_never() {
-        conn.write_frame(&next).await?;
+    let mut next = Some(first);
+    while let Some((reply, effect)) = next {
+        if let Some(p) = effect.protocol {
+            conn.set_protocol(p);
+        }
+        conn.write_frame(&reply).await?;
+        if effect.close {
+            conn.flush().await?;
+            return Err(std::io::ErrorKind::ConnectionAborted.into());
+        }
+        next = pending.next().now_or_never().flatten();
     }
     conn.flush().await
 }

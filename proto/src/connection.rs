@@ -5,7 +5,7 @@
 //! sends all replies in one syscall. Large bulk payloads are written straight from their
 //! `Bytes` without being copied into the write buffer.
 
-use crate::frame::{Frame, FrameError, Limits};
+use crate::frame::{Frame, FrameError, Limits, Protocol};
 use bytes::{Buf, BytesMut};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -37,6 +37,7 @@ pub struct Connection<S = TcpStream> {
     read: BytesMut,
     write: BytesMut,
     limits: Limits,
+    protocol: Protocol,
 }
 
 impl Connection<TcpStream> {
@@ -63,7 +64,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             read: BytesMut::with_capacity(READ_BUFFER),
             write: BytesMut::with_capacity(READ_BUFFER),
             limits,
+            protocol: Protocol::Resp2,
         }
+    }
+
+    /// Speak `protocol` from the next frame written on (a server switches after answering
+    /// `HELLO 3`, or back after `HELLO 2` / `RESET`).
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.protocol = protocol;
+    }
+
+    /// The protocol frames are written in.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// Change the decoding limits (e.g. a node raises `max_bulk` for replication batches).
@@ -74,8 +87,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Read the next frame; `Ok(None)` on a clean close between frames.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, ConnectionError> {
         loop {
-            if let Some(frame) = Frame::decode(&mut self.read, &self.limits)? {
-                return Ok(Some(frame));
+            self.skip_empty_lines();
+            // A lone CR may start an empty line: wait for the byte after it.
+            let partial_line = self.read.as_ref() == b"\r";
+            if !partial_line {
+                if let Some(frame) = Frame::decode(&mut self.read, &self.limits)? {
+                    return Ok(Some(frame));
+                }
             }
             if let Some(need) = Frame::expected_len(&self.read, &self.limits) {
                 self.read.reserve(need.saturating_sub(self.read.len()));
@@ -88,6 +106,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 } else {
                     Err(ConnectionError::Truncated)
                 };
+            }
+        }
+    }
+
+    /// Drop empty lines (`\r\n` or `\n`) before the next frame. Redis ignores them between
+    /// requests, and `redis-cli --pipe` relies on it: its closing `ECHO` starts with a CRLF.
+    fn skip_empty_lines(&mut self) {
+        loop {
+            if self.read.starts_with(b"\r\n") {
+                self.read.advance(2);
+            } else if self.read.starts_with(b"\n") {
+                self.read.advance(1);
+            } else {
+                return;
             }
         }
     }
@@ -115,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Box::pin(self.write_frame(item)).await?;
                 }
             }
-            other => other.encode(&mut self.write),
+            other => other.encode_as(&mut self.write, self.protocol),
         }
         if self.write.len() >= DIRECT_WRITE_THRESHOLD {
             self.flush_buffer().await?;
@@ -138,6 +170,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             self.write.advance(n);
         }
         Ok(())
+    }
+
+    /// Send bytes exactly as given, flushed: how tests and tools put malformed or hand-made
+    /// input on the wire.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.flush_buffer().await?;
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
     }
 
     /// Write one frame and flush it.
@@ -176,6 +216,21 @@ mod tests {
         assert_eq!(right.read_frame().await.unwrap(), Some(big));
         writer.await.unwrap();
         assert_eq!(right.read_frame().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn empty_lines_between_frames_are_skipped() {
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut right = Connection::with_stream(b, Limits::default());
+        a.write_all(b"\r\n\n:1\r\n\r").await.unwrap();
+        assert_eq!(right.read_frame().await.unwrap(), Some(Frame::Integer(1)));
+        a.write_all(b"\n:2\r\n").await.unwrap();
+        assert_eq!(right.read_frame().await.unwrap(), Some(Frame::Integer(2)));
+        a.write_all(b"\rX\r\n").await.unwrap();
+        assert!(matches!(
+            right.read_frame().await,
+            Err(ConnectionError::Frame(FrameError::BadType(b'\r')))
+        ));
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! RESP frames: the unit of everything Cleave sends over a socket.
 //!
 //! Cleave speaks RESP2 so that every Redis tool (`redis-cli`, `redis-benchmark`, client
-//! libraries) can talk to a router or a node. Decoding is incremental: [`Frame::decode`] looks
+//! libraries) can talk to a router or a node, and RESP3 to clients that ask for it with
+//! `HELLO 3`: the only RESP3 shapes it sends are maps (`%`) and the null (`_`), which
+//! [`Frame::encode_as`] flattens to an array and `$-1` for RESP2 peers. Decoding is incremental: [`Frame::decode`] looks
 //! at a buffer that may hold a partial frame, several pipelined frames, or garbage, and answers
 //! "not yet", "here is one frame", or an error — never a panic, and never an allocation larger
 //! than the [`Limits`] allow, because a peer's length prefix is not trusted.
@@ -52,14 +54,26 @@ pub enum Frame {
     Null,
     /// `*n` followed by n frames
     Array(Vec<Frame>),
+    /// RESP3 `%n` followed by n key/value pairs; a flat array of pairs in RESP2.
+    Map(Vec<(Frame, Frame)>),
+}
+
+/// Which RESP version a peer speaks: it decides how maps and nulls are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RESP2, the default of every connection.
+    #[default]
+    Resp2,
+    /// RESP3, after the peer sent `HELLO 3`.
+    Resp3,
 }
 
 /// Why a buffer could not be decoded. The connection that produced it should be answered with
 /// an error and closed: after a framing error the byte stream has no trustworthy boundary.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
-    /// A type byte that RESP2 does not define (inline commands are not supported).
-    #[error("unexpected byte {0:#04x}, expected one of + - : $ *")]
+    /// A type byte that Cleave does not decode (inline commands are not supported).
+    #[error("unexpected byte {0:#04x}, expected one of + - : $ * % _")]
     BadType(u8),
     /// A length or integer that does not parse.
     #[error("invalid number")]
@@ -130,12 +144,24 @@ impl Frame {
         (n <= limits.max_bulk).then_some(next + n + 2)
     }
 
-    /// Append the wire form of this frame to `out`.
+    /// Append the wire form of this frame to `out`: maps as RESP3 `%`, the null as `$-1`
+    /// (which both versions read), so that every frame survives encode → decode.
     pub fn encode(&self, out: &mut BytesMut) {
+        self.put(out, None);
+    }
+
+    /// Append the wire form of this frame for a peer speaking `proto`: RESP2 gets maps as flat
+    /// arrays of pairs and `$-1` for null, RESP3 gets `%` maps and `_`.
+    pub fn encode_as(&self, out: &mut BytesMut, proto: Protocol) {
+        self.put(out, Some(proto));
+    }
+
+    fn put(&self, out: &mut BytesMut, proto: Option<Protocol>) {
         match self {
             Frame::Simple(s) => put_text_line(out, b'+', s),
             Frame::Error(s) => put_text_line(out, b'-', s),
             Frame::Integer(n) => put_line(out, b':', n.to_string().as_bytes()),
+            Frame::Null if proto == Some(Protocol::Resp3) => out.put_slice(b"_\r\n"),
             Frame::Null => out.put_slice(b"$-1\r\n"),
             Frame::Bulk(b) => {
                 put_line(out, b'$', b.len().to_string().as_bytes());
@@ -145,7 +171,18 @@ impl Frame {
             Frame::Array(items) => {
                 put_line(out, b'*', items.len().to_string().as_bytes());
                 for item in items {
-                    item.encode(out);
+                    item.put(out, proto);
+                }
+            }
+            Frame::Map(pairs) => {
+                if proto == Some(Protocol::Resp2) {
+                    put_line(out, b'*', (pairs.len() * 2).to_string().as_bytes());
+                } else {
+                    put_line(out, b'%', pairs.len().to_string().as_bytes());
+                }
+                for (k, v) in pairs {
+                    k.put(out, proto);
+                    v.put(out, proto);
                 }
             }
         }
@@ -156,6 +193,17 @@ impl Frame {
         let mut out = BytesMut::new();
         self.encode(&mut out);
         out.freeze()
+    }
+
+    /// The upper-cased name of a request (its first element), for messages and dispatch.
+    pub fn command_name(&self) -> Option<String> {
+        match self {
+            Frame::Array(items) => items
+                .first()
+                .and_then(Frame::as_bytes)
+                .map(|b| String::from_utf8_lossy(b).to_ascii_uppercase()),
+            _ => None,
+        }
     }
 
     /// The bytes of a bulk or simple string.
@@ -226,9 +274,11 @@ fn measure(
             }
             Ok(Some(end))
         }
-        b'*' => {
+        b'_' if line.is_empty() => Ok(Some(next)),
+        b'_' => Err(FrameError::BadNumber),
+        b'*' | b'%' => {
             let n = parse_int(line)?;
-            if n == -1 {
+            if n == -1 && kind == b'*' {
                 return Ok(Some(next));
             }
             let n = usize::try_from(n).map_err(|_| FrameError::BadNumber)?;
@@ -238,8 +288,10 @@ fn measure(
             if depth + 1 > limits.max_depth {
                 return Err(FrameError::TooDeep(limits.max_depth));
             }
+            // A map of n pairs holds 2n frames; n is bounded above, so this cannot overflow.
+            let elements = if kind == b'%' { 2 * n } else { n };
             let mut at = next;
-            for _ in 0..n {
+            for _ in 0..elements {
                 match measure(buf, at, limits, depth + 1)? {
                     Some(end) => at = end,
                     None => return Ok(None),
@@ -275,6 +327,17 @@ fn build(bytes: &Bytes, pos: &mut usize) -> Frame {
             Frame::Bulk(data)
         }
         b'*' if int() < 0 => Frame::Null,
+        b'_' => Frame::Null,
+        b'%' => {
+            let n = int() as usize;
+            let mut pairs = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                let k = build(bytes, pos);
+                let v = build(bytes, pos);
+                pairs.push((k, v));
+            }
+            Frame::Map(pairs)
+        }
         _ => {
             let n = int() as usize;
             let mut items = Vec::with_capacity(n.min(1024));
@@ -315,6 +378,10 @@ impl fmt::Debug for Frame {
             Frame::Bulk(b) if b.len() > 64 => write!(f, "${}<{} bytes>", b.len(), b.len()),
             Frame::Bulk(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
             Frame::Array(items) => f.debug_list().entries(items).finish(),
+            Frame::Map(pairs) => f
+                .debug_map()
+                .entries(pairs.iter().map(|(k, v)| (k, v)))
+                .finish(),
         }
     }
 }
@@ -341,9 +408,29 @@ mod tests {
             Frame::bulk("bin\r\nary\0"),
             Frame::Null,
             Frame::Array(vec![]),
+            Frame::Map(vec![(Frame::bulk("k"), Frame::Integer(1))]),
         ]);
         let bytes = frame.to_bytes();
         assert_eq!(decode_all(&bytes).unwrap(), vec![frame]);
+    }
+
+    #[test]
+    fn maps_and_nulls_follow_the_peers_protocol() {
+        let map = Frame::Map(vec![(Frame::bulk("size"), Frame::Integer(3))]);
+        let reply = Frame::Array(vec![map, Frame::Null]);
+        let mut two = BytesMut::new();
+        reply.encode_as(&mut two, Protocol::Resp2);
+        assert_eq!(&two[..], b"*2\r\n*2\r\n$4\r\nsize\r\n:3\r\n$-1\r\n");
+        let mut three = BytesMut::new();
+        reply.encode_as(&mut three, Protocol::Resp3);
+        assert_eq!(&three[..], b"*2\r\n%1\r\n$4\r\nsize\r\n:3\r\n_\r\n");
+        assert_eq!(decode_all(&three).unwrap(), vec![reply]);
+        assert_eq!(decode_all(b"_x\r\n"), Err(FrameError::BadNumber));
+        assert_eq!(decode_all(b"%-1\r\n"), Err(FrameError::BadNumber));
+        assert!(matches!(
+            decode_all(b"%99999999999\r\n"),
+            Err(FrameError::ArrayTooLarge(..))
+        ));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! - [`frame`] and [`connection`]: RESP framing, incremental and bounded;
 //! - [`command`]: every command as one enum, parsed and encoded in one place;
 //! - [`error`]: the error codes clients act on;
+//! - [`handshake`]: connection housekeeping (HELLO, CLIENT, INFO, COMMAND...) for every server;
 //! - [`path`] and [`hash`]: validated paths and the root hash that routes them;
 //! - [`range`]: the range table (pure arithmetic: lookup, split, tiling checks);
 //! - [`status`]: the JSON a node reports about itself;
-//! - [`runtime`]: what every server binary shares (HELLO, shutdown signal, YAML config files);
+//! - [`runtime`]: what every server binary shares (logging, shutdown signal, YAML config files);
 //! - [`client`]: async clients for the CLI, tests, the operator and the router.
 //!
 //! This crate holds no I/O policy (no retries, no timeouts beyond connecting): those belong to
@@ -17,6 +18,7 @@ pub mod command;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod handshake;
 pub mod hash;
 pub mod path;
 pub mod range;

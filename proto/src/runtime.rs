@@ -1,32 +1,8 @@
-//! Small pieces every Cleave server binary needs the same way: the `HELLO` answer, logging,
+//! Small pieces every Cleave server binary needs the same way: logging,
 //! binding, the shutdown signal, and reading a YAML config file (the ConfigMap on Kubernetes).
 
-use crate::frame::Frame;
 use serde::de::DeserializeOwned;
 use std::path::Path;
-
-/// The `HELLO` answer: RESP2 only, as a flat array of pairs (`HELLO 3` → `-NOPROTO`).
-pub fn hello_reply(version: Option<u64>, server: &str, id: &str) -> Frame {
-    if version.is_some_and(|v| v != 2) {
-        return Frame::Error("NOPROTO unsupported protocol version".into());
-    }
-    Frame::Array(vec![
-        Frame::bulk("server"),
-        Frame::bulk(server.to_string()),
-        Frame::bulk("version"),
-        Frame::bulk(env!("CARGO_PKG_VERSION")),
-        Frame::bulk("proto"),
-        Frame::Integer(2),
-        Frame::bulk("id"),
-        Frame::bulk(id.to_string()),
-        Frame::bulk("mode"),
-        Frame::bulk("standalone"),
-        Frame::bulk("role"),
-        Frame::bulk("master"),
-        Frame::bulk("modules"),
-        Frame::Array(vec![]),
-    ])
-}
 
 /// Log to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
@@ -77,17 +53,6 @@ pub fn read_yaml_file<T: DeserializeOwned + Default>(path: &Path) -> Result<T, S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hello_speaks_resp2_only() {
-        assert!(
-            matches!(hello_reply(Some(3), "s", "i"), Frame::Error(e) if e.starts_with("NOPROTO"))
-        );
-        let Frame::Array(items) = hello_reply(None, "cleave-node", "n1") else {
-            panic!()
-        };
-        assert_eq!(items[1], Frame::bulk("cleave-node"));
-    }
 
     #[derive(serde::Deserialize, Default, Debug)]
     struct Sample {

@@ -59,6 +59,14 @@ fn assert_within(f: &Frame, limits: &Limits, depth: usize) {
                 assert_within(i, limits, depth + 1);
             }
         }
+        Frame::Map(pairs) => {
+            assert!(depth < limits.max_depth, "map at depth {depth}");
+            assert!(pairs.len() <= limits.max_array, "{} pairs", pairs.len());
+            for (k, v) in pairs {
+                assert_within(k, limits, depth + 1);
+                assert_within(v, limits, depth + 1);
+            }
+        }
         Frame::Integer(_) | Frame::Null => {}
     }
 }
@@ -71,6 +79,12 @@ fn as_sent(f: &Frame) -> Frame {
         Frame::Simple(s) => Frame::Simple(clean(s)),
         Frame::Error(s) => Frame::Error(clean(s)),
         Frame::Array(items) => Frame::Array(items.iter().map(as_sent).collect()),
+        Frame::Map(pairs) => Frame::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| (as_sent(k), as_sent(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }

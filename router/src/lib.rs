@@ -7,13 +7,17 @@
 //! - [`route`]: pure routing decisions (hash → cluster → node, what a reply means);
 //! - [`pool`]: pooled, multiplexed connections to nodes;
 //! - [`forward`]: one request's journey, with transparent bounded retries;
+//! - [`info`]: the router's counters for `INFO`;
+//! - [`redis`]: Redis verbs (`GET`, `SET`, `DEL`, ...) as aliases of the file commands;
 //! - [`session`]: sessions, the order of one connection's requests, its write pipeline;
 //! - [`server`]: the accept loop and pipelined connections.
 
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod info;
 pub mod pool;
+pub mod redis;
 pub mod route;
 pub mod server;
 pub mod session;
@@ -49,6 +53,7 @@ pub async fn run(
         id: addr.clone(),
         router_id: session::router_id(),
         connections: Default::default(),
+        stats: Default::default(),
     });
     println!("cleave-router listening on {addr}");
     let _ = std::io::stdout().flush();

@@ -7,11 +7,18 @@
 //! ready replies are written, so a pipeline is dispatched as a whole and answered in few writes.
 //! Reading pauses while too many requests, or too many bytes, are in flight: a connection never
 //! holds more than one large request beyond [`MAX_IN_FLIGHT_BYTES`].
+//!
+//! Housekeeping (`HELLO`, `CLIENT`, `INFO`, ...) is answered here from the connection's
+//! [`ConnState`]; Redis verbs are translated by [`crate::redis`] into native requests that take
+//! the same paths as the client's own.
 
 use crate::forward::{no_table, payload_bytes, Forwarder, PER_MIB};
+use crate::info::{server_info, Stats};
+use crate::redis::{self, Post};
 use crate::session::{self, Kind, Order, Writes};
 use crate::table::{Pushed, Tables};
 use cleave_proto::connection::ConnectionError;
+use cleave_proto::handshake::{self, ConnState, Effect};
 use cleave_proto::{Command, Connection, ErrorCode, Frame, Reply};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -42,6 +49,8 @@ pub struct Shared {
     pub router_id: u64,
     /// Connections accepted so far: the second part of every session id.
     pub connections: AtomicU64,
+    /// Counters for `INFO`.
+    pub stats: Stats,
 }
 
 /// Accept connections until `shutdown` completes; then stop reading new requests, let the
@@ -61,7 +70,9 @@ pub async fn serve(
                 Ok((socket, _)) => {
                     let (shared, stop, alive) = (shared.clone(), stop_rx.clone(), alive_tx.clone());
                     tokio::spawn(async move {
-                        connection(shared, socket, stop).await;
+                        shared.stats.open.fetch_add(1, Ordering::Relaxed);
+                        connection(shared.clone(), socket, stop).await;
+                        shared.stats.open.fetch_sub(1, Ordering::Relaxed);
                         drop(alive);
                     });
                 }
@@ -81,15 +92,27 @@ pub async fn serve(
     }
 }
 
-/// A reply to come: the frame, the request bytes it frees, and whether it was a read or write
-/// counted by [`Order`].
-type Pending = FuturesOrdered<BoxFuture<'static, (Frame, usize, bool)>>;
+/// A reply to come, and what to do when it is written.
+struct Answer {
+    frame: Frame,
+    /// The request bytes it frees.
+    size: usize,
+    /// Whether it was a read or write counted by [`Order`].
+    counted: bool,
+    /// How the reply is reshaped (Redis verbs).
+    post: Post,
+    /// Protocol switch or close (housekeeping).
+    effect: Effect,
+}
+
+type Pending = FuturesOrdered<BoxFuture<'static, Answer>>;
 
 /// A request read but not started yet (it waits for earlier requests, see [`Order`]).
 struct Waiting {
     frame: Frame,
     cmd: Result<Command, Frame>,
     size: usize,
+    post: Post,
 }
 
 /// One client connection: its requests in order, its write pipeline, its session prefix.
@@ -100,6 +123,10 @@ struct Client {
     order: Order,
     writes: Writes,
     bytes_in_flight: usize,
+    /// Protocol, name and library the client told us.
+    state: ConnState,
+    /// The `DEL` whose per-key replies are being summed.
+    count: Option<redis::Count>,
 }
 
 async fn connection(shared: Arc<Shared>, socket: TcpStream, mut stop: watch::Receiver<bool>) {
@@ -113,6 +140,12 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, mut stop: watch::Rec
         pending: FuturesOrdered::new(),
         order: Order::default(),
         bytes_in_flight: 0,
+        state: ConnState {
+            id: number + 1,
+            addr: peer.clone(),
+            ..ConnState::default()
+        },
+        count: None,
     };
     let mut reading = !*stop.borrow();
     while reading || !c.pending.is_empty() || !c.waiting.is_empty() {
@@ -126,14 +159,19 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, mut stop: watch::Rec
                 Ok(Some(frame)) => {
                     let size = frame_bytes(&frame);
                     c.bytes_in_flight += size;
-                    let cmd = Command::from_frame(frame.clone()).map_err(|r| r.to_frame());
-                    c.waiting.push_back(Waiting { frame, cmd, size });
+                    c.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
+                    c.queue(frame, size);
                 }
                 Ok(None) => reading = false,
                 Err(ConnectionError::Frame(e)) => {
                     tracing::debug!("{peer}: {e}");
                     let reply = Frame::Error(format!("ERR Protocol error: {e}"));
-                    c.waiting.push_back(Waiting { frame: Frame::Null, cmd: Err(reply), size: 0 });
+                    c.waiting.push_back(Waiting {
+                        frame: Frame::Null,
+                        cmd: Err(reply),
+                        size: 0,
+                        post: Post::Plain,
+                    });
                     reading = false;
                 }
                 Err(e) => {
@@ -153,6 +191,33 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, mut stop: watch::Rec
 }
 
 impl Client {
+    /// Queue a request read from the client: a Redis write verb becomes the native writes it
+    /// stands for (its bytes counted once, on the first), anything else is queued as it is.
+    fn queue(&mut self, frame: Frame, size: usize) {
+        let cmd = Command::from_frame(frame.clone()).map_err(|r| r.to_frame());
+        if let Some(natives) = cmd.as_ref().ok().and_then(redis::translate_write) {
+            for (i, n) in natives.into_iter().enumerate() {
+                self.waiting.push_back(Waiting {
+                    frame: n.frame,
+                    cmd: Ok(n.cmd),
+                    size: if i == 0 { size } else { 0 },
+                    post: n.post,
+                });
+            }
+            return;
+        }
+        let post = match &cmd {
+            Ok(Command::Stat(_)) => Post::Stat,
+            _ => Post::Plain,
+        };
+        self.waiting.push_back(Waiting {
+            frame,
+            cmd,
+            size,
+            post,
+        });
+    }
+
     /// Start every waiting request that [`Order`] admits, oldest first; stop at the first that
     /// must wait (nothing overtakes it).
     fn start_ready(&mut self) {
@@ -165,6 +230,25 @@ impl Client {
                 }
                 Ok(cmd) => cmd,
             };
+            if let Some((reply, effect)) =
+                handshake::answer(cmd, &mut self.state, &server_info(&self.shared))
+            {
+                let w = self.waiting.pop_front().expect("front");
+                self.push_answer(reply, w.size, effect);
+                continue;
+            }
+            if redis::is_alias_read(cmd) {
+                if !self.order.admits(Kind::Read) {
+                    return;
+                }
+                self.order.start(Kind::Read);
+                let w = self.waiting.pop_front().expect("front");
+                let shared = self.shared.clone();
+                let cmd = w.cmd.expect("parsed");
+                let reply = async move { redis::read(&shared.forwarder, cmd).await };
+                self.push(reply, w.size, true, w.post);
+                continue;
+            }
             let path = match cmd.path() {
                 Some(_) if matches!(cmd, Command::Req { .. }) => {
                     // Sessions are the router's own: a client's tag would nest.
@@ -176,7 +260,7 @@ impl Client {
                 None => {
                     let w = self.waiting.pop_front().expect("front");
                     let reply = local(&self.shared, w.cmd.expect("parsed"), &w.frame);
-                    self.push(futures::future::ready(reply), w.size, false);
+                    self.push(futures::future::ready(reply), w.size, false, w.post);
                     continue;
                 }
             };
@@ -189,7 +273,7 @@ impl Client {
                 let shared = self.shared.clone();
                 let cmd = w.cmd.expect("parsed");
                 let reply = async move { shared.forwarder.forward(&cmd, w.frame).await };
-                self.push(reply, w.size, true);
+                self.push(reply, w.size, true, w.post);
                 continue;
             }
             let fwd = &self.shared.forwarder;
@@ -218,14 +302,14 @@ impl Client {
                     Reply::new(ErrorCode::TryAgain, "write abandoned").to_frame()
                 })
             };
-            self.push(reply, w.size, true);
+            self.push(reply, w.size, true, w.post);
         }
     }
 
     /// Answer the oldest waiting request with `reply` at once.
     fn start_local(&mut self, reply: Frame) {
         let w = self.waiting.pop_front().expect("front");
-        self.push(futures::future::ready(reply), w.size, false);
+        self.push(futures::future::ready(reply), w.size, false, w.post);
     }
 
     fn push(
@@ -233,24 +317,67 @@ impl Client {
         reply: impl Future<Output = Frame> + Send + 'static,
         size: usize,
         counted: bool,
+        post: Post,
     ) {
-        self.pending
-            .push_back(reply.map(move |f| (f, size, counted)).boxed());
+        let answer = reply.map(move |frame| Answer {
+            frame,
+            size,
+            counted,
+            post,
+            effect: Effect::default(),
+        });
+        self.pending.push_back(answer.boxed());
     }
 
-    /// Write a reply and every reply already complete behind it, then flush once.
-    async fn write_ready(
-        &mut self,
-        conn: &mut Connection,
-        first: (Frame, usize, bool),
-    ) -> std::io::Result<()> {
+    /// Queue a housekeeping reply with its effect on the connection.
+    fn push_answer(&mut self, frame: Frame, size: usize, effect: Effect) {
+        let answer = Answer {
+            frame,
+            size,
+            counted: false,
+            post: Post::Plain,
+            effect,
+        };
+        self.pending
+            .push_back(futures::future::ready(answer).boxed());
+    }
+
+    /// Write a reply and every reply already complete behind it, then flush once. After a
+    /// reply that closes the connection (`QUIT`), flush and fail so the caller drops it.
+    async fn write_ready(&mut self, conn: &mut Connection, first: Answer) -> std::io::Result<()> {
         let mut next = Some(first);
-        while let Some((reply, size, counted)) = next {
-            self.bytes_in_flight -= size;
-            if counted {
+        while let Some(a) = next {
+            self.bytes_in_flight -= a.size;
+            if a.counted {
                 self.order.finish();
             }
-            conn.write_frame(&reply).await?;
+            if let Some(p) = a.effect.protocol {
+                conn.set_protocol(p);
+            }
+            let reply = match a.post {
+                Post::Plain => Some(a.frame),
+                Post::Stat => Some(handshake::stat_map(a.frame)),
+                Post::Ok => Some(redis::ok_reply(a.frame)),
+                Post::Count { total } => {
+                    let count = self.count.get_or_insert_with(|| redis::Count {
+                        left: total,
+                        ..Default::default()
+                    });
+                    count.add(a.frame);
+                    if count.left == 0 {
+                        self.count.take().map(|mut c| c.reply())
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(reply) = reply {
+                conn.write_frame(&reply).await?;
+            }
+            if a.effect.close {
+                conn.flush().await?;
+                return Err(std::io::ErrorKind::ConnectionAborted.into());
+            }
             next = self.pending.next().now_or_never().flatten();
         }
         conn.flush().await
@@ -269,10 +396,6 @@ fn frame_bytes(frame: &Frame) -> usize {
 /// Answer a request that has no path: handshake and table admin, or an error.
 fn local(shared: &Shared, cmd: Command, original: &Frame) -> Frame {
     match cmd {
-        Command::Ping(None) => Frame::Simple("PONG".into()),
-        Command::Ping(Some(msg)) => Frame::Bulk(msg),
-        Command::Hello(v) => cleave_proto::runtime::hello_reply(v, "cleave-router", &shared.id),
-        Command::CommandInfo | Command::ConfigGet(_) => Frame::Array(vec![]),
         Command::TableGet => match shared.tables.current() {
             Some(t) => Frame::Bulk(serde_json::to_vec(&*t).unwrap_or_default().into()),
             None => Frame::Null,
@@ -291,14 +414,7 @@ fn local(shared: &Shared, cmd: Command, original: &Frame) -> Frame {
             }
         },
         _ => {
-            let name = match original {
-                Frame::Array(items) => items
-                    .first()
-                    .and_then(Frame::as_bytes)
-                    .map(|b| String::from_utf8_lossy(b).to_ascii_uppercase())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
+            let name = original.command_name().unwrap_or_default();
             Reply::new(ErrorCode::Err, format!("{name} is not a router command")).to_frame()
         }
     }

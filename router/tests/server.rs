@@ -49,18 +49,44 @@ async fn handshake_commands_satisfy_redis_tools() {
         ask(&mut c, &["HELLO", "2"]).await,
         Frame::Array(_)
     ));
-    assert_eq!(
-        ask(&mut c, &["HELLO", "3"]).await,
-        Frame::Error("NOPROTO unsupported protocol version".into())
-    );
-    assert_eq!(
-        ask(&mut c, &["COMMAND", "DOCS"]).await,
-        Frame::Array(vec![])
-    );
+    for v in ["1", "4"] {
+        assert_eq!(
+            ask(&mut c, &["HELLO", v]).await,
+            Frame::Error("NOPROTO unsupported protocol version (2 or 3)".into())
+        );
+    }
+    let Frame::Array(docs) = ask(&mut c, &["COMMAND", "DOCS"]).await else {
+        panic!("COMMAND DOCS in RESP2 is a flat array")
+    };
+    assert!(docs.contains(&Frame::bulk("select")));
     assert_eq!(
         ask(&mut c, &["CONFIG", "GET", "save"]).await,
         Frame::Array(vec![])
     );
+    assert_eq!(ask(&mut c, &["ECHO", "e"]).await, Frame::bulk("e"));
+    // RESP3 from the HELLO 3 reply on: maps and `_` nulls.
+    let Frame::Map(hello) = ask(&mut c, &["HELLO", "3"]).await else {
+        panic!("HELLO 3 answers a RESP3 map")
+    };
+    assert!(hello.contains(&(Frame::bulk("proto"), Frame::Integer(3))));
+    assert_eq!(ask(&mut c, &["CLIENT", "GETNAME"]).await, Frame::Null);
+    assert!(matches!(
+        ask(&mut c, &["COMMAND", "DOCS", "get"]).await,
+        Frame::Map(_)
+    ));
+    assert!(matches!(
+        ask(&mut c, &["HELLO", "3", "AUTH", "u", "p"]).await,
+        Frame::Error(e) if e.contains("no authentication")
+    ));
+    assert_eq!(ask(&mut c, &["RESET"]).await, Frame::Simple("RESET".into()));
+    assert!(matches!(ask(&mut c, &["HELLO"]).await, Frame::Array(_)));
+    assert_eq!(ask(&mut c, &["QUIT"]).await, Frame::ok());
+    assert_eq!(
+        c.read_frame().await.unwrap(),
+        None,
+        "QUIT closes the connection"
+    );
+    still_serving(&router.addr).await;
 }
 
 #[tokio::test]

@@ -619,3 +619,59 @@ async fn throughput() {
         );
     }
 }
+
+/// Redis's `SET` and `DEL` are translated into `INSERT` / `DELETE` before they are queued, so
+/// they take the same session, order and exactly-once retries: a `DEL` of keys on two clusters
+/// is one `DELETE` per key, each in its cluster's session, and a reply lost after applying is
+/// retried without applying twice.
+#[tokio::test]
+async fn redis_set_and_del_ride_the_sessions_and_their_exactly_once_retries() {
+    let one = Cluster::start(1, |n| {
+        if n == 4 {
+            Fault::DropAfterApply
+        } else {
+            Fault::None
+        }
+    })
+    .await;
+    let two = Cluster::start(1, |_| Fault::None).await;
+    let router = Router::start(Some(&table(&[("one", &one), ("two", &two)])), 5000).await;
+    let (low, high) = (roots_in_half(5, true), roots_in_half(5, false));
+    let never = format!("/{}/never", low[0]);
+    let (mut reqs, mut want) = (Vec::new(), HashMap::new());
+    for i in 0..30 {
+        let (a, b) = (format!("/{}/f", low[i % 5]), format!("/{}/f", high[i % 5]));
+        let z = format!("z{i}");
+        reqs.push(cmd(&["SET", &a, &format!("x{i}")]));
+        reqs.push(cmd(&["SET", &b, &format!("y{i}")]));
+        reqs.push(cmd(&["DEL", &a, &b, &never]));
+        reqs.push(cmd(&["SET", &a, &z]));
+        want.insert(a, Bytes::from(z));
+    }
+    let replies = pipeline(&router, &reqs).await;
+    for (i, group) in replies.chunks(4).enumerate() {
+        assert_eq!(
+            group,
+            &[Frame::ok(), Frame::ok(), Frame::Integer(2), Frame::ok()],
+            "round {i}"
+        );
+    }
+    let (st1, st2) = (one.state(), two.state());
+    assert_eq!(st1.files, want);
+    assert!(st2.files.is_empty(), "every key of cluster two was deleted");
+    assert_eq!(
+        st1.applied, 120,
+        "SET, DELETE, DELETE (absent), SET per round, once each"
+    );
+    assert_eq!(st2.applied, 60, "SET, DELETE per round, once each");
+    assert!(
+        st1.writes > 120,
+        "the write whose reply was lost was retried"
+    );
+    assert_eq!(
+        st1.untagged + st2.untagged,
+        0,
+        "every write carries its session"
+    );
+    assert_eq!((st1.sessions.len(), st2.sessions.len()), (1, 1));
+}

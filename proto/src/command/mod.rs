@@ -2,12 +2,13 @@
 //!
 //! Servers decode a request with [`Command::from_frame`] and dispatch on the variant; clients
 //! build the same variants and encode them with [`Command::to_frame`], so both sides share one
-//! definition of each command's syntax. Client commands are in [`write`] and [`read`];
-//! connection handshake commands (enough for `redis-cli` and `redis-benchmark`) and the internal
-//! admin / replication commands are defined here.
+//! definition of each command's syntax. Client commands are in [`write`] and [`read`]; the
+//! handshake, housekeeping and Redis verbs that client libraries send are in [`redis`]; the
+//! internal admin / replication commands are defined here.
 
 pub mod args;
 pub mod read;
+pub mod redis;
 pub mod repl;
 pub mod write;
 
@@ -17,6 +18,7 @@ use crate::path::FilePath;
 use args::Args;
 use bytes::Bytes;
 pub use read::{List, Read, Stat};
+pub use redis::{ClientCmd, CommandQuery, GetRange, Hello};
 pub use write::{Abort, Commit, Part, Put};
 
 /// A decoded request.
@@ -42,10 +44,34 @@ pub enum Command {
     Abort(Abort),
     /// `PING [message]`.
     Ping(Option<Bytes>),
-    /// `HELLO [protover ...]`: only RESP2 is spoken.
-    Hello(Option<u64>),
-    /// `COMMAND ...`: answered with an empty array so redis-cli is content.
-    CommandInfo,
+    /// `HELLO [protover [SETNAME name]]`: switch to RESP2 or RESP3 and describe the server.
+    Hello(Hello),
+    /// `COMMAND [COUNT | LIST | INFO names | DOCS names]`: Cleave's commands and key positions.
+    CommandInfo(CommandQuery),
+    /// `ECHO message`.
+    Echo(Bytes),
+    /// `CLIENT <subcommand>`: the connection's name and library info.
+    Client(ClientCmd),
+    /// `INFO [section...]`: server, clients and stats as Redis's `# Section` text.
+    Info(Vec<String>),
+    /// `QUIT`: `+OK`, then the server closes the connection.
+    Quit,
+    /// `RESET`: back to RESP2, no name; `+RESET`.
+    Reset,
+    /// `DBSIZE`: has no cheap meaning in a distributed file store; a clear error.
+    DbSize,
+    /// `GET key`: a file's contents, nil when absent (alias of `SELECT`).
+    Get(FilePath),
+    /// `SET key value`: alias of `INSERT`, answering `+OK`.
+    Set(FilePath, Bytes),
+    /// `DEL key...`: `DELETE` of each, answering how many existed.
+    Del(Vec<FilePath>),
+    /// `EXISTS key...`: how many of the keys are files.
+    Exists(Vec<FilePath>),
+    /// `STRLEN key`: a file's size, 0 when absent.
+    Strlen(FilePath),
+    /// `GETRANGE key start end`: a ranged `READ` with Redis's index rules.
+    GetRange(GetRange),
     /// `CONFIG GET pattern`: answered with an empty map (redis-benchmark asks at start).
     ConfigGet(Bytes),
     /// `NODE.STATUS`: a node's role, epoch, seqs and followers, as JSON.
@@ -166,30 +192,9 @@ impl Command {
                 args.finish()?;
                 Command::Ping(msg)
             }
-            "HELLO" => {
-                let v = if args.is_empty() {
-                    None
-                } else {
-                    Some(args.u64("protover")?)
-                };
-                let _ = args.rest()?;
-                Command::Hello(v)
-            }
-            "COMMAND" => {
-                let _ = args.rest()?;
-                Command::CommandInfo
-            }
-            "CONFIG" => {
-                let sub = args.string("subcommand")?.to_ascii_uppercase();
-                if sub != "GET" {
-                    return Err(Reply::new(
-                        ErrorCode::Err,
-                        format!("CONFIG {sub} is not supported"),
-                    ));
-                }
-                let pattern = args.bytes("pattern")?;
-                let _ = args.rest()?;
-                Command::ConfigGet(pattern)
+            "HELLO" | "COMMAND" | "CONFIG" | "ECHO" | "CLIENT" | "INFO" | "QUIT" | "RESET"
+            | "DBSIZE" | "GET" | "STRLEN" | "SET" | "DEL" | "EXISTS" | "GETRANGE" => {
+                redis::parse(name, args)?
             }
             "NODE.STATUS" => {
                 args.finish()?;
@@ -298,9 +303,20 @@ impl Command {
             Command::Abort(a) => a.to_frame(),
             Command::Ping(None) => Frame::command(["PING"]),
             Command::Ping(Some(m)) => Frame::command([Bytes::from("PING"), m.clone()]),
-            Command::Hello(None) => Frame::command(["HELLO"]),
-            Command::Hello(Some(v)) => Frame::command([Bytes::from("HELLO"), num(*v)]),
-            Command::CommandInfo => Frame::command(["COMMAND"]),
+            Command::Hello(_)
+            | Command::CommandInfo(_)
+            | Command::Echo(_)
+            | Command::Client(_)
+            | Command::Info(_)
+            | Command::Quit
+            | Command::Reset
+            | Command::DbSize
+            | Command::Get(_)
+            | Command::Strlen(_)
+            | Command::Set(..)
+            | Command::Del(_)
+            | Command::Exists(_)
+            | Command::GetRange(_) => redis::to_frame(self),
             Command::ConfigGet(p) => {
                 Frame::command([Bytes::from("CONFIG"), Bytes::from("GET"), p.clone()])
             }
@@ -401,6 +417,18 @@ pub const KNOWN: &[&str] = &[
     "MUX",
     "TABLE.GET",
     "TABLE.PUSH",
+    "ECHO",
+    "CLIENT",
+    "INFO",
+    "QUIT",
+    "RESET",
+    "DBSIZE",
+    "GET",
+    "SET",
+    "DEL",
+    "EXISTS",
+    "STRLEN",
+    "GETRANGE",
 ];
 
 fn single_path(mut args: Args) -> Result<FilePath, Reply> {
@@ -464,8 +492,40 @@ mod tests {
             }),
             Command::Ping(None),
             Command::Ping(Some("hi".into())),
-            Command::Hello(Some(2)),
-            Command::CommandInfo,
+            Command::Hello(Hello {
+                version: Some(3),
+                setname: Some("app".into()),
+            }),
+            Command::Hello(Hello {
+                version: None,
+                setname: None,
+            }),
+            Command::CommandInfo(CommandQuery::All),
+            Command::CommandInfo(CommandQuery::Count),
+            Command::CommandInfo(CommandQuery::List),
+            Command::CommandInfo(CommandQuery::Info(vec!["get".into()])),
+            Command::CommandInfo(CommandQuery::Docs(vec![])),
+            Command::Echo("e".into()),
+            Command::Client(ClientCmd::SetName("n".into())),
+            Command::Client(ClientCmd::GetName),
+            Command::Client(ClientCmd::SetInfo("LIB-NAME".into(), "x".into())),
+            Command::Client(ClientCmd::Id),
+            Command::Client(ClientCmd::Info),
+            Command::Client(ClientCmd::Flag("NO-EVICT".into(), true)),
+            Command::Info(vec!["server".into()]),
+            Command::Quit,
+            Command::Reset,
+            Command::DbSize,
+            Command::Get(path("/a/b")),
+            Command::Set(path("/a/b"), "v".into()),
+            Command::Del(vec![path("/a/b"), path("/c")]),
+            Command::Exists(vec![path("/a/b")]),
+            Command::Strlen(path("/a/b")),
+            Command::GetRange(GetRange {
+                path: path("/a/b"),
+                start: -3,
+                end: 7,
+            }),
             Command::ConfigGet("save".into()),
             Command::NodeStatus,
             Command::NodeLead { epoch: 4 },

@@ -9,7 +9,9 @@
 use bytes::Bytes;
 use cleave_proto::command::read::{MAX_LIST_LIMIT, MAX_READ_LEN};
 use cleave_proto::command::write::MAX_PARTS;
-use cleave_proto::command::{Abort, Commit, List, Part, Put, Read};
+use cleave_proto::command::{
+    Abort, ClientCmd, CommandQuery, Commit, GetRange, Hello, List, Part, Put, Read,
+};
 use cleave_proto::frame::{Frame, Limits};
 use cleave_proto::path::{MAX_PATH_LEN, MAX_SEGMENT_LEN};
 use cleave_proto::range::{ClusterMembers, HashRange, RangeTable};
@@ -56,7 +58,11 @@ pub fn frame(limits: Limits) -> impl Strategy<Value = Frame> {
     let depth = limits.max_depth.min(4) as u32;
     let width = limits.max_array.min(6);
     leaf.prop_recursive(depth, 32, width as u32, move |inner| {
-        vec(inner, 0..=width).prop_map(Frame::Array)
+        prop_oneof![
+            vec(inner.clone(), 0..=width).prop_map(Frame::Array),
+            // RESP3 maps: the pair count is bounded like an array's length.
+            vec((inner.clone(), inner), 0..=width).prop_map(Frame::Map),
+        ]
     })
 }
 
@@ -89,6 +95,8 @@ pub fn resp_soup() -> impl Strategy<Value = Vec<u8>> {
     let token = prop_oneof![
         4 => prop_oneof![
             Just(b"*".to_vec()),
+            Just(b"%".to_vec()),
+            Just(b"_".to_vec()),
             Just(b"$".to_vec()),
             Just(b"+".to_vec()),
             Just(b"-".to_vec()),
@@ -324,8 +332,52 @@ pub fn command() -> impl Strategy<Value = Command> {
         (file_path(), upload_id())
             .prop_map(|(path, upload)| Command::Abort(Abort { path, upload })),
         proptest::option::of(data()).prop_map(Command::Ping),
-        proptest::option::of(any::<u64>()).prop_map(Command::Hello),
-        Just(Command::CommandInfo),
+        (
+            proptest::option::of(any::<u64>()),
+            proptest::option::of("[A-Za-z0-9_.:-]{0,32}")
+        )
+            .prop_map(|(version, setname)| {
+                // SETNAME only follows a protocol version (Redis's syntax).
+                let setname = version.and(setname);
+                Command::Hello(Hello { version, setname })
+            }),
+        prop_oneof![
+            Just(CommandQuery::All),
+            Just(CommandQuery::Count),
+            Just(CommandQuery::List),
+            vec(text(), 0..4).prop_map(CommandQuery::Info),
+            vec(text(), 0..4).prop_map(CommandQuery::Docs),
+        ]
+        .prop_map(Command::CommandInfo),
+        data().prop_map(Command::Echo),
+        prop_oneof![
+            "[A-Za-z0-9_.:-]{0,32}".prop_map(ClientCmd::SetName),
+            Just(ClientCmd::GetName),
+            (
+                prop::sample::select(vec!["LIB-NAME", "LIB-VER"]),
+                "[A-Za-z0-9_.:-]{0,32}"
+            )
+                .prop_map(|(a, v)| ClientCmd::SetInfo(a.to_string(), v)),
+            Just(ClientCmd::Id),
+            Just(ClientCmd::Info),
+            (
+                prop::sample::select(vec!["NO-EVICT", "NO-TOUCH"]),
+                any::<bool>()
+            )
+                .prop_map(|(f, on)| ClientCmd::Flag(f.to_string(), on)),
+        ]
+        .prop_map(Command::Client),
+        vec("[a-z]{1,12}", 0..3).prop_map(Command::Info),
+        Just(Command::Quit),
+        Just(Command::Reset),
+        Just(Command::DbSize),
+        file_path().prop_map(Command::Get),
+        (file_path(), data()).prop_map(|(p, v)| Command::Set(p, v)),
+        vec(file_path(), 1..5).prop_map(Command::Del),
+        vec(file_path(), 1..5).prop_map(Command::Exists),
+        file_path().prop_map(Command::Strlen),
+        (file_path(), any::<i64>(), any::<i64>())
+            .prop_map(|(path, start, end)| Command::GetRange(GetRange { path, start, end })),
         data().prop_map(Command::ConfigGet),
         Just(Command::NodeStatus),
         any::<u64>().prop_map(|epoch| Command::NodeLead { epoch }),
@@ -383,7 +435,19 @@ pub fn variant_name(cmd: &Command) -> &'static str {
         Command::Abort(_) => "ABORT",
         Command::Ping(_) => "PING",
         Command::Hello(_) => "HELLO",
-        Command::CommandInfo => "COMMAND",
+        Command::CommandInfo(_) => "COMMAND",
+        Command::Echo(_) => "ECHO",
+        Command::Client(_) => "CLIENT",
+        Command::Info(_) => "INFO",
+        Command::Quit => "QUIT",
+        Command::Reset => "RESET",
+        Command::DbSize => "DBSIZE",
+        Command::Get(_) => "GET",
+        Command::Set(..) => "SET",
+        Command::Del(_) => "DEL",
+        Command::Exists(_) => "EXISTS",
+        Command::Strlen(_) => "STRLEN",
+        Command::GetRange(_) => "GETRANGE",
         Command::ConfigGet(_) => "CONFIG",
         Command::NodeStatus => "NODE.STATUS",
         Command::NodeLead { .. } => "NODE.LEAD",
@@ -415,6 +479,7 @@ pub fn hostile_arg() -> impl Strategy<Value = Bytes> {
         }).prop_map(Bytes::from),
         2 => prop::sample::select(vec![
             "AFTER", "LIMIT", "VERSION", "TYPE", "GET", "SET", "after", "limit", "type",
+            "SETNAME", "AUTH", "SETINFO", "LIB-NAME", "COUNT", "DOCS", "INFO", "ON", "off",
         ]).prop_map(Bytes::from),
         3 => prop_oneof![
             any::<u64>().prop_map(|n| n.to_string()),
