@@ -91,6 +91,14 @@ pub enum Error {
         /// What the authority said.
         message: String,
     },
+    /// A planned step was held back this pass because it is not safe yet.
+    #[error("{what}: not yet: {why}")]
+    NotYet {
+        /// The step.
+        what: String,
+        /// Why it waits.
+        why: String,
+    },
     /// This operator may no longer act (its leader Lease is past its renew deadline).
     #[error("not acting: {why}")]
     NoAuthority {

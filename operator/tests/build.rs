@@ -609,3 +609,38 @@ fn a_switchover_waits_for_an_in_sync_target_and_reserves_a_new_epoch() {
     let plan = build(&v, &state, &observed(settled, &[Some(1)]));
     assert!(plan.waiting["fc-a"].contains("not a node of fc-a"));
 }
+
+#[test]
+fn a_candidate_leads_only_once_the_followers_moved_and_hold_nothing_it_lacks() {
+    use cleave_operator::reconcile::plan::may_lead;
+    let cand = at(Role::Follower, 4, Some("a0"), (3, 12));
+    let moved = |seq| Some(at(Role::Follower, 4, Some("a2"), (3, seq)));
+    // Everyone moved and is behind or level: lead.
+    assert_eq!(
+        may_lead("fc-a-2", &cand, &[("fc-a-1".into(), moved(10))], 0, 1),
+        Ok(())
+    );
+    assert_eq!(
+        may_lead("fc-a-2", &cand, &[("fc-a-1".into(), moved(12))], 0, 1),
+        Ok(())
+    );
+    // A moved follower got a write from the old leader that the candidate lacks.
+    let err = may_lead("fc-a-2", &cand, &[("fc-a-1".into(), moved(13))], 0, 1).unwrap_err();
+    assert!(
+        err.contains("fc-a-1 holds (epoch 3, seq 13) beyond fc-a-2's"),
+        "{err}"
+    );
+    // A newer epoch beats a higher seq.
+    let newer = Some(at(Role::Follower, 4, Some("a2"), (4, 1)));
+    assert!(may_lead("fc-a-2", &cand, &[("fc-a-1".into(), newer)], 0, 1).is_err());
+    // A follower that could not be moved could still acknowledge the old leader (k = 1).
+    let err = may_lead("fc-a-2", &cand, &[("fc-a-1".into(), None)], 0, 1).unwrap_err();
+    assert!(
+        err.contains("1 node(s) other than fc-a-2 have not moved"),
+        "{err}"
+    );
+    // With k = 2 one unmoved node (or one not answering) is not enough for the old leader.
+    let told = [("fc-a-1".into(), None), ("fc-a-3".into(), moved(5))];
+    assert_eq!(may_lead("fc-a-2", &cand, &told, 0, 2), Ok(()));
+    assert!(may_lead("fc-a-2", &cand, &told, 1, 2).is_err());
+}

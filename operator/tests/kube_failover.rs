@@ -40,6 +40,8 @@ enum Stub {
     Node(NodeStatus),
     /// A router serving a table.
     Router(RangeTable),
+    /// A node that answers its status but refuses to follow (a transient failure).
+    Refusing(NodeStatus),
 }
 
 /// A stand-in pod on a loopback port. A `None` stub accepts connections and never answers
@@ -81,7 +83,13 @@ async fn stand_in(name: &str, stub: Option<Stub>, log: Log) -> String {
 fn answer(name: &str, me: &str, cmd: &Command, state: &Mutex<Option<Stub>>, log: &Log) -> Frame {
     let mut state = state.lock().unwrap();
     match (cmd, state.as_mut()) {
-        (Command::NodeStatus, Some(Stub::Node(s))) => bulk(s),
+        (Command::NodeStatus, Some(Stub::Node(s) | Stub::Refusing(s))) => bulk(s),
+        (Command::NodeFollow { epoch, .. }, Some(Stub::Refusing(_))) => {
+            log.lock()
+                .unwrap()
+                .push(format!("{name} REFUSED FOLLOW {epoch}"));
+            Frame::Error("ERR refusing, for the test".into())
+        }
         (Command::NodeFollow { epoch, leader }, Some(Stub::Node(s))) => {
             log.lock()
                 .unwrap()
@@ -151,14 +159,27 @@ async fn world() -> World {
     world_silent_for(5000).await
 }
 
+/// [`world`], where `fc-a-1` refuses to follow.
+async fn world_with_a_refusing_follower() -> World {
+    world_with(5000, true).await
+}
+
 /// [`world`], with the leader silent for `ms` so far.
 async fn world_silent_for(ms: u64) -> World {
+    world_with(ms, false).await
+}
+
+async fn world_with(ms: u64, refusing: bool) -> World {
     let log = Log::default();
     let mut addrs = BTreeMap::new();
     let a0 = stand_in("fc-a-0", None, log.clone()).await;
     addrs.insert("fc-a-0".to_string(), a0.clone());
     for (name, seq) in [("fc-a-1", 10), ("fc-a-2", 12)] {
-        let s = Stub::Node(follower(name, &a0, seq));
+        let s = if refusing && name == "fc-a-1" {
+            Stub::Refusing(follower(name, &a0, seq))
+        } else {
+            Stub::Node(follower(name, &a0, seq))
+        };
         addrs.insert(name.into(), stand_in(name, Some(s), log.clone()).await);
     }
     let table = RangeTable {
@@ -444,6 +465,75 @@ async fn a_silent_leader_within_its_timeout_is_looked_at_again_soon_and_nothing_
     assert!(
         told.is_empty(),
         "nothing may change before the failover timeout: {told:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_follower_that_did_not_move_holds_back_the_new_leader_and_the_table() {
+    // With minInSync 1, fc-a-1 still following the old leader could acknowledge its writes
+    // alone: fc-a-2 must not lead (it would lack them), and no router may be sent to it.
+    let w = world_with_a_refusing_follower().await;
+    let (ctx, handle) = w.context();
+    let mut script = w.until_the_decision();
+    let routers = script.pop().unwrap();
+    let nodes = script.pop().unwrap();
+    let again = |s: &Step| {
+        step(s.method, &s.path)
+            .query(s.query)
+            .answer(200, s.answer.clone().unwrap().1)
+    };
+    script.extend([again(&nodes), again(&routers)]);
+    script.push(
+        step(
+            "PUT",
+            "/api/v1/namespaces/store/configmaps/cleave-range-table",
+        )
+        .query(MANAGED),
+    );
+    script.extend([again(&nodes), again(&routers)]);
+    script.push(
+        step("PATCH", &format!("{CRD}/fileclusters/fc-a/status"))
+            .query(APPLY)
+            .answer(200, serde_json::to_value(fc(true, false)).unwrap()),
+    );
+    script.push(
+        step("PATCH", &format!("{CRD}/hashranges/all/status"))
+            .query(APPLY)
+            .answer(200, serde_json::to_value(hr("fc-a")).unwrap()),
+    );
+    script.push(
+        step("POST", "/apis/events.k8s.io/v1/namespaces/store/events").check(|b| {
+            assert_eq!(b["reason"], "ActionFailed", "{b}");
+            let note = b["note"].as_str().unwrap();
+            assert!(
+                note.contains("fc-a-2 to lead at epoch 4: not yet: 1 node(s) other than fc-a-2"),
+                "{note}"
+            );
+        }),
+    );
+    for reason in ["LeaderElected", "FailedOver"] {
+        script.push(
+            step("POST", "/apis/events.k8s.io/v1/namespaces/store/events")
+                .check(move |b| assert_eq!(b["reason"], reason, "{b}")),
+        );
+    }
+    let server = tokio::spawn(verify_logged(handle, script, w.log.clone()));
+    reconcile(Arc::new(fc(true, false)), ctx)
+        .await
+        .expect("the pass itself succeeds; the held-back step is reported");
+    server.await.unwrap();
+    let told: Vec<String> = w
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| !l.starts_with("API "))
+        .cloned()
+        .collect();
+    assert_eq!(
+        told,
+        ["fc-a-1 REFUSED FOLLOW 4"],
+        "nothing but the refused follow"
     );
 }
 

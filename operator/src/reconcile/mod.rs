@@ -312,6 +312,45 @@ async fn publish_table<P: Platform>(
     Ok(())
 }
 
+/// What the last check before `NODE.LEAD` needs (see [`plan::may_lead`]).
+struct LeadCheck<'a> {
+    valid: &'a validate::Valid,
+    observed: &'a Observed,
+    old_leader: Option<String>,
+}
+
+impl LeadCheck<'_> {
+    /// Ask the candidate and the nodes just told to follow it how far they are now, and decide.
+    async fn run(
+        &self,
+        cluster: &str,
+        node: &str,
+        address: &str,
+        told: Vec<(String, plan::Fenced)>,
+    ) -> std::result::Result<(), String> {
+        let k = self
+            .valid
+            .clusters
+            .iter()
+            .find(|fc| fc.metadata.name.as_deref() == Some(cluster))
+            .map_or(1, |fc| fc.spec.min_in_sync.max(0) as usize);
+        let unanswered = self
+            .observed
+            .clusters
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .filter(|n| n.status.is_none())
+            .filter(|n| n.name != node && Some(&n.name) != self.old_leader.as_ref())
+            .filter(|n| !told.iter().any(|(t, _)| *t == n.name))
+            .count();
+        let now = probe(address)
+            .await
+            .map_err(|e| format!("{node} does not answer: {e}"))?;
+        plan::may_lead(node, &now, &told, unanswered, k)
+    }
+}
+
 /// How long a switchover may pause writes on the old leader.
 pub const SWITCHOVER_FREEZE: Duration = Duration::from_millis(3000);
 /// How long the target may take to catch up with the frozen leader.
@@ -327,6 +366,7 @@ async fn switchover<P: Platform>(
     state: &mut CoreState,
     sw: &plan::Switchover,
     now: &str,
+    k: usize,
 ) -> Result<()> {
     let began = now_ms();
     let (from_name, from_addr, from_epoch) = &sw.from;
@@ -364,10 +404,23 @@ async fn switchover<P: Platform>(
     });
     platform.may_act()?;
     platform.save_state(state).await?;
+    let mut told = Vec::new();
     for addr in &sw.others {
-        if let Err(e) = admin(addr, async |c| c.follow(sw.epoch, to_addr).await).await {
-            tracing::warn!("switchover: {addr} did not follow yet: {e}");
-        }
+        let moved = match admin(addr, async |c| c.follow(sw.epoch, to_addr).await).await {
+            Ok(()) => probe(addr).await.ok(),
+            Err(e) => {
+                tracing::warn!("switchover: {addr} did not follow yet: {e}");
+                None
+            }
+        };
+        told.push((addr.clone(), moved));
+    }
+    let now = probe(to_addr).await?;
+    if let Err(why) = plan::may_lead(to_name, &now, &told, 0, k) {
+        return Err(Error::NotYet {
+            what: format!("switchover of {} to {to_name}", sw.cluster),
+            why,
+        });
     }
     platform.may_act()?;
     admin(to_addr, async |c| c.lead(sw.epoch).await).await?;
@@ -398,25 +451,68 @@ pub async fn reconcile<P: Platform>(
             platform.ensure_clusters(&valid.clusters).await?;
             let observed = observe(platform).await?;
             let plan = plan::build(&valid, &state, &observed);
+            let old_leaders: BTreeMap<String, Option<String>> = state
+                .clusters
+                .iter()
+                .map(|(c, cs)| (c.clone(), cs.leader.clone()))
+                .collect();
             outcome.waiting = plan.waiting.clone();
             if plan.state != state {
                 platform.may_act()?;
                 platform.save_state(&plan.state).await?;
                 state = plan.state.clone();
             }
+            let mut fenced: BTreeMap<(String, u64), Vec<(String, plan::Fenced)>> = BTreeMap::new();
+            // A leader held back this pass: the new table would name a node that does not lead.
+            let mut held_back = false;
             for action in &plan.actions {
                 tracing::info!(?action, "applying");
                 platform.may_act()?;
                 let r = match action {
-                    plan::NodeAction::Lead { address, epoch, .. } => {
-                        admin(address, async |c| c.lead(*epoch).await).await
+                    plan::NodeAction::Lead {
+                        cluster,
+                        node,
+                        address,
+                        epoch,
+                    } => {
+                        let told = fenced
+                            .remove(&(cluster.clone(), *epoch))
+                            .unwrap_or_default();
+                        let check = LeadCheck {
+                            valid: &valid,
+                            observed: &observed,
+                            old_leader: old_leaders.get(cluster).cloned().flatten(),
+                        };
+                        match check.run(cluster, node, address, told).await {
+                            Err(why) => {
+                                held_back = true;
+                                tracing::warn!(%cluster, %node, epoch, "not leading yet: {why}");
+                                Err(Error::NotYet {
+                                    what: format!("{cluster}: {node} to lead at epoch {epoch}"),
+                                    why,
+                                })
+                            }
+                            Ok(()) => admin(address, async |c| c.lead(*epoch).await).await,
+                        }
                     }
                     plan::NodeAction::Follow {
+                        cluster,
+                        node,
                         address,
                         epoch,
                         leader,
-                        ..
-                    } => admin(address, async |c| c.follow(*epoch, leader).await).await,
+                    } => {
+                        let r = admin(address, async |c| c.follow(*epoch, leader).await).await;
+                        let moved = match &r {
+                            Ok(()) => probe(address).await.ok(),
+                            Err(_) => None,
+                        };
+                        fenced
+                            .entry((cluster.clone(), *epoch))
+                            .or_default()
+                            .push((node.clone(), moved));
+                        r
+                    }
                 };
                 if let Err(e) = r {
                     outcome.apply_errors.push(e.to_string());
@@ -424,14 +520,19 @@ pub async fn reconcile<P: Platform>(
             }
             for sw in &plan.switchovers {
                 platform.may_act()?;
-                if let Err(e) = switchover(platform, &mut state, sw, &observed.now).await {
+                let k = valid
+                    .clusters
+                    .iter()
+                    .find(|fc| fc.metadata.name.as_deref() == Some(sw.cluster.as_str()))
+                    .map_or(1, |fc| fc.spec.min_in_sync.max(0) as usize);
+                if let Err(e) = switchover(platform, &mut state, sw, &observed.now, k).await {
                     tracing::warn!(cluster = %sw.cluster, "switchover abandoned: {e}");
                     outcome
                         .apply_errors
                         .push(format!("switchover of {}: {e}", sw.cluster));
                 }
             }
-            if let Some(table) = &plan.table {
+            if let Some(table) = plan.table.as_ref().filter(|_| !held_back) {
                 publish_table(platform, table, &observed, &mut state, &mut outcome).await?;
             }
         }

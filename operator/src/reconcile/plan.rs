@@ -420,3 +420,51 @@ fn adopt_or_choose(cs: &mut ClusterState, nodes: &[super::NodeObs]) {
 pub fn same_content(a: &RangeTable, b: &RangeTable) -> bool {
     a.ranges == b.ranges && a.clusters == b.clusters
 }
+
+/// Whether a node told to follow a new leader is known to have moved: `Some(status)` as it
+/// answered after being told, `None` when telling it failed or it did not answer since.
+pub type Fenced = Option<cleave_proto::status::NodeStatus>;
+
+/// Whether `candidate` may now be told to lead, after the other nodes were told to follow it.
+///
+/// The election compared logs *before* the followers were moved; until a follower moves, the
+/// old leader — silent to the operator but perhaps not to its followers — can still commit
+/// through it. So, just before `NODE.LEAD`:
+/// - every follower that was told to move must be known to have moved, and none may hold an
+///   entry the candidate lacks (`(last epoch, seq)` above the candidate's, as they answer now,
+///   fenced): otherwise a write the old leader committed through it would be lost;
+/// - fewer than `k` (`minInSync`) of the nodes other than the candidate and the old leader may
+///   be unaccounted for (not answering, or not moved), or the old leader could still gather a
+///   quorum without the candidate.
+///
+/// `Err` says why; the pass then does not send `NODE.LEAD`, and the next one elects again from
+/// what the moved followers hold.
+pub fn may_lead(
+    candidate: &str,
+    now: &cleave_proto::status::NodeStatus,
+    fenced: &[(String, Fenced)],
+    unanswered: usize,
+    k: usize,
+) -> Result<(), String> {
+    let mine = (now.last_epoch, now.applied_seq);
+    let mut unmoved = unanswered;
+    for (name, st) in fenced {
+        match st {
+            None => unmoved += 1,
+            Some(s) if (s.last_epoch, s.applied_seq) > mine => {
+                return Err(format!(
+                    "{name} holds (epoch {}, seq {}) beyond {candidate}'s (epoch {}, seq {})",
+                    s.last_epoch, s.applied_seq, mine.0, mine.1
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if k > 0 && unmoved >= k {
+        return Err(format!(
+            "{unmoved} node(s) other than {candidate} have not moved to the new epoch; with \
+             minInSync {k} the old leader could still commit through them"
+        ));
+    }
+    Ok(())
+}

@@ -248,11 +248,18 @@ impl Context {
     ) {
         let cond =
             |cs: &[crate::crd::Condition], t: &str| cs.iter().find(|c| c.type_ == t).cloned();
-        if invalid && after.errors != before.errors {
+        if after.errors != before.errors && !after.errors.is_empty() {
+            // A refused set, or steps that failed or were held back this pass (a node that
+            // did not answer an admin command, a leader not yet safe to appoint).
+            let reason = if invalid {
+                "InvalidSpec"
+            } else {
+                "ActionFailed"
+            };
             let note = after.errors.join("; ");
             for fc in &desired.clusters {
                 let r = fc.object_ref(&());
-                self.event(&r, EventType::Warning, "InvalidSpec", note.clone())
+                self.event(&r, EventType::Warning, reason, note.clone())
                     .await;
             }
         }
