@@ -94,8 +94,9 @@ pub enum StartRole {
     Follow(String),
 }
 
-/// The smallest write queue accepted (a write larger than the queue takes all of it).
-pub const MIN_WRITE_QUEUE_BYTES: usize = 1024 * 1024;
+/// The smallest write queue or resync buffer accepted (a write larger than the queue takes all
+/// of it).
+pub const MIN_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -209,15 +210,15 @@ impl Config {
         if config.log_capacity == 0 {
             return Err(Error::Config("log-capacity must be at least 1".into()));
         }
-        if config.write_queue_bytes < MIN_WRITE_QUEUE_BYTES {
-            return Err(Error::Config(format!(
-                "write-queue-bytes must be at least {MIN_WRITE_QUEUE_BYTES} (1 MiB)"
-            )));
-        }
-        if config.resync_buffer_bytes < MIN_WRITE_QUEUE_BYTES as u64 {
-            return Err(Error::Config(
-                "resync-buffer-bytes must be at least 1048576 (1 MiB)".into(),
-            ));
+        for (name, bytes) in [
+            ("write-queue-bytes", config.write_queue_bytes as u64),
+            ("resync-buffer-bytes", config.resync_buffer_bytes),
+        ] {
+            if bytes < MIN_BUFFER_BYTES as u64 {
+                return Err(Error::Config(format!(
+                    "{name} must be at least {MIN_BUFFER_BYTES} (1 MiB)"
+                )));
+            }
         }
         if config.sync_timeout < Duration::from_millis(100) {
             return Err(Error::Config("sync-timeout-ms must be at least 100".into()));

@@ -297,6 +297,13 @@ impl World {
     }
 }
 
+/// The same read again, with the same answer (a pass observes twice).
+fn again(s: &Step) -> Step {
+    step(s.method, &s.path)
+        .query(s.query)
+        .answer(200, s.answer.clone().unwrap().1)
+}
+
 /// The state a conditional write carries, after checking it is conditional on `rv`.
 fn written_state(body: &Value, rv: &str) -> CoreState {
     assert_eq!(
@@ -415,11 +422,6 @@ async fn a_silent_leader_within_its_timeout_is_looked_at_again_soon_and_nothing_
     let mut script = w.until_the_decision();
     let routers = script.pop().unwrap();
     let nodes = script.pop().unwrap();
-    let again = |s: &Step| {
-        step(s.method, &s.path)
-            .query(s.query)
-            .answer(200, s.answer.clone().unwrap().1)
-    };
     script.extend([
         again(&nodes),
         again(&routers),
@@ -477,11 +479,6 @@ async fn a_follower_that_did_not_move_holds_back_the_new_leader_and_the_table() 
     let mut script = w.until_the_decision();
     let routers = script.pop().unwrap();
     let nodes = script.pop().unwrap();
-    let again = |s: &Step| {
-        step(s.method, &s.path)
-            .query(s.query)
-            .answer(200, s.answer.clone().unwrap().1)
-    };
     script.extend([again(&nodes), again(&routers)]);
     script.push(
         step(

@@ -49,6 +49,7 @@ pub fn server_info(shared: &Shared) -> ServerInfo {
                     "total_commands_processed",
                     st.commands.load(Ordering::Relaxed),
                 ),
+                stat("hedged_reads", shared.forwarder.hedges() as u64),
                 stat("range_table_epoch", table.as_ref().map_or(0, |t| t.epoch)),
                 stat(
                     "clusters",

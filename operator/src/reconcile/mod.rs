@@ -326,14 +326,9 @@ impl LeadCheck<'_> {
         cluster: &str,
         node: &str,
         address: &str,
-        told: Vec<(String, plan::Fenced)>,
+        told: Vec<Told>,
     ) -> std::result::Result<(), String> {
-        let k = self
-            .valid
-            .clusters
-            .iter()
-            .find(|fc| fc.metadata.name.as_deref() == Some(cluster))
-            .map_or(1, |fc| fc.spec.min_in_sync.max(0) as usize);
+        let k = min_in_sync(self.valid, cluster);
         let unanswered = self
             .observed
             .clusters
@@ -342,13 +337,42 @@ impl LeadCheck<'_> {
             .flatten()
             .filter(|n| n.status.is_none())
             .filter(|n| n.name != node && Some(&n.name) != self.old_leader.as_ref())
-            .filter(|n| !told.iter().any(|(t, _)| *t == n.name))
+            .filter(|n| !told.iter().any(|t| t.name == n.name))
             .count();
         let now = probe(address)
             .await
             .map_err(|e| format!("{node} does not answer: {e}"))?;
-        plan::may_lead(node, &now, &told, unanswered, k)
+        plan::may_lead(node, &now, &fenced(&told).await, unanswered, k)
     }
+}
+
+/// A node told to follow a new leader, and whether it accepted.
+struct Told {
+    name: String,
+    address: String,
+    followed: bool,
+}
+
+/// Where the nodes told to follow stand now (asked together): `None` for one that refused or
+/// does not answer.
+async fn fenced(told: &[Told]) -> Vec<(String, plan::Fenced)> {
+    let now = join_all(told.iter().map(|t| async move {
+        match t.followed {
+            true => probe(&t.address).await.ok(),
+            false => None,
+        }
+    }))
+    .await;
+    told.iter().map(|t| t.name.clone()).zip(now).collect()
+}
+
+/// The `minInSync` of cluster `name` in the valid set.
+fn min_in_sync(valid: &validate::Valid, name: &str) -> usize {
+    valid
+        .clusters
+        .iter()
+        .find(|fc| fc.metadata.name.as_deref() == Some(name))
+        .map_or(1, plan::min_in_sync)
 }
 
 /// How long a switchover may pause writes on the old leader.
@@ -406,17 +430,18 @@ async fn switchover<P: Platform>(
     platform.save_state(state).await?;
     let mut told = Vec::new();
     for addr in &sw.others {
-        let moved = match admin(addr, async |c| c.follow(sw.epoch, to_addr).await).await {
-            Ok(()) => probe(addr).await.ok(),
-            Err(e) => {
-                tracing::warn!("switchover: {addr} did not follow yet: {e}");
-                None
-            }
-        };
-        told.push((addr.clone(), moved));
+        let r = admin(addr, async |c| c.follow(sw.epoch, to_addr).await).await;
+        if let Err(e) = &r {
+            tracing::warn!("switchover: {addr} did not follow yet: {e}");
+        }
+        told.push(Told {
+            name: addr.clone(),
+            address: addr.clone(),
+            followed: r.is_ok(),
+        });
     }
     let now = probe(to_addr).await?;
-    if let Err(why) = plan::may_lead(to_name, &now, &told, 0, k) {
+    if let Err(why) = plan::may_lead(to_name, &now, &fenced(&told).await, 0, k) {
         return Err(Error::NotYet {
             what: format!("switchover of {} to {to_name}", sw.cluster),
             why,
@@ -462,7 +487,7 @@ pub async fn reconcile<P: Platform>(
                 platform.save_state(&plan.state).await?;
                 state = plan.state.clone();
             }
-            let mut fenced: BTreeMap<(String, u64), Vec<(String, plan::Fenced)>> = BTreeMap::new();
+            let mut told: BTreeMap<(String, u64), Vec<Told>> = BTreeMap::new();
             // A leader held back this pass: the new table would name a node that does not lead.
             let mut held_back = false;
             for action in &plan.actions {
@@ -475,15 +500,13 @@ pub async fn reconcile<P: Platform>(
                         address,
                         epoch,
                     } => {
-                        let told = fenced
-                            .remove(&(cluster.clone(), *epoch))
-                            .unwrap_or_default();
+                        let moved = told.remove(&(cluster.clone(), *epoch)).unwrap_or_default();
                         let check = LeadCheck {
                             valid: &valid,
                             observed: &observed,
                             old_leader: old_leaders.get(cluster).cloned().flatten(),
                         };
-                        match check.run(cluster, node, address, told).await {
+                        match check.run(cluster, node, address, moved).await {
                             Err(why) => {
                                 held_back = true;
                                 tracing::warn!(%cluster, %node, epoch, "not leading yet: {why}");
@@ -503,14 +526,13 @@ pub async fn reconcile<P: Platform>(
                         leader,
                     } => {
                         let r = admin(address, async |c| c.follow(*epoch, leader).await).await;
-                        let moved = match &r {
-                            Ok(()) => probe(address).await.ok(),
-                            Err(_) => None,
-                        };
-                        fenced
-                            .entry((cluster.clone(), *epoch))
+                        told.entry((cluster.clone(), *epoch))
                             .or_default()
-                            .push((node.clone(), moved));
+                            .push(Told {
+                                name: node.clone(),
+                                address: address.clone(),
+                                followed: r.is_ok(),
+                            });
                         r
                     }
                 };
@@ -520,11 +542,7 @@ pub async fn reconcile<P: Platform>(
             }
             for sw in &plan.switchovers {
                 platform.may_act()?;
-                let k = valid
-                    .clusters
-                    .iter()
-                    .find(|fc| fc.metadata.name.as_deref() == Some(sw.cluster.as_str()))
-                    .map_or(1, |fc| fc.spec.min_in_sync.max(0) as usize);
+                let k = min_in_sync(&valid, &sw.cluster);
                 if let Err(e) = switchover(platform, &mut state, sw, &observed.now, k).await {
                     tracing::warn!(cluster = %sw.cluster, "switchover abandoned: {e}");
                     outcome

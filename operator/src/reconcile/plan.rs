@@ -95,7 +95,7 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
         if cs.leader.is_none() {
             adopt_or_choose(cs, &nodes);
         }
-        let k = fc.spec.min_in_sync.max(0) as usize;
+        let k = min_in_sync(fc);
         if let Some((reason, began_ms)) = trouble(cs, &nodes, fc, observed.now_ms) {
             match elect(cs, &nodes, k) {
                 Ok((leader, epoch)) => {
@@ -419,6 +419,11 @@ fn adopt_or_choose(cs: &mut ClusterState, nodes: &[super::NodeObs]) {
 /// Whether two tables route the same way (epochs aside).
 pub fn same_content(a: &RangeTable, b: &RangeTable) -> bool {
     a.ranges == b.ranges && a.clusters == b.clusters
+}
+
+/// A cluster's acknowledgement quorum, `minInSync` (never negative).
+pub fn min_in_sync(fc: &FileCluster) -> usize {
+    fc.spec.min_in_sync.max(0) as usize
 }
 
 /// Whether a node told to follow a new leader is known to have moved: `Some(status)` as it
