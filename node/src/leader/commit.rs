@@ -163,6 +163,26 @@ pub async fn run(node: Arc<Node>, mut queue: mpsc::UnboundedReceiver<WriteReques
                     let _ = req.reply.send(led);
                 }
             }
+            Err(Error::Lost { expected, found }) if found > expected => {
+                // The store is *ahead*: an earlier batch ran but its reply was lost (its Redis
+                // restarted), and reading the position failed then too. Nothing was lost: take
+                // the store's position, and let these clients retry (their tags make it safe).
+                tracing::warn!(
+                    "{}: the store is at seq {found}, ahead of {expected}: a batch applied \
+                     before its reply was lost; taking the store's position",
+                    node.id
+                );
+                if let Ok(at) = store.positions().await {
+                    if at.applied > expected {
+                        node.set_applied(at.applied, at.applied_epoch);
+                        node.commit_applied(at.applied);
+                    }
+                }
+                let reply = Reply::new(ErrorCode::TryAgain, "the store moved ahead; retry");
+                for req in batch {
+                    let _ = req.reply.send(refused(reply.clone()));
+                }
+            }
             Err(e @ Error::Lost { .. }) => {
                 tracing::error!("{}: {e}; stepping down until given a new epoch", node.id);
                 crate::role::step_down(&node, &e.to_string()).await;
