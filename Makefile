@@ -45,9 +45,11 @@ bench: deps release
 bench-failover: deps release
 	$(CARGO) test --release -p cleave-operator --test failover -- --ignored bench_failover --nocapture
 
-## soak: the fault scenarios with many rounds (50 leader kills under load, with the history check).
+## soak: the fault scenarios with many rounds (50 leader kills under load, with the history check),
+## and the resync fault tests including the one set aside from `make test` as flaky.
 soak: deps build
 	CLEAVE_FAILOVER_ROUNDS=50 $(CARGO) test -p cleave-operator --test failover -- --nocapture
+	$(CARGO) test -p cleave-e2e --test resync_faults -- --include-ignored
 
 ## crds: write crds/*.yaml from the Rust types (operator/src/crd).
 crds:

@@ -36,6 +36,7 @@ async fn a_follower_whose_redis_lost_its_tail_resets_and_catches_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "flaky in full `make test` runs (\"cluster srcrestart has no leader\" in 2 of 4 clean-clone runs, never alone): runs in `make soak` until fixed; see issue 7's note"]
 async fn a_resync_whose_source_redis_restarts_starts_over_and_converges() {
     let opts = ClusterOptions {
         log_capacity: 50,
