@@ -46,10 +46,10 @@ bench-failover: deps release
 	$(CARGO) test --release -p cleave-operator --test failover -- --ignored bench_failover --nocapture
 
 ## soak: the fault scenarios with many rounds (50 leader kills under load, with the history check),
-## and the resync fault tests including the one set aside from `make test` as flaky.
+## and the resync fault tests again.
 soak: deps build
 	CLEAVE_FAILOVER_ROUNDS=50 $(CARGO) test -p cleave-operator --test failover -- --nocapture
-	$(CARGO) test -p cleave-e2e --test resync_faults -- --include-ignored
+	$(CARGO) test -p cleave-e2e --test resync_faults
 
 ## crds: write crds/*.yaml from the Rust types (operator/src/crd).
 crds:

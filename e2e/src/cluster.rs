@@ -116,14 +116,62 @@ impl Cluster {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
-    /// Index of the node that reports itself leader.
+    /// Index of the node that reports itself leader, waiting (bounded) for one: a status
+    /// request can time out on a busy machine, which is not the same as having no leader.
     pub async fn leader(&self) -> usize {
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.status().await.is_some_and(|s| s.role == Role::Leader) {
-                return i;
-            }
+        match self.find_leader(LEADER_WAIT).await {
+            Some(i) => i,
+            None => panic!(
+                "cluster {} has no leader after {LEADER_WAIT:?}: {}",
+                self.name,
+                self.describe().await
+            ),
         }
-        panic!("cluster {} has no leader", self.name);
+    }
+
+    /// The leader if one reports itself within `wait`; `None` otherwise.
+    pub async fn find_leader(&self, wait: Duration) -> Option<usize> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if n.status().await.is_some_and(|s| s.role == Role::Leader) {
+                    return Some(i);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The leader, or, when none reports itself (a leader whose Redis lost its last writes
+    /// steps down and waits for a new epoch), a new one chosen as the operator would.
+    pub async fn leader_or_elect(&self) -> usize {
+        if let Some(i) = self.find_leader(LEADER_WAIT).await {
+            return i;
+        }
+        eprintln!(
+            "cluster {} has no leader; electing one as the operator would: {}",
+            self.name,
+            self.describe().await
+        );
+        self.elect().await
+    }
+
+    /// One line per node: role, epoch, applied seq, in sync (for failure messages).
+    pub async fn describe(&self) -> String {
+        let mut out = vec![];
+        for (i, n) in self.nodes.iter().enumerate() {
+            out.push(match n.status().await {
+                Some(s) => format!(
+                    "node {i}: {:?} epoch {} applied {} in_sync {}",
+                    s.role, s.epoch, s.applied_seq, s.in_sync
+                ),
+                None => format!("node {i}: no answer"),
+            });
+        }
+        out.join("; ")
     }
 
     /// Do what the operator does when a cluster has no leader (a restarted leader comes back
@@ -232,6 +280,37 @@ impl Cluster {
                 "node {i} of {} differs from node 0 at seq {seq}",
                 self.name
             );
+        }
+    }
+}
+
+/// How long [`Cluster::leader`] waits for a node to report itself leader.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How many lines of each node's log a failing test prints.
+const LOG_TAIL_LINES: usize = 60;
+
+impl Drop for Cluster {
+    /// When a test fails, print the end of every node's log and keep the folder: the logs
+    /// are the only account of what the nodes did, and CI shows only what a test prints.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let text = std::fs::read_to_string(n.log_path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "---- cluster {} node {i} ({}), last {} lines of {} ----\n{}",
+                self.name,
+                n.addr,
+                tail.len(),
+                n.log_path().display(),
+                tail.join("\n")
+            );
+        }
+        if let Some(tmp) = self._tmp.take() {
+            eprintln!("kept the cluster's folder: {}", tmp.keep().display());
         }
     }
 }

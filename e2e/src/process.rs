@@ -368,6 +368,11 @@ impl NodeProc {
         }
     }
 
+    /// Where the node writes its log.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Its `NODE.STATUS`, or `None` if it does not answer within [`STATUS_TIMEOUT`].
     pub async fn status(&self) -> Option<cleave_proto::status::NodeStatus> {
         let mut c = cleave_proto::Client::connect_timeout(&self.addr, STATUS_TIMEOUT)
