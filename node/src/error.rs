@@ -37,6 +37,14 @@ pub enum Error {
     /// Socket-level failure.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The cluster does not own this hash (any more): the range moved at table epoch `epoch`.
+    #[error("{epoch} {hash}")]
+    Moved {
+        /// The table epoch of the cluster's ownership.
+        epoch: u64,
+        /// The request's root hash.
+        hash: u32,
+    },
 }
 
 impl Error {
@@ -52,6 +60,7 @@ impl Error {
                 ErrorCode::TryAgain,
                 format!("node storage unavailable: {self}"),
             ),
+            Error::Moved { .. } => Reply::new(ErrorCode::Moved, self.to_string()),
             _ => Reply::new(ErrorCode::Err, self.to_string()),
         }
     }

@@ -86,6 +86,9 @@ fn dispatch_command(
         Command::NodeFreeze { epoch, ms } => {
             async move { role::freeze(&ctx.node, epoch, ms).await }.boxed()
         }
+        // Replicated like a write, so every replica and every later leader agrees on the seq
+        // from which the cluster owns exactly these ranges (a split's fence).
+        Command::NodeOwn(own) => write(&ctx, Op::own(&own), None, None),
         Command::ReplFetch {
             epoch,
             follower,
@@ -237,7 +240,10 @@ async fn read(ctx: &Ctx, query: Query) -> Frame {
     }
     .unwrap_or_else(|r| (Err(r), 0));
     if let Err(reply) = answer.as_ref() {
-        if reply.code == ErrorCode::TryAgain {
+        // Neither says anything about the data: no position to check (`at` is 0). MOVED is
+        // judged after the read barrier, so a range given away before the read began is
+        // never served here.
+        if matches!(reply.code, ErrorCode::TryAgain | ErrorCode::Moved) {
             return reply.to_frame();
         }
     }

@@ -6,7 +6,8 @@
 //! - [`follower`] pulls and applies the leader's log, resyncs fully when needed, and guards
 //!   follower reads with a read barrier;
 //! - [`store`] is everything in Redis: the atomic apply scripts, the log, snapshots;
-//! - [`op`] is the encoding of a replicated change; [`node`] the shared state.
+//! - [`op`] is the encoding of a replicated change; [`node`] the shared state;
+//! - [`ownership`] deletes the keys of hash ranges the cluster gave away (after a split).
 
 pub mod config;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod handler;
 pub mod leader;
 pub mod node;
 pub mod op;
+pub mod ownership;
 pub mod role;
 pub mod server;
 pub mod store;
@@ -58,6 +60,7 @@ pub async fn run(
 
     tokio::spawn(leader::commit::run(node.clone(), queue));
     tokio::spawn(supervise_role(node.clone()));
+    tokio::spawn(ownership::clean_foreign_keys(node.clone()));
     let ctx = handler::Ctx {
         node: node.clone(),
         read_index: follower::read_index::ReadIndex::start(node.clone()),

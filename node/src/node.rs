@@ -91,6 +91,8 @@ pub struct Node {
     pub last_contact: Mutex<Option<Instant>>,
     /// Full resyncs completed by this process.
     pub full_resyncs: AtomicU64,
+    /// The table epoch whose foreign keys this replica has finished deleting (0: none yet).
+    pub cleaned_epoch: AtomicU64,
     /// Leader: bumped on every acknowledgement, to wake confirmation waiters.
     pub acks_changed: watch::Sender<u64>,
     /// Leader: writes are refused until then (a planned switchover hands over).
@@ -129,6 +131,7 @@ impl Node {
             writes,
             last_contact: Mutex::new(None),
             full_resyncs: AtomicU64::new(0),
+            cleaned_epoch: AtomicU64::new(0),
             acks_changed: watch::channel(0).0,
             frozen_until: Mutex::new(None),
             applying: tokio::sync::Mutex::new(()),
@@ -295,6 +298,7 @@ impl Node {
     pub async fn status(&self) -> NodeStatus {
         let st = self.role_state();
         let at = self.store.clone().positions().await.unwrap_or_default();
+        let own = self.store.clone().ownership().await.ok().flatten();
         let in_sync = match st.role {
             Role::Leader => true,
             Role::Follower => self.follower_in_sync(),
@@ -324,6 +328,9 @@ impl Node {
             log_len: at.len,
             full_resyncs: self.full_resyncs.load(Ordering::Relaxed),
             followers,
+            own_epoch: own.as_ref().map_or(0, |o| o.epoch),
+            owned_ranges: own.as_ref().map(|o| o.ranges_text()).unwrap_or_default(),
+            cleaned_epoch: self.cleaned_epoch.load(Ordering::Relaxed),
         }
     }
 }

@@ -5,6 +5,11 @@
 //! never has to decode an op in Rust: the bytes it sends to Redis once are the bytes it
 //! replicates.
 //!
+//! Every op is `[name, hash, fields...]`: `hash` is the root hash of the op's path as 8 hex
+//! digits (empty for ops without a path), which every Redis key of the file names, and which the
+//! leader checks against what its cluster owns (`-MOVED`). The apply script removes it before
+//! reading the fields, so the fields below keep their positions:
+//!
 //! | op | fields |
 //! |---|---|
 //! | `put` | path, must-exist (0/1), etag, content type, mtime (ms), size, chunk... |
@@ -13,12 +18,14 @@
 //! | `commit` | path, upload id, parts, content type, mtime (ms) |
 //! | `abort` | path, upload id |
 //! | `noop` | (nothing: the first entry of a leader's epoch) |
+//! | `own` | table epoch, ranges (`start-end,...`): the cluster owns exactly these from here on |
 //!
 //! Everything time- or content-derived (mtime, etag) is decided by the leader and carried in the
 //! op, so every replica stores identical metadata.
 
 use bytes::Bytes;
 use cleave_proto::command::{Abort, Commit, Part, Put};
+use cleave_proto::owned::{key_hash, Ownership};
 use cleave_proto::FilePath;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,9 +51,12 @@ pub fn etag(data: &[u8]) -> String {
 struct Writer(Vec<u8>);
 
 impl Writer {
-    fn new(len: u32, capacity: usize) -> Self {
+    /// An op named `name` with `fields` fields after the name and the hash.
+    fn new(name: &str, path: Option<&FilePath>, fields: u32, capacity: usize) -> Self {
         let mut w = Writer(Vec::with_capacity(capacity + 64));
-        rmp::encode::write_array_len(&mut w.0, len).expect("writing to a Vec cannot fail");
+        rmp::encode::write_array_len(&mut w.0, fields + 2).expect("writing to a Vec cannot fail");
+        w.str(name)
+            .str(&path.map(|p| key_hash(p.hash())).unwrap_or_default());
         w
     }
     fn str(&mut self, s: &str) -> &mut Self {
@@ -74,9 +84,13 @@ impl Op {
     /// `INSERT` / `UPDATE`.
     pub fn put(put: &Put) -> Op {
         let chunks: Vec<&[u8]> = put.data.chunks(CHUNK_SIZE).collect();
-        let mut w = Writer::new(7 + chunks.len() as u32, put.data.len());
-        w.str("put")
-            .str(put.path.as_str())
+        let mut w = Writer::new(
+            "put",
+            Some(&put.path),
+            6 + chunks.len() as u32,
+            put.data.len(),
+        );
+        w.str(put.path.as_str())
             .uint(put.must_exist as u64)
             .str(&etag(&put.data))
             .str(put.content_type.as_deref().unwrap_or(""))
@@ -90,16 +104,15 @@ impl Op {
 
     /// `DELETE`.
     pub fn delete(path: &FilePath) -> Op {
-        let mut w = Writer::new(2, 0);
-        w.str("del").str(path.as_str());
+        let mut w = Writer::new("del", Some(path), 1, 0);
+        w.str(path.as_str());
         w.done()
     }
 
     /// `PART`.
     pub fn part(part: &Part) -> Op {
-        let mut w = Writer::new(6, part.data.len());
-        w.str("part")
-            .str(part.path.as_str())
+        let mut w = Writer::new("part", Some(&part.path), 5, part.data.len());
+        w.str(part.path.as_str())
             .str(&part.upload)
             .uint(part.index as u64)
             .str(&etag(&part.data))
@@ -109,9 +122,8 @@ impl Op {
 
     /// `COMMIT`.
     pub fn commit(commit: &Commit) -> Op {
-        let mut w = Writer::new(6, 0);
-        w.str("commit")
-            .str(commit.path.as_str())
+        let mut w = Writer::new("commit", Some(&commit.path), 5, 0);
+        w.str(commit.path.as_str())
             .str(&commit.upload)
             .uint(commit.parts as u64)
             .str(commit.content_type.as_deref().unwrap_or(""))
@@ -121,16 +133,21 @@ impl Op {
 
     /// `ABORT`.
     pub fn abort(abort: &Abort) -> Op {
-        let mut w = Writer::new(3, 0);
-        w.str("abort").str(abort.path.as_str()).str(&abort.upload);
+        let mut w = Writer::new("abort", Some(&abort.path), 2, 0);
+        w.str(abort.path.as_str()).str(&abort.upload);
         w.done()
     }
 
     /// The first entry of a leader's epoch: changes nothing, but once a quorum holds it every
     /// entry before it is committed.
     pub fn noop() -> Op {
-        let mut w = Writer::new(1, 0);
-        w.str("noop");
+        Writer::new("noop", None, 0, 0).done()
+    }
+
+    /// `NODE.OWN`: the cluster owns exactly `own.ranges` from this entry on.
+    pub fn own(own: &Ownership) -> Op {
+        let mut w = Writer::new("own", None, 2, 0);
+        w.uint(own.epoch).str(&own.ranges_text());
         w.done()
     }
 
@@ -160,8 +177,8 @@ mod tests {
         };
         let op = Op::put(&put);
         let mut rd = &op.0[..];
-        // 7 fixed fields + 3 chunks.
-        assert_eq!(rmp::decode::read_array_len(&mut rd).unwrap(), 10);
+        // name, hash, 6 fixed fields + 3 chunks.
+        assert_eq!(rmp::decode::read_array_len(&mut rd).unwrap(), 11);
         let text = |rd: &mut &[u8]| {
             let len = rmp::decode::read_str_len(rd).unwrap() as usize;
             let (s, rest) = rd.split_at(len);
@@ -169,6 +186,7 @@ mod tests {
             s.to_vec()
         };
         assert_eq!(text(&mut rd), b"put");
+        assert_eq!(text(&mut rd), format!("{:08x}", put.path.hash()).as_bytes());
         assert_eq!(text(&mut rd), b"/a/b");
         let must_exist: u64 = rmp::decode::read_int(&mut rd).unwrap();
         assert_eq!(must_exist, 1);

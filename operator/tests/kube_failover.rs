@@ -137,6 +137,9 @@ fn follower(id: &str, leader: &str, seq: u64) -> NodeStatus {
         log_len: seq,
         full_resyncs: 0,
         followers: Vec::new(),
+        own_epoch: 0,
+        owned_ranges: String::new(),
+        cleaned_epoch: 0,
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`handshake`]: connection housekeeping (HELLO, CLIENT, INFO, COMMAND...) for every server;
 //! - [`path`] and [`hash`]: validated paths and the root hash that routes them;
 //! - [`range`]: the range table (pure arithmetic: lookup, split, tiling checks);
+//! - [`owned`]: what one cluster owns, and the hash every data key names;
 //! - [`status`]: the JSON a node reports about itself;
 //! - [`runtime`]: what every server binary shares (logging, shutdown signal, YAML config files);
 //! - [`client`]: async clients for the CLI, tests, the operator and the router.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod hash;
+pub mod owned;
 pub mod path;
 pub mod range;
 pub mod runtime;

@@ -62,4 +62,14 @@ pub struct NodeStatus {
     /// The followers a leader knows about.
     #[serde(default)]
     pub followers: Vec<FollowerView>,
+    /// The range-table epoch of what its cluster owns (0: no `NODE.OWN` yet, it owns every
+    /// hash).
+    #[serde(default)]
+    pub own_epoch: u64,
+    /// The owned hash ranges (`start-end,...`; empty: every hash).
+    #[serde(default)]
+    pub owned_ranges: String,
+    /// The table epoch whose foreign keys this replica has finished deleting (0: none).
+    #[serde(default)]
+    pub cleaned_epoch: u64,
 }

@@ -156,7 +156,7 @@ impl Forwarder {
                     next = Some(route::next_node(&members.nodes, &addr).to_string());
                     false
                 }
-                Outcome::TryAgain | Outcome::Backoff => true,
+                Outcome::TryAgain | Outcome::Backoff | Outcome::Moved => true,
             };
             let round_done = tried >= members.nodes.len().max(1);
             if Instant::now() + backoff >= deadline {

@@ -21,9 +21,12 @@ pub enum Outcome {
     NotLeader(Option<String>),
     /// `-TRYAGAIN`: this node cannot serve now; another node (reads) or later (writes) may.
     TryAgain,
-    /// `-MOVED`, `-STALE` or `-READONLY`: the table is stale or a cutover is under way; wait a
-    /// little and route again with the table served then.
+    /// `-STALE` or `-READONLY`: the table is stale or a cutover is under way; wait a little and
+    /// route again with the table served then.
     Backoff,
+    /// `-MOVED`: the cluster does not own the hash (a split moved it). As [`Outcome::Backoff`],
+    /// and the write was provably not applied (see `session.rs`).
+    Moved,
     /// The node could not be reached or did not answer.
     Unreachable,
 }
@@ -42,7 +45,8 @@ pub fn classify(reply: &Frame, versioned_read: bool) -> Outcome {
         }
         ErrorCode::TryAgain => Outcome::TryAgain,
         ErrorCode::Stale if versioned_read => Outcome::Done,
-        ErrorCode::Moved | ErrorCode::Stale | ErrorCode::ReadOnly => Outcome::Backoff,
+        ErrorCode::Moved => Outcome::Moved,
+        ErrorCode::Stale | ErrorCode::ReadOnly => Outcome::Backoff,
         _ => Outcome::Done,
     }
 }
@@ -211,7 +215,7 @@ mod tests {
             classify(&err("TRYAGAIN catching up"), false),
             Outcome::TryAgain
         );
-        assert_eq!(classify(&err("MOVED 1 2"), false), Outcome::Backoff);
+        assert_eq!(classify(&err("MOVED 1 2"), false), Outcome::Moved);
         assert_eq!(classify(&err("READONLY cutover"), false), Outcome::Backoff);
         assert_eq!(classify(&err("STALE epoch"), false), Outcome::Backoff);
         assert_eq!(classify(&err("STALE version"), true), Outcome::Done);

@@ -76,6 +76,16 @@ pub fn tag(session: &Bytes, seq: u64, request: Frame) -> Frame {
     Frame::Array(tagged)
 }
 
+/// Give a tagged request (`REQ session seq ...`) another session and seq.
+fn retag(frame: &mut Frame, session: &Bytes, seq: u64) {
+    if let Frame::Array(items) = frame {
+        if items.len() >= 3 {
+            items[1] = Frame::Bulk(session.clone());
+            items[2] = Frame::Bulk(Bytes::from(seq.to_string()));
+        }
+    }
+}
+
 /// What a request is, for ordering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind<'a> {
@@ -168,6 +178,8 @@ struct Session {
 struct Write {
     /// The tagged request, kept for retries.
     frame: Frame,
+    /// Its seq in the pipeline's session (the tag's seq).
+    seq: u64,
     /// The hash of its path, to route it afresh.
     hash: u32,
     /// Where the client's reply goes.
@@ -217,6 +229,8 @@ pub struct Writes {
     wait_until: Option<Instant>,
     backoff: Duration,
     tried: usize,
+    /// The oldest write was answered `-MOVED`: re-tag the pipeline when it is next routed.
+    moved: bool,
 }
 
 impl Writes {
@@ -233,6 +247,7 @@ impl Writes {
             wait_until: None,
             backoff: MIN_BACKOFF,
             tried: 0,
+            moved: false,
         }
     }
 
@@ -251,8 +266,39 @@ impl Writes {
         budget: Duration,
         extra: Duration,
     ) -> oneshot::Receiver<Frame> {
-        debug_assert!(self.inflight.is_empty() || self.lane == cluster);
-        let i = match self.sessions.iter().position(|(c, _)| c == cluster) {
+        // Every write in flight belongs to the pipeline's session: after a `-MOVED` the lane
+        // may already be the cluster the oldest write moved to while [`Order`] still admits
+        // writes routed to the old one; they join the lane (its leader refuses what it does not
+        // own, and they are re-tagged in turn).
+        if self.inflight.is_empty() {
+            self.lane.clear();
+            self.lane.push_str(cluster);
+        }
+        let lane = std::mem::take(&mut self.lane);
+        let i = self.session_index(&lane);
+        self.lane = lane;
+        let session = &mut self.sessions[i].1;
+        let seq = session.next;
+        session.next += 1;
+        let frame = tag(&session.id, seq, frame);
+        let (reply, rx) = oneshot::channel();
+        let now = Instant::now();
+        self.inflight.push_back(Write {
+            frame,
+            seq,
+            hash,
+            reply,
+            deadline: now + budget,
+            extra,
+            rx: None,
+            attempt_deadline: now,
+        });
+        rx
+    }
+
+    /// The index of this connection's session for `cluster`, made on first use.
+    fn session_index(&mut self, cluster: &str) -> usize {
+        match self.sessions.iter().position(|(c, _)| c == cluster) {
             Some(i) => i,
             None => {
                 let s = Session {
@@ -263,27 +309,36 @@ impl Writes {
                 self.sessions.push((cluster.to_string(), s));
                 self.sessions.len() - 1
             }
-        };
-        let session = &mut self.sessions[i].1;
-        let seq = session.next;
-        session.next += 1;
-        let frame = tag(&session.id, seq, frame);
-        if self.inflight.is_empty() {
-            self.lane.clear();
-            self.lane.push_str(cluster);
         }
-        let (reply, rx) = oneshot::channel();
-        let now = Instant::now();
-        self.inflight.push_back(Write {
-            frame,
-            hash,
-            reply,
-            deadline: now + budget,
-            extra,
-            rx: None,
-            attempt_deadline: now,
-        });
-        rx
+    }
+
+    /// The oldest write was answered `-MOVED`: none of the writes in flight was applied, or
+    /// ever will be, where they were sent. (The leader checks a write's session before its
+    /// hash: a write applied earlier would have been answered with its first outcome; a
+    /// refused one is not logged, and every later write of the session waits behind it; a
+    /// cluster never takes back a range after the table that moved it is committed, and the
+    /// router only ever serves committed tables.) So their seqs are handed back to the lane's
+    /// session, and the whole pipeline is tagged afresh for the cluster that owns the oldest
+    /// write under the table served now, oldest first: each write still applies at most once,
+    /// and in order.
+    ///
+    /// Done when the pipeline is routed again (`owner` is the oldest write's cluster under the
+    /// table used for that attempt), so tags and destination always agree.
+    fn retag_after_moved(&mut self, owner: &str) {
+        self.moved = false;
+        let Some(oldest) = self.inflight.front().map(|w| w.seq) else {
+            return;
+        };
+        let lane = self.session_index(&self.lane.clone());
+        self.sessions[lane].1.next = oldest;
+        let i = self.session_index(owner);
+        let session = &mut self.sessions[i].1;
+        for w in &mut self.inflight {
+            w.seq = session.next;
+            session.next += 1;
+            retag(&mut w.frame, &session.id, w.seq);
+        }
+        self.lane = owner.to_string();
     }
 
     /// Make progress: route and send what is unsent, then wait for the oldest write's reply and
@@ -306,6 +361,9 @@ impl Writes {
                 return self.give_up(e.to_frame());
             };
             let cluster = range.cluster.clone();
+            if self.moved {
+                self.retag_after_moved(&cluster);
+            }
             let addr = match &self.next {
                 Some(a) => a.clone(),
                 None => {
@@ -482,6 +540,11 @@ impl Writes {
                 fwd.leaders().forget(&up.cluster, &up.addr);
                 self.next = Some(route::next_node(nodes, &up.addr).to_string());
                 false
+            }
+            Outcome::Moved => {
+                self.moved = true;
+                self.next = None;
+                true
             }
             Outcome::TryAgain | Outcome::Backoff | Outcome::Done => {
                 self.next = None;

@@ -24,6 +24,12 @@
 -- the log over a fuzzy snapshot (full resync) converges to exactly the leader's state. They also
 -- carry the request's session record (s, q, r) and the sessions it evicted (ev).
 --
+-- Ops are {name, hash, fields...} (node/src/op.rs); `hash` (8 hex digits, '' for ops without
+-- a path) is removed first, so fields keep their positions. Every data key names it:
+-- f:<h>:<path>, c:<h>:<epoch>.<seq>:<i>, u:<h>:<path>\n<upload>\n<i>, up:<h>:<path>\n<upload>,
+-- dir:<h>:<dir>. The hash `own` (epoch, ranges) is what the cluster owns, set by `own` entries:
+-- in lead mode a change for a hash outside it is refused with MOVED and not logged.
+--
 -- Bookkeeping lives in the hash `meta`: applied, appliedepoch (epoch of the entry at applied),
 -- logfirst, logbytes, baseepoch (epoch of the entry just before logfirst). The log is the list
 -- `log` holding epoch, op and effects of each entry, oldest first. Sessions: hash `sess:<id>`
@@ -39,6 +45,25 @@ if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= applied then
   return {{'lost', applied}}
 end
 
+-- What the cluster owns: nil (no `own` entry yet) means everything.
+local function parse_ranges(text)
+  if not text then return nil end
+  local out = {}
+  for s, e in string.gmatch(text, '(%d+)-(%d+)') do out[#out + 1] = {tonumber(s), tonumber(e)} end
+  return out
+end
+local own = redis.call('HMGET', 'own', 'epoch', 'ranges')
+local own_epoch, own_text = tonumber(own[1] or '0'), own[2]
+local owned = parse_ranges(own_text)
+local function owns(h)
+  if owned == nil or h == nil or h == '' then return true end
+  local k = tonumber(h, 16)
+  for _, r in ipairs(owned) do
+    if r[1] <= k and k <= r[2] then return true end
+  end
+  return false
+end
+
 -- Sessions whose records are kept (the oldest by last use are evicted beyond this), and how many
 -- recent results each keeps for retries (the router never has more in flight per session).
 local MAX_SESSIONS = 10000
@@ -51,21 +76,21 @@ local function parent_of(p)
   return string.sub(p, 1, i - 1), string.sub(p, i + 1)
 end
 
-local function index_add(p)
+local function index_add(h, p)
   local dir, name = parent_of(p)
   while dir ~= nil do
-    redis.call('ZADD', 'dir:' .. dir, 0, name)
+    redis.call('ZADD', 'dir:' .. h .. ':' .. dir, 0, name)
     local up, upname = parent_of(dir)
     name = upname .. '/'
     dir = up
   end
 end
 
-local function index_remove(p)
+local function index_remove(h, p)
   local dir, name = parent_of(p)
   while dir ~= nil do
-    redis.call('ZREM', 'dir:' .. dir, name)
-    if redis.call('EXISTS', 'dir:' .. dir) == 1 then break end
+    redis.call('ZREM', 'dir:' .. h .. ':' .. dir, name)
+    if redis.call('EXISTS', 'dir:' .. h .. ':' .. dir) == 1 then break end
     local up, upname = parent_of(dir)
     name = upname .. '/'
     dir = up
@@ -102,10 +127,20 @@ local function del(k) redis.call('DEL', k) end
 
 -- Lead mode: check the preconditions of an op and compute its effects. Returns nil, code,
 -- message when the op is refused.
-local function plan(op, seq, fx)
+local function plan(op, h, seq, fx)
   local kind, path = op[1], op[2]
   if kind == 'noop' then return true end
-  local meta_key = 'f:' .. path
+  if kind == 'own' then
+    -- {'own', table epoch, ranges}: never back to an older table; one table, one answer.
+    if op[2] < own_epoch then
+      return nil, 'STALE', 'ownership is at table epoch ' .. own_epoch .. ', not ' .. op[2]
+    end
+    if op[2] == own_epoch and op[3] ~= own_text then
+      return nil, 'ERR', 'table epoch ' .. own_epoch .. ' already gave ranges ' .. tostring(own_text)
+    end
+    return true
+  end
+  local meta_key = 'f:' .. h .. ':' .. path
   if kind == 'put' then
     -- {'put', path, must_exist, etag, ctype, mtime, size, chunk...}
     if op[3] == 1 and redis.call('EXISTS', meta_key) == 0 then
@@ -115,20 +150,23 @@ local function plan(op, seq, fx)
     local nchunks = #op - 7
     local csize = 0
     if nchunks > 0 then csize = string.len(op[8]) end
-    fx.meta = {size = op[7], etag = op[4], ctype = op[5], mtime = op[6], blob = 'c:' .. seq .. ':',
+    -- Chunk keys name the hash and the (epoch, seq) that wrote them, never just a seq: after
+    -- a split both clusters go on from the same seq, each in its own ranges.
+    local blob = 'c:' .. h .. ':' .. lead_epoch .. '.' .. seq .. ':'
+    fx.meta = {size = op[7], etag = op[4], ctype = op[5], mtime = op[6], blob = blob,
                chunks = nchunks, csize = csize}
   elseif kind == 'del' then
     if redis.call('EXISTS', meta_key) == 0 then return nil, 'NOTFOUND', 'no such file ' .. path end
     fx.old = old_version(meta_key)
   elseif kind == 'part' then
     -- {'part', path, upload, index, etag, data}: never rewrite the bytes of a committed version.
-    if redis.call('HGET', meta_key, 'upset') == 'up:' .. path .. '\n' .. op[3] then
+    if redis.call('HGET', meta_key, 'upset') == 'up:' .. h .. ':' .. path .. '\n' .. op[3] then
       return nil, 'EXISTS', 'upload ' .. op[3] .. ' of ' .. path .. ' is committed; use a new upload id'
     end
   elseif kind == 'commit' then
     -- {'commit', path, upload, parts, ctype, mtime}
-    local upset = 'up:' .. path .. '\n' .. op[3]
-    local prefix = 'u:' .. path .. '\n' .. op[3] .. '\n'
+    local upset = 'up:' .. h .. ':' .. path .. '\n' .. op[3]
+    local prefix = 'u:' .. h .. ':' .. path .. '\n' .. op[3] .. '\n'
     if redis.call('HGET', meta_key, 'upset') == upset then
       return nil, 'EXISTS', 'upload ' .. op[3] .. ' of ' .. path .. ' is already committed'
     end
@@ -153,8 +191,8 @@ local function plan(op, seq, fx)
     fx.meta = {size = size, etag = redis.sha1hex(table.concat(tags)) .. '-' .. n, ctype = op[5],
                mtime = op[6], blob = prefix, chunks = n, csize = csize, upset = upset}
   elseif kind == 'abort' then
-    local upset = 'up:' .. path .. '\n' .. op[3]
-    local prefix = 'u:' .. path .. '\n' .. op[3] .. '\n'
+    local upset = 'up:' .. h .. ':' .. path .. '\n' .. op[3]
+    local prefix = 'u:' .. h .. ':' .. path .. '\n' .. op[3] .. '\n'
     if redis.call('HGET', meta_key, 'upset') == upset then
       return nil, 'ERR', 'upload ' .. op[3] .. ' is committed; DELETE the file instead'
     end
@@ -168,10 +206,15 @@ local function plan(op, seq, fx)
 end
 
 -- Apply an op's effects (both modes).
-local function effect(op, seq, fx)
+local function effect(op, h, seq, fx)
   local kind, path = op[1], op[2]
   if kind == 'noop' then return end
-  local meta_key = 'f:' .. path
+  if kind == 'own' then
+    redis.call('HSET', 'own', 'epoch', op[2], 'ranges', op[3])
+    own_epoch, own_text, owned = op[2], op[3], parse_ranges(op[3])
+    return
+  end
+  local meta_key = 'f:' .. h .. ':' .. path
   local function set_meta(m)
     redis.call('HSET', meta_key, 'size', m.size, 'etag', m.etag, 'type', m.ctype, 'mtime', m.mtime,
       'seq', seq, 'blob', m.blob, 'chunks', m.chunks, 'csize', m.csize, 'upset', m.upset or '')
@@ -180,23 +223,23 @@ local function effect(op, seq, fx)
     deleted_keys(fx, del)
     for i = 8, #op do redis.call('SET', fx.meta.blob .. (i - 8), op[i]) end
     set_meta(fx.meta)
-    index_add(path)
+    index_add(h, path)
   elseif kind == 'del' then
     deleted_keys(fx, del)
     redis.call('DEL', meta_key)
-    index_remove(path)
+    index_remove(h, path)
   elseif kind == 'part' then
-    redis.call('SET', 'u:' .. path .. '\n' .. op[3] .. '\n' .. op[4], op[6])
-    redis.call('HSET', 'up:' .. path .. '\n' .. op[3], op[4], op[5])
+    redis.call('SET', 'u:' .. h .. ':' .. path .. '\n' .. op[3] .. '\n' .. op[4], op[6])
+    redis.call('HSET', 'up:' .. h .. ':' .. path .. '\n' .. op[3], op[4], op[5])
   elseif kind == 'commit' then
-    local upset = 'up:' .. path .. '\n' .. op[3]
-    local prefix = 'u:' .. path .. '\n' .. op[3] .. '\n'
+    local upset = 'up:' .. h .. ':' .. path .. '\n' .. op[3]
+    local prefix = 'u:' .. h .. ':' .. path .. '\n' .. op[3] .. '\n'
     deleted_keys(fx, function(k)
       -- Replacing a file with a new upload must not delete the new upload's parts.
       if string.sub(k, 1, #prefix) ~= prefix and k ~= upset then redis.call('DEL', k) end
     end)
     set_meta(fx.meta)
-    index_add(path)
+    index_add(h, path)
   elseif kind == 'abort' then
     deleted_keys(fx, del)
   end
@@ -246,6 +289,7 @@ end
 local function lead_one(op_blob, sess, cseq)
   local seq = applied + 1
   local op = cmsgpack.unpack(op_blob)
+  local h = table.remove(op, 2)
   local fx = {}
   if sess ~= '' then
     local key = 'sess:' .. sess
@@ -266,7 +310,13 @@ local function lead_one(op_blob, sess, cseq)
       end
     end
   end
-  local ok, code, msg = plan(op, seq, fx)
+  -- Checked after the session (a retry of an applied write gets its first outcome) and never
+  -- logged: a MOVED write was not applied here and never will be, so the router may send it,
+  -- and every later write of its session, to the new owner.
+  if not owns(h) then
+    return {'err', 'MOVED', own_epoch .. ' ' .. tonumber(h, 16), applied}
+  end
+  local ok, code, msg = plan(op, h, seq, fx)
   if not ok then
     if sess == '' then return {'err', code, msg, applied} end
     -- A tagged refusal is logged (no data change), so the session advances everywhere.
@@ -279,7 +329,7 @@ local function lead_one(op_blob, sess, cseq)
     return {'fail', seq, fx_blob, code, msg}
   end
   fx.r = 'o' .. seq
-  effect(op, seq, fx)
+  effect(op, h, seq, fx)
   record_session(seq, fx)
   local fx_blob = cmsgpack.pack(fx)
   append_log(seq, lead_epoch, op_blob, fx_blob)
@@ -290,8 +340,9 @@ local function replay_one(seq, epoch, op_blob, fx_blob)
   if seq <= applied then return {'dup', applied} end
   if seq ~= applied + 1 then return {'gap', applied} end
   local op = cmsgpack.unpack(op_blob)
+  local h = table.remove(op, 2)
   local fx = cmsgpack.unpack(fx_blob)
-  if not fx.fail then effect(op, seq, fx) end
+  if not fx.fail then effect(op, h, seq, fx) end
   record_session(seq, fx)
   append_log(seq, epoch, op_blob, fx_blob)
   return {'ok', seq}

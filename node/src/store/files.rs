@@ -4,6 +4,7 @@
 use super::{array, bytes, int, text, FileRead, Store};
 use crate::error::{Error, Result};
 use cleave_proto::command::Stat;
+use cleave_proto::owned::{key_hash, Ownership};
 use cleave_proto::FilePath;
 use redis::Value;
 
@@ -17,8 +18,7 @@ impl Store {
         version: Option<u64>,
     ) -> Result<(FileRead, u64)> {
         let mut pipe = redis::pipe();
-        self.scripts
-            .read(&mut pipe, path.as_str(), offset, length, version);
+        self.scripts.read(&mut pipe, path, offset, length, version);
         let reply = self.run(&pipe).await?.pop().unwrap_or(Value::Nil);
         let mut it = array(reply).into_iter();
         let applied = it.next().map(|v| int(&v)).unwrap_or(0);
@@ -34,6 +34,13 @@ impl Store {
                 }
             }
             "stale" => FileRead::Stale(it.next().map(|v| int(&v)).unwrap_or(0)),
+            "moved" => {
+                let epoch = it.next().map(|v| int(&v)).unwrap_or(0);
+                return Err(Error::Moved {
+                    epoch,
+                    hash: path.hash(),
+                });
+            }
             _ => FileRead::None,
         };
         Ok((read, applied))
@@ -41,18 +48,24 @@ impl Store {
 
     /// Metadata of a file, or a directory's stat, or `None`; and the store's applied seq.
     pub async fn stat(&mut self, path: &FilePath) -> Result<(Option<Stat>, u64)> {
-        let meta_key = format!("f:{path}");
-        let dir_key = format!("dir:{path}");
-        let (fields, dir, applied): (Vec<Option<String>>, bool, Option<u64>) = redis::pipe()
-            .atomic()
-            .cmd("HMGET")
-            .arg(&meta_key)
-            .arg(&["size", "etag", "type", "mtime", "seq"])
-            .exists(&dir_key)
-            .hget("meta", "applied")
-            .query_async(self.conn())
-            .await
-            .map_err(|e| Error::redis("stat", e))?;
+        let h = key_hash(path.hash());
+        let meta_key = format!("f:{h}:{path}");
+        let dir_key = format!("dir:{h}:{path}");
+        let (fields, dir, applied, own): (Vec<Option<String>>, bool, Option<u64>, OwnRecord) =
+            redis::pipe()
+                .atomic()
+                .cmd("HMGET")
+                .arg(&meta_key)
+                .arg(&["size", "etag", "type", "mtime", "seq"])
+                .exists(&dir_key)
+                .hget("meta", "applied")
+                .cmd("HMGET")
+                .arg("own")
+                .arg(&["epoch", "ranges"])
+                .query_async(self.conn())
+                .await
+                .map_err(|e| Error::redis("stat", e))?;
+        check_owned(&own, path)?;
         let num = |i: usize| {
             fields
                 .get(i)
@@ -90,19 +103,60 @@ impl Store {
         limit: u32,
     ) -> Result<(Vec<String>, u64)> {
         let min = after.map_or_else(|| "-".to_string(), |a| format!("({a}"));
-        let (names, applied): (Vec<String>, Option<u64>) = redis::pipe()
+        let (names, applied, own): (Vec<String>, Option<u64>, OwnRecord) = redis::pipe()
             .atomic()
             .cmd("ZRANGEBYLEX")
-            .arg(format!("dir:{path}"))
+            .arg(format!("dir:{}:{path}", key_hash(path.hash())))
             .arg(min)
             .arg("+")
             .arg("LIMIT")
             .arg(0)
             .arg(limit)
             .hget("meta", "applied")
+            .cmd("HMGET")
+            .arg("own")
+            .arg(&["epoch", "ranges"])
             .query_async(self.conn())
             .await
             .map_err(|e| Error::redis("list", e))?;
+        check_owned(&own, path)?;
         Ok((names, applied.unwrap_or(0)))
+    }
+
+    /// What the cluster owns, as its store records it (`None`: everything, no `own` entry yet).
+    pub async fn ownership(&mut self) -> Result<Option<Ownership>> {
+        let own: OwnRecord = redis::cmd("HMGET")
+            .arg("own")
+            .arg(&["epoch", "ranges"])
+            .query_async(self.conn())
+            .await
+            .map_err(|e| Error::redis("ownership", e))?;
+        parse_own(&own)
+    }
+}
+
+/// The `own` hash's `epoch` and `ranges`, read atomically with a read.
+type OwnRecord = (Option<u64>, Option<String>);
+
+fn parse_own(own: &OwnRecord) -> Result<Option<Ownership>> {
+    let (Some(epoch), Some(text)) = own else {
+        return Ok(None);
+    };
+    let ranges = Ownership::parse_ranges(text)
+        .map_err(|e| Error::Apply(format!("the store's ownership record: {e}")))?;
+    Ok(Some(Ownership {
+        epoch: *epoch,
+        ranges,
+    }))
+}
+
+/// `Err(Moved)` when the store's ownership record does not cover `path`.
+fn check_owned(own: &OwnRecord, path: &FilePath) -> Result<()> {
+    match parse_own(own)? {
+        Some(o) if !o.contains(path.hash()) => Err(Error::Moved {
+            epoch: o.epoch,
+            hash: path.hash(),
+        }),
+        _ => Ok(()),
     }
 }

@@ -4,11 +4,13 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `f:<path>` | hash | a file's metadata: size, etag, type, mtime, seq, blob (chunk key prefix), chunks, csize, upset |
-//! | `c:<seq>:<i>` | string | chunk `i` of the file version written by `INSERT`/`UPDATE` at `seq` |
-//! | `u:<path>\n<upload>\n<i>` | string | part `i` of a multipart upload (stays in place after `COMMIT`) |
-//! | `up:<path>\n<upload>` | hash | part index → part etag, for `COMMIT` and `ABORT` |
-//! | `dir:<path>` | sorted set | a directory's entries (score 0, lexicographic; sub-directories end in `/`) |
+//! | `f:<h>:<path>` | hash | a file's metadata: size, etag, type, mtime, seq, blob (chunk key prefix), chunks, csize, upset |
+//! | `c:<h>:<epoch>.<seq>:<i>` | string | chunk `i` of the file version written by `INSERT`/`UPDATE` at `(epoch, seq)` |
+//! | `u:<h>:<path>\n<upload>\n<i>` | string | part `i` of a multipart upload (stays in place after `COMMIT`) |
+//! | `up:<h>:<path>\n<upload>` | hash | part index → part etag, for `COMMIT` and `ABORT` |
+//! | `dir:<h>:<path>` | sorted set | a directory's entries (score 0, lexicographic; sub-directories end in `/`) |
+//! | `own` | hash | `epoch` and `ranges`: the hash ranges the cluster owns under that table epoch (absent: all) |
+//! | `meta:cleaned` | string | the table epoch whose foreign keys this replica has deleted (local, not replicated) |
 //! | `meta` | hash | `applied` and `appliedepoch` (seq and epoch of the last applied entry, written in the same script as the change), `logfirst` (first seq held in the log), `baseepoch` (epoch of the entry before it), `logbytes` (its size) |
 //! | `log` | list | the replication log: epoch, op and effects of each entry, oldest first |
 //! | `sess:<id>` | hash | a client session's dedup record: `last` request number and `r<n>` → first result of the recent requests |
@@ -17,9 +19,14 @@
 //! | `meta:resyncing` | string | set while a full resync is incomplete: the data must not be trusted |
 //! | `rbuf` | list | entries buffered while a full resync copies its snapshot (epoch, seq, op, effects) |
 //!
+//! `<h>` is the root hash of the file's path as 8 hex digits: every data key names it, so the
+//! keys of one hash range can be told apart by name alone (split clone, cleanup). Chunk keys
+//! name the writer's epoch and seq, never the seq alone: after a split two clusters go on from
+//! the same seq, each in its own ranges.
 //! `\n` cannot occur in a path or an upload id, so these keys are unambiguous.
 
 mod apply;
+mod cleanup;
 mod files;
 mod role;
 mod scripts;

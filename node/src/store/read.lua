@@ -1,10 +1,20 @@
 -- Read a byte range of a file atomically with its metadata, so a concurrent replace can never
--- mix two versions. ARGV: path, offset, length, expected version ('' for any).
--- Returns {applied, 'file', size, seq, data} | {applied, 'stale', seq} | {applied, 'none'}:
+-- mix two versions. ARGV: path, offset, length, expected version ('' for any), the path's root
+-- hash (8 hex digits).
+-- Returns {applied, 'file', size, seq, data} | {applied, 'stale', seq} | {applied, 'none'} |
+-- {applied, 'moved', table epoch} (the cluster does not own the hash):
 -- `applied` is the store's applied seq, read atomically with the file, so the node can hold the
 -- answer back until everything it may reflect is committed.
 local applied = tonumber(redis.call('HGET', 'meta', 'applied') or '0')
-local meta_key = 'f:' .. ARGV[1]
+local own = redis.call('HMGET', 'own', 'epoch', 'ranges')
+if own[2] then
+  local k, mine = tonumber(ARGV[5], 16), false
+  for s, e in string.gmatch(own[2], '(%d+)-(%d+)') do
+    if tonumber(s) <= k and k <= tonumber(e) then mine = true end
+  end
+  if not mine then return {applied, 'moved', tonumber(own[1])} end
+end
+local meta_key = 'f:' .. ARGV[5] .. ':' .. ARGV[1]
 local m = redis.call('HMGET', meta_key, 'size', 'seq', 'blob', 'chunks', 'csize')
 if not m[1] then return {applied, 'none'} end
 local size, seq, blob, chunks, csize = tonumber(m[1]), tonumber(m[2]), m[3], tonumber(m[4]), tonumber(m[5])

@@ -1,6 +1,8 @@
 //! The Lua scripts that make each change atomic with its seq, loaded once per Redis server.
 
 use crate::error::{Error, Result};
+use cleave_proto::owned::key_hash;
+use cleave_proto::FilePath;
 use redis::aio::ConnectionManager;
 
 const APPLY: &str = include_str!("apply.lua");
@@ -69,7 +71,7 @@ impl Scripts {
     pub fn read(
         &self,
         pipe: &mut redis::Pipeline,
-        path: &str,
+        path: &FilePath,
         offset: u64,
         length: u64,
         version: Option<u64>,
@@ -78,10 +80,11 @@ impl Scripts {
         pipe.cmd("EVALSHA")
             .arg(&self.read)
             .arg(0)
-            .arg(path)
+            .arg(path.as_str())
             .arg(offset)
             .arg(length)
-            .arg(version);
+            .arg(version)
+            .arg(key_hash(path.hash()));
     }
 
     /// Queue a log read.

@@ -12,7 +12,7 @@ use redis::Value;
 /// Prefixes of the keys that hold user data (everything else is node-local bookkeeping).
 /// Client sessions (`sess`, `sess:<id>`) travel with the data: a retry after a resync or a
 /// failover must still find its first outcome.
-const DATA_PREFIXES: [&[u8]; 6] = [b"f:", b"c:", b"u:", b"up:", b"dir:", b"sess"];
+const DATA_PREFIXES: [&[u8]; 7] = [b"f:", b"c:", b"u:", b"up:", b"dir:", b"sess", b"own"];
 /// Stop filling a snapshot batch at about this many bytes.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Keys asked of SCAN per step.

@@ -325,6 +325,12 @@ impl Client {
         int(self.call(&Command::NodeFreeze { epoch, ms }).await?)
     }
 
+    /// `NODE.OWN table-epoch ranges`: the seq of the entry from which the cluster owns exactly
+    /// `own.ranges`.
+    pub async fn own(&mut self, own: &crate::owned::Ownership) -> Result<u64> {
+        int(self.call(&Command::NodeOwn(own.clone())).await?)
+    }
+
     /// `NODE.LEAD epoch`.
     pub async fn lead(&mut self, epoch: u64) -> Result<()> {
         self.call(&Command::NodeLead { epoch }).await.map(drop)

@@ -88,6 +88,10 @@ pub enum Command {
         /// The leader's client address.
         leader: String,
     },
+    /// `NODE.OWN table-epoch start-end[,start-end...]`: from now on the cluster owns exactly
+    /// these hash ranges (a split's fence). Replicated through the log; answered with the seq of
+    /// the entry once it is committed.
+    NodeOwn(crate::owned::Ownership),
     /// `NODE.FREEZE epoch ms`: the leader of `epoch` stops applying writes for `ms` (a planned
     /// switchover); answers its applied seq once nothing more can be applied.
     NodeFreeze {
@@ -210,6 +214,14 @@ impl Command {
                 let leader = args.string("leader")?;
                 args.finish()?;
                 Command::NodeFollow { epoch, leader }
+            }
+            "NODE.OWN" => {
+                let epoch = args.u64("table-epoch")?;
+                let text = args.string("ranges")?;
+                args.finish()?;
+                let ranges = crate::owned::Ownership::parse_ranges(&text)
+                    .map_err(|e| Reply::new(ErrorCode::Err, format!("NODE.OWN: {e}")))?;
+                Command::NodeOwn(crate::owned::Ownership { epoch, ranges })
             }
             "NODE.FREEZE" => {
                 let epoch = args.u64("epoch")?;
@@ -348,6 +360,11 @@ impl Command {
             Command::NodeFreeze { epoch, ms } => {
                 Frame::command([Bytes::from("NODE.FREEZE"), num(*epoch), num(*ms)])
             }
+            Command::NodeOwn(own) => Frame::command([
+                Bytes::from("NODE.OWN"),
+                num(own.epoch),
+                Bytes::from(own.ranges_text()),
+            ]),
             Command::ReplIndex { epoch } => {
                 Frame::command([Bytes::from("REPL.INDEX"), num(*epoch)])
             }
@@ -410,6 +427,7 @@ pub const KNOWN: &[&str] = &[
     "NODE.LEAD",
     "NODE.FOLLOW",
     "NODE.FREEZE",
+    "NODE.OWN",
     "REPL.FETCH",
     "REPL.INDEX",
     "SNAP.NEXT",
@@ -549,6 +567,10 @@ mod tests {
             Command::Mux,
             Command::ReplIndex { epoch: 4 },
             Command::NodeFreeze { epoch: 4, ms: 2000 },
+            Command::NodeOwn(crate::owned::Ownership {
+                epoch: 7,
+                ranges: vec![(0, 9), (20, u32::MAX)],
+            }),
             Command::SnapNext {
                 epoch: 4,
                 cursor: "0".into(),

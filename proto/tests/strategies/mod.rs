@@ -413,6 +413,20 @@ pub fn command() -> impl Strategy<Value = Command> {
         Just(Command::Mux),
         any::<u64>().prop_map(|epoch| Command::ReplIndex { epoch }),
         (any::<u64>(), any::<u64>()).prop_map(|(epoch, ms)| Command::NodeFreeze { epoch, ms }),
+        (
+            any::<u64>(),
+            proptest::collection::btree_set(any::<u32>(), 1..16)
+        )
+            .prop_map(|(epoch, points)| {
+                // Sorted distinct points, paired up: sorted, disjoint spans (an odd one out is
+                // a single-hash span).
+                let points: Vec<u32> = points.into_iter().collect();
+                let ranges = points
+                    .chunks(2)
+                    .map(|c| (c[0], *c.last().expect("a chunk is never empty")))
+                    .collect();
+                Command::NodeOwn(cleave_proto::owned::Ownership { epoch, ranges })
+            }),
         (any::<u64>(), text()).prop_map(|(epoch, cursor)| Command::SnapNext { epoch, cursor }),
         Just(Command::TableGet),
         data().prop_map(Command::TablePush),
@@ -455,6 +469,7 @@ pub fn variant_name(cmd: &Command) -> &'static str {
         Command::ReplFetch { .. } => "REPL.FETCH",
         Command::ReplIndex { .. } => "REPL.INDEX",
         Command::NodeFreeze { .. } => "NODE.FREEZE",
+        Command::NodeOwn(_) => "NODE.OWN",
         Command::SnapNext { .. } => "SNAP.NEXT",
         Command::Req { .. } => "REQ",
         Command::Mux => "MUX",
