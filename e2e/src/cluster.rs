@@ -20,6 +20,9 @@ pub struct ClusterOptions {
     pub write_timeout_ms: Option<u64>,
     /// More flags for every node.
     pub extra_flags: Vec<String>,
+    /// Start every node idle (no role, epoch 0), as a new cluster's nodes before the operator
+    /// tells them what to do (e.g. to learn from a split's source).
+    pub start_idle: bool,
 }
 
 impl Default for ClusterOptions {
@@ -31,6 +34,7 @@ impl Default for ClusterOptions {
             sync_timeout_ms: 1000,
             write_timeout_ms: None,
             extra_flags: Vec::new(),
+            start_idle: false,
         }
     }
 }
@@ -80,17 +84,18 @@ impl Cluster {
                 opts.min_in_sync.to_string(),
                 "--sync-timeout-ms".into(),
                 opts.sync_timeout_ms.to_string(),
-                "--epoch".into(),
-                "1".into(),
             ];
+            if !opts.start_idle {
+                flags.extend(["--epoch".to_string(), "1".into()]);
+            }
             if let Some(ms) = opts.write_timeout_ms {
                 flags.extend(["--write-timeout-ms".to_string(), ms.to_string()]);
             }
             flags.extend(opts.extra_flags.iter().cloned());
-            if i == 0 {
-                flags.push("--lead".into());
-            } else {
-                flags.extend(["--follow".to_string(), addrs[0].clone()]);
+            match (opts.start_idle, i) {
+                (true, _) => {}
+                (false, 0) => flags.push("--lead".into()),
+                (false, _) => flags.extend(["--follow".to_string(), addrs[0].clone()]),
             }
             nodes.push(NodeProc::start(
                 addr,
@@ -107,7 +112,9 @@ impl Cluster {
             dir: dir.to_path_buf(),
             _tmp: None,
         };
-        c.wait_in_sync(Duration::from_secs(20)).await;
+        if !opts.start_idle {
+            c.wait_in_sync(Duration::from_secs(20)).await;
+        }
         c
     }
 

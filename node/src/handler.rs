@@ -80,9 +80,11 @@ fn dispatch_command(
         }
         .boxed(),
         Command::NodeLead { epoch } => async move { role::lead(&ctx.node, epoch).await }.boxed(),
-        Command::NodeFollow { epoch, leader } => {
-            async move { role::follow(&ctx.node, epoch, leader).await }.boxed()
-        }
+        Command::NodeFollow {
+            epoch,
+            leader,
+            learner,
+        } => async move { role::follow(&ctx.node, epoch, leader, learner).await }.boxed(),
         Command::NodeFreeze { epoch, ms } => {
             async move { role::freeze(&ctx.node, epoch, ms).await }.boxed()
         }
@@ -96,16 +98,10 @@ fn dispatch_command(
             from_epoch,
             round,
             max_bytes,
+            learner,
         } => async move {
-            serve::fetch(
-                &ctx.node,
-                epoch,
-                &follower,
-                (from, from_epoch),
-                round,
-                max_bytes,
-            )
-            .await
+            let from = (from, from_epoch);
+            serve::fetch(&ctx.node, epoch, &follower, from, round, max_bytes, learner).await
         }
         .boxed(),
         Command::ReplIndex { epoch } => async move { serve::index(&ctx.node, epoch).await }.boxed(),

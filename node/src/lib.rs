@@ -80,7 +80,7 @@ async fn apply_start_role(node: &Node, start: StartRole, epoch: u64) {
     let frame = match start {
         StartRole::Resume => return,
         StartRole::Lead => role::lead(node, epoch).await,
-        StartRole::Follow(leader) => role::follow(node, epoch, leader).await,
+        StartRole::Follow(leader) => role::follow(node, epoch, leader, false).await,
     };
     if let cleave_proto::Frame::Error(e) = frame {
         tracing::warn!("{}: start role not applied: {e}", node.id);

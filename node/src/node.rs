@@ -25,6 +25,9 @@ pub struct RoleState {
     pub leader: Option<String>,
     /// Set when this node must discard its data before following (e.g. a deposed leader).
     pub needs_resync: bool,
+    /// Following as a learner: its acknowledgements never count towards the leader's quorum
+    /// (a split's new cluster cloning its source).
+    pub learner: bool,
 }
 
 /// A write waiting for its seq.
@@ -51,6 +54,8 @@ pub struct FollowerState {
     pub told: u64,
     /// When it last fetched.
     pub last_seen: Instant,
+    /// A learner: never counted towards the quorum or a confirmation round.
+    pub learner: bool,
 }
 
 /// The shared state of a node.
@@ -174,6 +179,7 @@ impl Node {
             epoch: next.epoch,
             role: match next.role {
                 Role::Leader => "leader".into(),
+                Role::Follower | Role::Resyncing if next.learner => "learner".into(),
                 Role::Follower | Role::Resyncing => "follower".into(),
                 Role::Idle => String::new(),
             },
@@ -220,7 +226,8 @@ impl Node {
 
     /// Leader: a follower fetched with a log matching ours up to `acked`, carrying `round`.
     /// Advance the commit index if the quorum moved, and wake confirmation waiters.
-    pub fn record_ack(&self, follower: &str, acked: u64, round: u64) {
+    /// A learner's fetch is recorded (for its view and its commit index) but never counted.
+    pub fn record_ack(&self, follower: &str, acked: u64, round: u64, learner: bool) {
         let mut followers = self.followers.lock().expect("lock");
         let told = followers.get(follower).map_or(0, |f| f.told);
         followers.insert(
@@ -230,13 +237,18 @@ impl Node {
                 round,
                 told,
                 last_seen: Instant::now(),
+                learner,
             },
         );
         let k = self.config.min_in_sync;
-        if k == 0 {
+        if k == 0 || learner {
             return;
         }
-        let mut acks: Vec<u64> = followers.values().map(|f| f.acked).collect();
+        let mut acks: Vec<u64> = followers
+            .values()
+            .filter(|f| !f.learner)
+            .map(|f| f.acked)
+            .collect();
         drop(followers);
         self.acks_changed.send_modify(|n| *n += 1);
         if acks.len() < k {
@@ -272,7 +284,7 @@ impl Node {
             .lock()
             .expect("lock")
             .values()
-            .filter(|f| f.round >= round)
+            .filter(|f| !f.learner && f.round >= round)
             .count()
     }
 
@@ -313,6 +325,7 @@ impl Node {
                 id: id.clone(),
                 acked_seq: f.acked,
                 last_seen_ms: f.last_seen.elapsed().as_millis() as u64,
+                learner: f.learner,
             })
             .collect();
         NodeStatus {
@@ -328,6 +341,7 @@ impl Node {
             log_len: at.len,
             full_resyncs: self.full_resyncs.load(Ordering::Relaxed),
             followers,
+            learner: st.learner,
             own_epoch: own.as_ref().map_or(0, |o| o.epoch),
             owned_ranges: own.as_ref().map(|o| o.ranges_text()).unwrap_or_default(),
             cleaned_epoch: self.cleaned_epoch.load(Ordering::Relaxed),

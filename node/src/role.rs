@@ -22,7 +22,7 @@ use cleave_proto::{ErrorCode, Frame, Reply};
 /// epoch (idle), because its store may have lost entries it had handed out.
 pub fn resume(saved: &SavedRole) -> RoleState {
     let role = match saved.role.as_str() {
-        "follower" => Role::Follower,
+        "follower" | "learner" => Role::Follower,
         _ => Role::Idle,
     };
     if saved.role == "leader" {
@@ -36,6 +36,7 @@ pub fn resume(saved: &SavedRole) -> RoleState {
         epoch: saved.epoch,
         leader: (role == Role::Follower && !saved.leader.is_empty()).then(|| saved.leader.clone()),
         needs_resync: false,
+        learner: saved.role == "learner",
     }
 }
 
@@ -67,6 +68,7 @@ pub async fn lead(node: &Node, epoch: u64) -> Frame {
         epoch,
         leader: Some(node.address.clone()),
         needs_resync: false,
+        learner: false,
     };
     match node.set_role(next).await {
         Ok(()) => {
@@ -81,12 +83,15 @@ pub async fn lead(node: &Node, epoch: u64) -> Frame {
 }
 
 /// `NODE.FOLLOW epoch leader`: follow `leader` at a newer epoch (idempotent for the current one).
-pub async fn follow(node: &Node, epoch: u64, leader: String) -> Frame {
+pub async fn follow(node: &Node, epoch: u64, leader: String, learner: bool) -> Frame {
     let st = node.role_state();
     if leader == node.address {
         return Reply::new(ErrorCode::Err, "a node cannot follow itself").to_frame();
     }
-    if epoch == st.epoch && st.leader.as_deref() == Some(leader.as_str()) && st.role != Role::Leader
+    if epoch == st.epoch
+        && st.leader.as_deref() == Some(leader.as_str())
+        && st.role != Role::Leader
+        && st.learner == learner
     {
         return Frame::ok();
     }
@@ -102,6 +107,7 @@ pub async fn follow(node: &Node, epoch: u64, leader: String) -> Frame {
         epoch,
         leader: Some(leader.clone()),
         needs_resync: st.needs_resync,
+        learner,
     };
     match node.set_role(next).await {
         Ok(()) => {
@@ -125,6 +131,7 @@ pub async fn step_down(node: &Node, why: &str) {
         epoch: st.epoch,
         leader: None,
         needs_resync: false,
+        learner: false,
     };
     if let Err(e) = node.set_role(next).await {
         tracing::warn!(

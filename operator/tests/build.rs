@@ -50,6 +50,7 @@ fn status(role: Role, epoch: u64, leader: Option<&str>, seq: u64) -> NodeStatus 
         log_len: 0,
         full_resyncs: 0,
         followers: vec![],
+        learner: false,
         own_epoch: 0,
         owned_ranges: String::new(),
         cleaned_epoch: 0,

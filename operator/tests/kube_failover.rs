@@ -90,7 +90,7 @@ fn answer(name: &str, me: &str, cmd: &Command, state: &Mutex<Option<Stub>>, log:
                 .push(format!("{name} REFUSED FOLLOW {epoch}"));
             Frame::Error("ERR refusing, for the test".into())
         }
-        (Command::NodeFollow { epoch, leader }, Some(Stub::Node(s))) => {
+        (Command::NodeFollow { epoch, leader, .. }, Some(Stub::Node(s))) => {
             log.lock()
                 .unwrap()
                 .push(format!("{name} FOLLOW {epoch} {leader}"));
@@ -137,6 +137,7 @@ fn follower(id: &str, leader: &str, seq: u64) -> NodeStatus {
         log_len: seq,
         full_resyncs: 0,
         followers: Vec::new(),
+        learner: false,
         own_epoch: 0,
         owned_ranges: String::new(),
         cleaned_epoch: 0,

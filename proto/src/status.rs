@@ -27,6 +27,9 @@ pub struct FollowerView {
     pub acked_seq: u64,
     /// Milliseconds since it last fetched.
     pub last_seen_ms: u64,
+    /// A learner (never counted towards the quorum).
+    #[serde(default)]
+    pub learner: bool,
 }
 
 /// The reply of `NODE.STATUS`.
@@ -62,6 +65,9 @@ pub struct NodeStatus {
     /// The followers a leader knows about.
     #[serde(default)]
     pub followers: Vec<FollowerView>,
+    /// Whether it follows as a learner (copying a split's source without voting).
+    #[serde(default)]
+    pub learner: bool,
     /// The range-table epoch of what its cluster owns (0: no `NODE.OWN` yet, it owns every
     /// hash).
     #[serde(default)]

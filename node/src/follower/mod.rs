@@ -27,6 +27,7 @@ pub async fn fetch(
     me: &str,
     from: (u64, u64),
     round: u64,
+    learner: bool,
     timeout: Duration,
 ) -> Result<FetchReply> {
     let cmd = Command::ReplFetch {
@@ -36,6 +37,7 @@ pub async fn fetch(
         from_epoch: from.1,
         round,
         max_bytes: FETCH_MAX_BYTES,
+        learner,
     };
     let frame = tokio::time::timeout(timeout, client.call(&cmd))
         .await
@@ -137,7 +139,8 @@ async fn follow(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
             node.last_epoch.load(Ordering::SeqCst),
         );
         let round = node.heard_round.load(Ordering::SeqCst);
-        match fetch(&mut client, epoch, &node.id, from, round, silence).await {
+        let learner = node.role_state().learner;
+        match fetch(&mut client, epoch, &node.id, from, round, learner, silence).await {
             Ok(FetchReply::Entries {
                 committed,
                 round,

@@ -146,6 +146,7 @@ async fn buffer_entries(
             ANONYMOUS_READER,
             from,
             0,
+            false,
             node.config.sync_timeout,
         )
         .await?;

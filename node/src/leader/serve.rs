@@ -99,6 +99,7 @@ pub async fn fetch(
     (from, from_epoch): (u64, u64),
     round: u64,
     max_bytes: u64,
+    learner: bool,
 ) -> Frame {
     if let Err(r) = leader_state(node, epoch) {
         return r.to_frame();
@@ -110,7 +111,7 @@ pub async fn fetch(
         Ok(Position::Matches) => {}
     }
     if follower != ANONYMOUS_READER {
-        node.record_ack(follower, from, round);
+        node.record_ack(follower, from, round, learner);
     }
     // Long poll: answer at once when there is something to send, a newer commit index or a
     // confirmation round to take part in; otherwise a heartbeat after sync_timeout / 4.

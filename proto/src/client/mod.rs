@@ -341,6 +341,19 @@ impl Client {
         self.call(&Command::NodeFollow {
             epoch,
             leader: leader.into(),
+            learner: false,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// `NODE.FOLLOW epoch leader LEARNER`: copy `leader`'s data and log without counting
+    /// towards its quorum.
+    pub async fn learn(&mut self, epoch: u64, leader: &str) -> Result<()> {
+        self.call(&Command::NodeFollow {
+            epoch,
+            leader: leader.into(),
+            learner: true,
         })
         .await
         .map(drop)

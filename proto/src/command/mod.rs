@@ -81,12 +81,16 @@ pub enum Command {
         /// The new epoch; must not be lower than the node's.
         epoch: u64,
     },
-    /// `NODE.FOLLOW epoch leader-address`: follow `leader` at `epoch`.
+    /// `NODE.FOLLOW epoch leader-address [LEARNER]`: follow `leader` at `epoch`; a learner
+    /// copies the leader's data and log but never counts towards its quorum (a split's new
+    /// cluster cloning its source).
     NodeFollow {
         /// The new epoch; must not be lower than the node's.
         epoch: u64,
         /// The leader's client address.
         leader: String,
+        /// Follow as a non-voting learner.
+        learner: bool,
     },
     /// `NODE.OWN table-epoch start-end[,start-end...]`: from now on the cluster owns exactly
     /// these hash ranges (a split's fence). Replicated through the log; answered with the seq of
@@ -116,6 +120,9 @@ pub enum Command {
         round: u64,
         /// Upper bound on the bytes of entries returned.
         max_bytes: u64,
+        /// The fetch comes from a learner (`LEARNER` at the end): its acknowledgements never
+        /// count towards the quorum.
+        learner: bool,
     },
     /// `REPL.INDEX epoch`: the leader's acknowledged seq, for read-index reads on followers.
     ReplIndex {
@@ -212,8 +219,13 @@ impl Command {
             "NODE.FOLLOW" => {
                 let epoch = args.u64("epoch")?;
                 let leader = args.string("leader")?;
+                let learner = learner_flag(&mut args)?;
                 args.finish()?;
-                Command::NodeFollow { epoch, leader }
+                Command::NodeFollow {
+                    epoch,
+                    leader,
+                    learner,
+                }
             }
             "NODE.OWN" => {
                 let epoch = args.u64("table-epoch")?;
@@ -236,6 +248,7 @@ impl Command {
                 let from_epoch = args.u64("from-epoch")?;
                 let round = args.u64("round")?;
                 let max_bytes = args.u64("max-bytes")?;
+                let learner = learner_flag(&mut args)?;
                 args.finish()?;
                 Command::ReplFetch {
                     epoch,
@@ -244,6 +257,7 @@ impl Command {
                     from_epoch,
                     round,
                     max_bytes,
+                    learner,
                 }
             }
             "REPL.INDEX" => {
@@ -334,11 +348,21 @@ impl Command {
             }
             Command::NodeStatus => Frame::command(["NODE.STATUS"]),
             Command::NodeLead { epoch } => Frame::command([Bytes::from("NODE.LEAD"), num(*epoch)]),
-            Command::NodeFollow { epoch, leader } => Frame::command([
-                Bytes::from("NODE.FOLLOW"),
-                num(*epoch),
-                Bytes::from(leader.clone()),
-            ]),
+            Command::NodeFollow {
+                epoch,
+                leader,
+                learner,
+            } => {
+                let mut words = vec![
+                    Bytes::from("NODE.FOLLOW"),
+                    num(*epoch),
+                    Bytes::from(leader.clone()),
+                ];
+                if *learner {
+                    words.push(Bytes::from(LEARNER));
+                }
+                Frame::command(words)
+            }
             Command::ReplFetch {
                 epoch,
                 follower,
@@ -346,15 +370,22 @@ impl Command {
                 from_epoch,
                 round,
                 max_bytes,
-            } => Frame::command([
-                Bytes::from("REPL.FETCH"),
-                num(*epoch),
-                Bytes::from(follower.clone()),
-                num(*from),
-                num(*from_epoch),
-                num(*round),
-                num(*max_bytes),
-            ]),
+                learner,
+            } => {
+                let mut words = vec![
+                    Bytes::from("REPL.FETCH"),
+                    num(*epoch),
+                    Bytes::from(follower.clone()),
+                    num(*from),
+                    num(*from_epoch),
+                    num(*round),
+                    num(*max_bytes),
+                ];
+                if *learner {
+                    words.push(Bytes::from(LEARNER));
+                }
+                Frame::command(words)
+            }
             Command::Req { session, seq, cmd } => repl::tag_frame(session, *seq, cmd.to_frame()),
             Command::Mux => Frame::command(["MUX"]),
             Command::NodeFreeze { epoch, ms } => {
@@ -404,6 +435,21 @@ impl Command {
                 | Command::Abort(_)
                 | Command::Req { .. }
         )
+    }
+}
+
+/// The keyword that marks `NODE.FOLLOW` and `REPL.FETCH` as a learner's.
+pub const LEARNER: &str = "LEARNER";
+
+/// An optional trailing `LEARNER`.
+fn learner_flag(args: &mut Args) -> Result<bool, Reply> {
+    match args.keyword()? {
+        None => Ok(false),
+        Some(k) if k == LEARNER => Ok(true),
+        Some(other) => Err(Reply::new(
+            ErrorCode::Err,
+            format!("unexpected {other:?}: the only option is LEARNER"),
+        )),
     }
 }
 
@@ -550,6 +596,12 @@ mod tests {
             Command::NodeFollow {
                 epoch: 4,
                 leader: "127.0.0.1:1".into(),
+                learner: false,
+            },
+            Command::NodeFollow {
+                epoch: 4,
+                leader: "127.0.0.1:1".into(),
+                learner: true,
             },
             Command::ReplFetch {
                 epoch: 4,
@@ -558,6 +610,16 @@ mod tests {
                 from_epoch: 3,
                 round: 11,
                 max_bytes: 100,
+                learner: false,
+            },
+            Command::ReplFetch {
+                epoch: 4,
+                follower: "n1".into(),
+                from: 9,
+                from_epoch: 3,
+                round: 11,
+                max_bytes: 100,
+                learner: true,
             },
             Command::Req {
                 session: "r1-2".into(),

@@ -381,23 +381,32 @@ pub fn command() -> impl Strategy<Value = Command> {
         data().prop_map(Command::ConfigGet),
         Just(Command::NodeStatus),
         any::<u64>().prop_map(|epoch| Command::NodeLead { epoch }),
-        (any::<u64>(), text()).prop_map(|(epoch, leader)| Command::NodeFollow { epoch, leader }),
+        (any::<u64>(), text(), any::<bool>()).prop_map(|(epoch, leader, learner)| {
+            Command::NodeFollow {
+                epoch,
+                leader,
+                learner,
+            }
+        }),
         (
             any::<u64>(),
             text(),
             (any::<u64>(), any::<u64>(), any::<u64>()),
-            any::<u64>()
+            (any::<u64>(), any::<bool>())
         )
-            .prop_map(|(epoch, follower, (from, from_epoch, round), max_bytes)| {
-                Command::ReplFetch {
-                    epoch,
-                    follower,
-                    from,
-                    from_epoch,
-                    round,
-                    max_bytes,
+            .prop_map(
+                |(epoch, follower, (from, from_epoch, round), (max_bytes, learner))| {
+                    Command::ReplFetch {
+                        epoch,
+                        follower,
+                        from,
+                        from_epoch,
+                        round,
+                        max_bytes,
+                        learner,
+                    }
                 }
-            }),
+            ),
         ("[A-Za-z0-9._:-]{1,128}", 1..=u64::MAX, file_path(), data()).prop_map(
             |(session, seq, path, data)| Command::Req {
                 session,
