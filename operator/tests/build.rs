@@ -238,14 +238,31 @@ fn an_unchanged_table_keeps_its_epoch_and_a_change_bumps_it() {
     assert!(again.push_to.is_empty());
     assert_eq!(again.state, state, "nothing to record");
 
-    // A split: low shrinks and a third range goes to fc-b.
+    // A re-cut that keeps every hash with its owner: a new table epoch.
+    let mut d = samples();
+    d.ranges[0].spec.end = 1073741823;
+    d.ranges.push(hr("low2", 1073741824, 2147483647, "fc-a"));
+    let v = validate(&d).unwrap();
+    let recut = build(&v, &state, &observed(settled, &[Some(1), Some(1)]));
+    assert_eq!(recut.table.as_ref().unwrap().epoch, 2);
+    assert_eq!(recut.push_to.len(), 2);
+    assert_eq!(recut.state.split, None);
+
+    // Moving a range to a cluster that already owns one would move no data: refused, the
+    // served table stays, and the reason is given.
     let mut d = samples();
     d.ranges[0].spec.end = 1073741823;
     d.ranges.push(hr("mid", 1073741824, 2147483647, "fc-b"));
     let v = validate(&d).unwrap();
-    let split = build(&v, &state, &observed(settled, &[Some(1), Some(1)]));
-    assert_eq!(split.table.as_ref().unwrap().epoch, 2);
-    assert_eq!(split.push_to.len(), 2);
+    let refused = build(&v, &state, &observed(settled, &[Some(1), Some(1)]));
+    assert_eq!(refused.table.as_ref().unwrap().epoch, 1);
+    assert!(refused.push_to.is_empty());
+    assert_eq!(refused.state.split, None);
+    assert!(
+        refused.waiting["(ranges)"].contains("already owns"),
+        "{:?}",
+        refused.waiting
+    );
 }
 
 #[test]

@@ -219,6 +219,7 @@ async fn world_with(ms: u64, refusing: bool) -> World {
         )]),
         table: Some(table.clone()),
         committed_epoch: 5,
+        ..CoreState::default()
     };
     let state_cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "cleave-range-table", "namespace": NS, "resourceVersion": "50"},

@@ -540,6 +540,7 @@ mod tests {
             updated_at: "2025-01-01T00:00:00Z".into(),
             data: dir.path().display().to_string(),
             report: Report {
+                split: None,
                 epoch: 2,
                 ranges: vec![RangeReport {
                     name: "all".into(),

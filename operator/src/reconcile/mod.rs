@@ -9,7 +9,9 @@
 //!   `NODE.FOLLOW`, then `TABLE.PUSH` to every router, waiting for every ack;
 //! - status ([`status`]): conditions and per-node state, published by the platform.
 
+pub mod cutover;
 pub mod plan;
+pub mod split;
 pub mod status;
 pub mod validate;
 
@@ -55,6 +57,13 @@ pub struct CoreState {
     /// The epoch of the newest table every router acknowledged.
     #[serde(default)]
     pub committed_epoch: u64,
+    /// The split in progress (one at a time), recorded before each of its steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<split::SplitState>,
+    /// The highest table epoch any node's ownership (`NODE.OWN`) was given: later tables and
+    /// splits take epochs above it (a cluster refuses an ownership older than its own).
+    #[serde(default)]
+    pub owned_epoch: u64,
 }
 
 /// Leader and epoch of one cluster, and what the operator tracks to fail it over.
@@ -535,6 +544,12 @@ pub async fn reconcile<P: Platform>(
                             });
                         r
                     }
+                    plan::NodeAction::Learn {
+                        address,
+                        epoch,
+                        leader,
+                        ..
+                    } => admin(address, async |c| c.learn(*epoch, leader).await).await,
                 };
                 if let Err(e) = r {
                     outcome.apply_errors.push(e.to_string());
@@ -550,7 +565,21 @@ pub async fn reconcile<P: Platform>(
                         .push(format!("switchover of {}: {e}", sw.cluster));
                 }
             }
-            if let Some(table) = plan.table.as_ref().filter(|_| !held_back) {
+            let mut table = plan.table.clone().filter(|_| !held_back);
+            if let Some(sp) = &plan.abort {
+                if let Err(e) = cutover::abort(platform, &mut state, sp, &observed).await {
+                    outcome.apply_errors.push(format!("split abort: {e}"));
+                }
+            }
+            match cutover::advance(platform, &mut state, &observed).await {
+                Ok(Some(committed)) => table = Some(committed),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("split: {e}");
+                    outcome.apply_errors.push(format!("split: {e}"));
+                }
+            }
+            if let Some(table) = table.as_ref() {
                 publish_table(platform, table, &observed, &mut state, &mut outcome).await?;
             }
         }

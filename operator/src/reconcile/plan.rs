@@ -1,11 +1,12 @@
 //! Build: what to do, decided from the desired set, the recorded state and what was observed.
 //! Pure: no I/O, so every decision is unit-tested.
 
+use super::split::{find_move, SplitState};
 use super::validate::Valid;
 use super::{ClusterState, CoreState, FailoverState, Observed};
 use crate::crd::Failover;
 use crate::crd::FileCluster;
-use cleave_proto::range::{ClusterMembers, RangeTable};
+use cleave_proto::range::{ClusterMembers, HashRange, RangeTable};
 use cleave_proto::status::Role;
 use std::collections::BTreeMap;
 
@@ -34,6 +35,19 @@ pub enum NodeAction {
         /// Epoch.
         epoch: u64,
         /// The leader's client address.
+        leader: String,
+    },
+    /// `NODE.FOLLOW epoch leader LEARNER`: a split's target node copying the source.
+    Learn {
+        /// The target cluster's name.
+        cluster: String,
+        /// Node name.
+        node: String,
+        /// Node client address.
+        address: String,
+        /// The source's epoch.
+        epoch: u64,
+        /// The source leader's client address.
         leader: String,
     },
 }
@@ -70,6 +84,9 @@ pub struct Plan {
     pub push_to: Vec<String>,
     /// Clusters still coming up, with why.
     pub waiting: BTreeMap<String, String>,
+    /// A split to abort (the desired set no longer asks for it) whose fence was sent: the
+    /// source must own its ranges again before the split is forgotten.
+    pub abort: Option<SplitState>,
 }
 
 fn name(fc: &FileCluster) -> String {
@@ -83,12 +100,33 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
     let mut switchovers = Vec::new();
     let mut waiting = BTreeMap::new();
     let mut members = BTreeMap::new();
+    let desired: Vec<HashRange> = valid
+        .ranges
+        .iter()
+        .filter_map(|r| r.spec.to_range())
+        .collect();
+    let (table_ranges, abort) = plan_split(&mut next, &desired, observed, &mut waiting);
+    // Only the clusters the table to serve names get leaders; a new cluster waits idle until a
+    // split gives it a range (and learns from its source meanwhile).
+    let serving: Vec<&str> = table_ranges.iter().map(|r| r.cluster.as_str()).collect();
+    let learning = next.split.clone().filter(|s| !s.committed());
 
     for fc in &valid.clusters {
         let cname = name(fc);
         let nodes = observed.clusters.get(&cname).cloned().unwrap_or_default();
         if nodes.is_empty() {
             waiting.insert(cname.clone(), "no nodes yet".into());
+            continue;
+        }
+        if let Some(sp) = learning.as_ref().filter(|s| s.target == cname) {
+            learn_from_source(sp, &next, observed, &nodes, &mut actions, &mut waiting);
+            continue;
+        }
+        if !serving.contains(&cname.as_str()) {
+            waiting.insert(
+                cname.clone(),
+                "owns no range yet: idle until a split gives it one".into(),
+            );
             continue;
         }
         let cs = next.clusters.entry(cname.clone()).or_default();
@@ -258,26 +296,22 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
 
     let mut table = None;
     let mut push_to = Vec::new();
-    let referenced: Vec<&String> = valid.ranges.iter().map(|r| &r.spec.cluster).collect();
+    let referenced: Vec<&String> = table_ranges.iter().map(|r| &r.cluster).collect();
     if referenced
         .iter()
         .all(|c| members.contains_key(*c) && !waiting.contains_key(*c))
     {
         members.retain(|c, _| referenced.contains(&c));
-        let ranges: Vec<_> = valid
-            .ranges
-            .iter()
-            .filter_map(|r| r.spec.to_range())
-            .collect();
         let mut t = RangeTable {
             epoch: 0,
-            ranges,
+            ranges: table_ranges.clone(),
             clusters: members,
         };
+        let floor = observed.max_router_epoch().max(next.owned_epoch);
         t.epoch = match &next.table {
             Some(old) if same_content(old, &t) => old.epoch,
-            Some(old) => old.epoch.max(observed.max_router_epoch()) + 1,
-            None => observed.max_router_epoch() + 1,
+            Some(old) => old.epoch.max(floor) + 1,
+            None => floor + 1,
         };
         push_to = observed
             .routers
@@ -295,7 +329,171 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
         table,
         push_to,
         waiting,
+        abort,
     }
+}
+
+/// Decide what the split in progress (or a new one) means for this pass: returns the ranges of
+/// the table to serve, and a split to abort. Until a split's commit point the served table
+/// stays as it is (the source keeps serving everything); a change that is not a supported
+/// split leaves it as it is too, and says why.
+fn plan_split(
+    next: &mut CoreState,
+    desired: &[HashRange],
+    observed: &Observed,
+    waiting: &mut BTreeMap<String, String>,
+) -> (Vec<HashRange>, Option<SplitState>) {
+    let Some(served) = next.table.clone() else {
+        return (desired.to_vec(), None); // the first table: nothing to move
+    };
+    let wanted = find_move(&served, desired);
+    match next.split.clone() {
+        Some(sp) if sp.committed() => {
+            if split_done(&sp, next, observed) {
+                tracing::info!(source = %sp.source, target = %sp.target, "split complete");
+                next.split = None;
+            } else {
+                waiting.insert(sp.target.clone(), progress(&sp, observed));
+            }
+            (desired.to_vec(), None)
+        }
+        Some(sp) => {
+            if matches!(&wanted, Ok(Some(m)) if sp.is(m)) {
+                waiting.insert(sp.target.clone(), progress(&sp, observed));
+                return (served.ranges, None);
+            }
+            // The desired set no longer asks for this split: abort (before its commit point).
+            tracing::warn!(source = %sp.source, target = %sp.target, "split no longer wanted: aborting");
+            if sp.phase == super::split::SplitPhase::Cloning {
+                next.split = None; // nothing was fenced: nothing to undo
+                return (served.ranges, None);
+            }
+            (served.ranges, Some(sp))
+        }
+        None => match wanted {
+            Ok(None) => (desired.to_vec(), None),
+            Ok(Some(m)) => {
+                let base = served
+                    .epoch
+                    .max(observed.max_router_epoch())
+                    .max(next.owned_epoch);
+                if observed
+                    .clusters
+                    .get(&m.target)
+                    .is_none_or(|n| n.is_empty())
+                {
+                    waiting.insert(m.target.clone(), "split waits for its nodes".into());
+                } else {
+                    tracing::info!(source = %m.source, target = %m.target, start = m.start, end = m.end, "split begins");
+                    let sp = SplitState::begin(&m, base, observed.now_ms);
+                    waiting.insert(sp.target.clone(), progress(&sp, observed));
+                    next.split = Some(sp);
+                }
+                (served.ranges, None)
+            }
+            Err(why) => {
+                waiting.insert("(ranges)".into(), format!("nothing moves: {why}"));
+                (served.ranges, None)
+            }
+        },
+    }
+}
+
+/// The leader of `cluster` as recorded, with its address as observed: name, address, epoch.
+pub fn recorded_leader(
+    state: &CoreState,
+    observed: &Observed,
+    cluster: &str,
+) -> Option<(String, String, u64)> {
+    let cs = state.clusters.get(cluster)?;
+    let name = cs.leader.clone()?;
+    let addr = observed
+        .clusters
+        .get(cluster)?
+        .iter()
+        .find(|n| n.name == name)?
+        .address
+        .clone();
+    Some((name, addr, cs.epoch))
+}
+
+/// The target's nodes learn from the source's leader at its epoch.
+fn learn_from_source(
+    sp: &SplitState,
+    state: &CoreState,
+    observed: &Observed,
+    nodes: &[super::NodeObs],
+    actions: &mut Vec<NodeAction>,
+    waiting: &mut BTreeMap<String, String>,
+) {
+    let Some((_, leader, epoch)) = recorded_leader(state, observed, &sp.source) else {
+        waiting.insert(
+            sp.target.clone(),
+            format!("split waits for a leader of {}", sp.source),
+        );
+        return;
+    };
+    for n in nodes {
+        let Some(st) = &n.status else { continue };
+        let learning = st.learner
+            && matches!(st.role, Role::Follower | Role::Resyncing)
+            && st.epoch == epoch
+            && st.leader.as_deref() == Some(leader.as_str());
+        if !learning && st.role != Role::Leader {
+            actions.push(NodeAction::Learn {
+                cluster: sp.target.clone(),
+                node: n.name.clone(),
+                address: n.address.clone(),
+                epoch,
+                leader: leader.clone(),
+            });
+        }
+    }
+}
+
+/// A committed split is done when every router serves its table, the target owns the moved
+/// range, and every replica of both sides has deleted the other side's keys.
+fn split_done(sp: &SplitState, state: &CoreState, observed: &Observed) -> bool {
+    let cleaned = |cluster: &str, epoch: u64| {
+        observed.clusters.get(cluster).is_some_and(|nodes| {
+            nodes
+                .iter()
+                .all(|n| n.status.as_ref().is_some_and(|s| s.cleaned_epoch >= epoch))
+        })
+    };
+    state.committed_epoch >= sp.table_epoch
+        && cleaned(&sp.source, sp.fence_epoch)
+        && cleaned(&sp.target, sp.table_epoch)
+}
+
+/// What `cleave status` says about a split: its phase and how far the target is.
+fn progress(sp: &SplitState, observed: &Observed) -> String {
+    let applied = |c: &str| {
+        observed
+            .clusters
+            .get(c)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.status.as_ref().map(|s| s.applied_seq))
+            .max()
+            .unwrap_or(0)
+    };
+    let what = match sp.phase {
+        super::split::SplitPhase::Cloning => format!(
+            "cloning from {}: lag {} entries",
+            sp.source,
+            applied(&sp.source).saturating_sub(applied(&sp.target))
+        ),
+        super::split::SplitPhase::Fencing => "fencing the moving range".into(),
+        super::split::SplitPhase::CuttingOver => {
+            format!("cutting over at seq {}", sp.fence_seq.unwrap_or_default())
+        }
+        super::split::SplitPhase::Cleaning => "cleaning moved keys".into(),
+    };
+    format!(
+        "splitting [{}, {}] from {} (table epoch {}): {what}",
+        sp.start, sp.end, sp.source, sp.table_epoch
+    )
 }
 
 /// Whether the cluster needs a new leader, why, and since when (ms). Also keeps track of how

@@ -25,6 +25,9 @@ pub struct Report {
     /// look again soon (a pass decides the failover only once the timeout has passed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub silent_leaders: Vec<String>,
+    /// The split in progress, with its phase (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<super::split::SplitState>,
 }
 
 /// One HashRange.
@@ -104,6 +107,7 @@ pub fn compute(
         ..Report::default()
     };
     report.errors.extend(outcome.apply_errors.iter().cloned());
+    report.split = state.split.clone();
     report.silent_leaders = state
         .clusters
         .iter()

@@ -92,6 +92,7 @@ pub fn report(
         .collect();
 
     Report {
+        split: None,
         epoch,
         ranges,
         routers,
