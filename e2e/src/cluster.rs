@@ -78,6 +78,8 @@ impl Cluster {
             let mut flags = vec![
                 "--id".to_string(),
                 format!("{name}-{i}"),
+                "--cluster".into(),
+                name.to_string(),
                 "--log-capacity".into(),
                 opts.log_capacity.to_string(),
                 "--min-in-sync".into(),

@@ -5,6 +5,7 @@
 //! the entry.
 
 use cleave_e2e::{wait_until, Cluster, ClusterOptions};
+use cleave_proto::owned::Ownership;
 use cleave_proto::status::Role;
 use cleave_proto::{ErrorCode, Selected};
 use nix::sys::signal::Signal;
@@ -76,6 +77,65 @@ async fn learners_copy_the_leader_but_never_count_towards_its_quorum() {
     let reference = a.digest(1).await;
     for i in 0..b.nodes.len() {
         assert_eq!(b.digest(i).await, reference, "learner {i} differs");
+    }
+
+    // The source gives half its range away (a split's fence): its replicas delete that half;
+    // the learners copy the record but it is not theirs (it names the source), so they keep
+    // every key: deleting by it would delete the very half a split hands over.
+    let mid = u32::MAX / 2;
+    let fence = Ownership {
+        cluster: a.name.clone(),
+        epoch: 2,
+        ranges: vec![(0, mid)],
+    };
+    let seq = leader.own(&fence).await.expect("NODE.OWN on the source");
+    wait_until(
+        CONVERGE,
+        "the source's replicas cleaned, the learners applied the fence",
+        || async {
+            let mut all = true;
+            for n in &a.nodes {
+                all &= n.status().await.is_some_and(|s| s.cleaned_epoch == 2);
+            }
+            for n in &b.nodes {
+                all &= n.status().await.is_some_and(|s| s.applied_seq >= seq);
+            }
+            all
+        },
+    )
+    .await;
+    // A learner's cleaner looks every 500 ms: give it three looks.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (i, n) in b.nodes.iter().enumerate() {
+        let st = n.status().await.unwrap();
+        assert_eq!(
+            st.cleaned_epoch, 0,
+            "learner {i} cleaned by its source's record"
+        );
+        assert_eq!(
+            st.own_cluster, a.name,
+            "learner {i} holds its source's record"
+        );
+        let upper = (0..20)
+            .filter(|i| {
+                cleave_proto::FilePath::parse(&format!("/l{i}/big"))
+                    .unwrap()
+                    .hash()
+                    > mid
+            })
+            .count();
+        assert!(upper > 0);
+        let keys = b.digest(i).await.0;
+        assert!(
+            keys > a.digest(0).await.0,
+            "learner {i} kept the half its source gave away ({keys} keys)"
+        );
+        // ... and serves nothing: the record names another cluster.
+        let r = n.client().await.select("/l0/small").await;
+        assert!(
+            matches!(&r, Err(cleave_proto::Error::Reply(e)) if e.code == ErrorCode::Moved || e.code == ErrorCode::TryAgain),
+            "a learner serves no read: {r:?}"
+        );
     }
 
     // Every voting follower stopped: learners alone are no quorum.

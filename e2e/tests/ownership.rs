@@ -65,6 +65,7 @@ async fn a_cluster_refuses_and_deletes_what_it_gave_away_and_keeps_exactly_its_r
     }
 
     let half = Ownership {
+        cluster: c.name.clone(),
         epoch: 2,
         ranges: vec![(0, mid())],
     };
@@ -142,6 +143,7 @@ async fn a_cluster_refuses_and_deletes_what_it_gave_away_and_keeps_exactly_its_r
 
     // An older table's ownership, or another answer for the same table, is refused.
     let older = Ownership {
+        cluster: c.name.clone(),
         epoch: 1,
         ranges: vec![(0, HASH_MAX)],
     };
@@ -151,6 +153,7 @@ async fn a_cluster_refuses_and_deletes_what_it_gave_away_and_keeps_exactly_its_r
         "{r:?}"
     );
     let other = Ownership {
+        cluster: c.name.clone(),
         epoch: 2,
         ranges: vec![(0, 10)],
     };
@@ -224,6 +227,7 @@ async fn a_stale_routers_writes_are_refused_then_land_in_order_once_at_the_new_o
     // The cutover's fence on a: from here a owns only the low half; the router still has
     // the old table, so its writes of the high half are refused (and retried).
     let low = Ownership {
+        cluster: a.name.clone(),
         epoch: 3,
         ranges: vec![(0, mid())],
     };
@@ -246,6 +250,7 @@ async fn a_stale_routers_writes_are_refused_then_land_in_order_once_at_the_new_o
     let sent = tokio::spawn(async move { pipeline(&addr, &frames).await });
     tokio::time::sleep(Duration::from_millis(400)).await;
     let high = Ownership {
+        cluster: b.name.clone(),
         epoch: 3,
         ranges: vec![(mid() + 1, HASH_MAX)],
     };

@@ -24,6 +24,10 @@ pub struct Args {
     /// Stable id of this node (defaults to the advertise address).
     #[arg(long, env = "CLEAVE_NODE_ID")]
     pub id: Option<String>,
+    /// The FileCluster this node belongs to: it acts only on ownership records (`NODE.OWN`) of
+    /// this cluster (a split's new cluster copies its source's records). Empty by default.
+    #[arg(long, env = "CLEAVE_NODE_CLUSTER")]
+    pub cluster: Option<String>,
     /// URL of this node's own Redis server.
     #[arg(long, env = "CLEAVE_NODE_REDIS")]
     pub redis: Option<String>,
@@ -70,6 +74,7 @@ struct FileConfig {
     listen: Option<String>,
     advertise: Option<String>,
     id: Option<String>,
+    cluster: Option<String>,
     redis: Option<String>,
     log_capacity: Option<u64>,
     log_max_bytes: Option<u64>,
@@ -107,6 +112,8 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Node id (None: use the advertised address).
     pub id: Option<String>,
+    /// The FileCluster this node belongs to (empty: unnamed).
+    pub cluster: String,
     /// Redis URL.
     pub redis: String,
     /// Log capacity in entries.
@@ -135,6 +142,7 @@ impl Default for Config {
             listen: "127.0.0.1:7100".into(),
             advertise: None,
             id: None,
+            cluster: String::new(),
             redis: "redis://127.0.0.1:6379".into(),
             log_capacity: 10_000,
             log_max_bytes: 256 * 1024 * 1024,
@@ -173,6 +181,7 @@ impl Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             advertise: args.advertise.or(file.advertise),
             id: args.id.or(file.id),
+            cluster: args.cluster.or(file.cluster).unwrap_or_default(),
             redis: args.redis.or(file.redis).unwrap_or(d.redis),
             log_capacity: args
                 .log_capacity

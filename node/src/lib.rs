@@ -41,6 +41,7 @@ pub async fn run(
     let id = config.id.clone().unwrap_or_else(|| address.clone());
     let mut store =
         Store::connect(&config.redis, config.log_capacity, config.log_max_bytes).await?;
+    store.set_cluster(&config.cluster).await?;
     let saved = store.load_role().await?;
     let at = store.positions().await?;
     let role = role::resume(&saved);

@@ -343,6 +343,7 @@ impl Node {
             followers,
             learner: st.learner,
             own_epoch: own.as_ref().map_or(0, |o| o.epoch),
+            own_cluster: own.as_ref().map(|o| o.cluster.clone()).unwrap_or_default(),
             owned_ranges: own.as_ref().map(|o| o.ranges_text()).unwrap_or_default(),
             cleaned_epoch: self.cleaned_epoch.load(Ordering::Relaxed),
         }

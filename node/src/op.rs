@@ -18,7 +18,7 @@
 //! | `commit` | path, upload id, parts, content type, mtime (ms) |
 //! | `abort` | path, upload id |
 //! | `noop` | (nothing: the first entry of a leader's epoch) |
-//! | `own` | table epoch, ranges (`start-end,...`): the cluster owns exactly these from here on |
+//! | `own` | table epoch, ranges (`start-end,...`), cluster: that cluster owns exactly these from here on |
 //!
 //! Everything time- or content-derived (mtime, etag) is decided by the leader and carried in the
 //! op, so every replica stores identical metadata.
@@ -146,8 +146,8 @@ impl Op {
 
     /// `NODE.OWN`: the cluster owns exactly `own.ranges` from this entry on.
     pub fn own(own: &Ownership) -> Op {
-        let mut w = Writer::new("own", None, 2, 0);
-        w.uint(own.epoch).str(&own.ranges_text());
+        let mut w = Writer::new("own", None, 3, 0);
+        w.uint(own.epoch).str(&own.ranges_text()).str(&own.cluster);
         w.done()
     }
 

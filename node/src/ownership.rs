@@ -35,7 +35,13 @@ async fn clean_once(node: &Node) -> Result<()> {
     if resyncing() || store.is_resyncing().await? {
         return Ok(());
     }
-    let Some(own) = store.ownership().await? else {
+    // A record of another cluster (copied from a split's source by a learner) is not this
+    // cluster's: deleting by it would delete the very range the split hands over.
+    let Some(own) = store
+        .ownership()
+        .await?
+        .filter(|o| o.cluster == store.cluster())
+    else {
         return Ok(());
     };
     if store.cleaned_epoch().await? == Some(own.epoch) {

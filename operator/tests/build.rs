@@ -53,6 +53,7 @@ fn status(role: Role, epoch: u64, leader: Option<&str>, seq: u64) -> NodeStatus 
         learner: false,
         own_epoch: 0,
         owned_ranges: String::new(),
+        own_cluster: String::new(),
         cleaned_epoch: 0,
     }
 }

@@ -140,6 +140,7 @@ fn follower(id: &str, leader: &str, seq: u64) -> NodeStatus {
         learner: false,
         own_epoch: 0,
         owned_ranges: String::new(),
+        own_cluster: String::new(),
         cleaned_epoch: 0,
     }
 }

@@ -173,3 +173,70 @@ async fn a_split_under_load_moves_half_a_cluster_and_loses_nothing() {
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }
+
+/// The phase of the split in progress, as the status reports it (`None`: no split).
+fn phase(s: &Value) -> Option<String> {
+    s["split"]["phase"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_killed_again_and_again_during_a_split_resumes_it_and_loses_nothing() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    one_cluster(&sys);
+    sys.start();
+    let s = sys.wait_ready();
+    let before = s["epoch"].as_u64().unwrap();
+    // Through one router only: every operator start restarts the routers (and every node), and
+    // the workload must reach a router that is up.
+    let mut w = workload(&sys, 25);
+    w.write_addrs = vec![sys.router()];
+    w.read_addrs = vec![sys.router()];
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    split_in_half(&sys);
+    // Kill the operator (kill -9) at every phase it reports, and a few times more; each new
+    // operator restarts every child process and must resume the split from its record.
+    let mut kills = vec![];
+    for _ in 0..4 {
+        let pid = sys.child.as_ref().map(|c| c.id() as u64);
+        let s = tokio::task::block_in_place(|| {
+            sys.wait_for(60, "the operator to report the split", |s| {
+                s["operatorPid"].as_u64() == pid
+                    && (phase(s).is_some() || s["epoch"].as_u64() > Some(before))
+            })
+        });
+        if phase(&s).is_none() {
+            break; // done before this kill
+        }
+        kills.push(phase(&s).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sys.stop(nix::sys::signal::Signal::SIGKILL);
+        sys.start();
+    }
+    println!("operator killed during the split at phases {kills:?}");
+    assert!(
+        !kills.is_empty(),
+        "the split ended before the operator could be killed"
+    );
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(180, "the split to complete after the restarts", |s| {
+            ready(s)
+                && s["split"].is_null()
+                && s["epoch"].as_u64().unwrap_or(0) > before
+                && cond(cluster(s, "fc-b"), "Ready")
+        })
+    });
+    let history = load.await.expect("the load ran");
+    println!("split with operator kills: {}", history.summary());
+    let _ = std::fs::copy(sys.data.with_extension("log"), "/tmp/split-operator.log");
+    finish(&w, history, &sys.router(), 50).await;
+    let mid = 2_147_483_647;
+    assert_holds_exactly(&s, "fc-a", (0, mid)).await;
+    assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
+}

@@ -12,8 +12,15 @@ use std::fmt;
 pub const MAX_OWNED_RANGES: usize = 64;
 
 /// The hash ranges a cluster owns, under the range-table epoch that gave them.
+///
+/// The record names its cluster: a split's new cluster copies its source's log, records
+/// included, and a node must never act (serve, or delete keys) on a record of another cluster.
+/// A node whose cluster differs from the record's owns nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ownership {
+    /// The FileCluster this record is about (empty: a cluster whose nodes were started without
+    /// a name, as in tests).
+    pub cluster: String,
     /// The range-table epoch this ownership belongs to: a request routed with an older table is
     /// answered `-MOVED <epoch> <hash>` so the router knows to wait for this one.
     pub epoch: u64,
@@ -92,7 +99,17 @@ pub fn format_ranges(ranges: &[(u32, u32)]) -> String {
 
 impl fmt::Display for Ownership {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "epoch {} ranges {}", self.epoch, self.ranges_text())
+        write!(
+            f,
+            "{} owns {} at table epoch {}",
+            if self.cluster.is_empty() {
+                "the cluster"
+            } else {
+                &self.cluster
+            },
+            self.ranges_text(),
+            self.epoch
+        )
     }
 }
 
@@ -124,12 +141,14 @@ mod tests {
         let r = Ownership::parse_ranges("0-10,11-4294967295").unwrap();
         assert_eq!(r, vec![(0, 10), (11, u32::MAX)]);
         let o = Ownership {
+            cluster: "a".into(),
             epoch: 3,
             ranges: r,
         };
         assert!(o.contains(0) && o.contains(10) && o.contains(11) && o.contains(u32::MAX));
         assert_eq!(o.ranges_text(), "0-10,11-4294967295");
         let half = Ownership {
+            cluster: String::new(),
             epoch: 3,
             ranges: vec![(0, 99)],
         };

@@ -75,6 +75,9 @@ pub struct NodeStatus {
     /// The owned hash ranges (`start-end,...`; empty: every hash).
     #[serde(default)]
     pub owned_ranges: String,
+    /// The cluster the ownership record names (a learner's is its source's: it owns nothing).
+    #[serde(default)]
+    pub own_cluster: String,
     /// The table epoch whose foreign keys this replica has finished deleting (0: none).
     #[serde(default)]
     pub cleaned_epoch: u64,

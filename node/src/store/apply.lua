@@ -27,8 +27,10 @@
 -- Ops are {name, hash, fields...} (node/src/op.rs); `hash` (8 hex digits, '' for ops without
 -- a path) is removed first, so fields keep their positions. Every data key names it:
 -- f:<h>:<path>, c:<h>:<epoch>.<seq>:<i>, u:<h>:<path>\n<upload>\n<i>, up:<h>:<path>\n<upload>,
--- dir:<h>:<dir>. The hash `own` (epoch, ranges) is what the cluster owns, set by `own` entries:
--- in lead mode a change for a hash outside it is refused with MOVED and not logged.
+-- dir:<h>:<dir>. The hash `own` (epoch, ranges, cluster) is what `cluster` owns, set by `own`
+-- entries: in lead mode a change for a hash outside it is refused with MOVED and not logged. A
+-- record of another cluster than this node's (`meta:cluster`; a split's new cluster copies its
+-- source's log) gives this node nothing.
 --
 -- Bookkeeping lives in the hash `meta`: applied, appliedepoch (epoch of the entry at applied),
 -- logfirst, logbytes, baseepoch (epoch of the entry just before logfirst). The log is the list
@@ -45,16 +47,19 @@ if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= applied then
   return {{'lost', applied}}
 end
 
--- What the cluster owns: nil (no `own` entry yet) means everything.
-local function parse_ranges(text)
+-- What the cluster owns: nil (no `own` entry yet) means everything; a record of another
+-- cluster, nothing.
+local mycluster = redis.call('GET', 'meta:cluster') or ''
+local function parse_ranges(text, cluster)
   if not text then return nil end
   local out = {}
+  if cluster ~= mycluster then return out end
   for s, e in string.gmatch(text, '(%d+)-(%d+)') do out[#out + 1] = {tonumber(s), tonumber(e)} end
   return out
 end
-local own = redis.call('HMGET', 'own', 'epoch', 'ranges')
-local own_epoch, own_text = tonumber(own[1] or '0'), own[2]
-local owned = parse_ranges(own_text)
+local own = redis.call('HMGET', 'own', 'epoch', 'ranges', 'cluster')
+local own_epoch, own_text, own_cluster = tonumber(own[1] or '0'), own[2], own[3] or ''
+local owned = parse_ranges(own_text, own_cluster)
 local function owns(h)
   if owned == nil or h == nil or h == '' then return true end
   local k = tonumber(h, 16)
@@ -131,11 +136,14 @@ local function plan(op, h, seq, fx)
   local kind, path = op[1], op[2]
   if kind == 'noop' then return true end
   if kind == 'own' then
-    -- {'own', table epoch, ranges}: never back to an older table; one table, one answer.
-    if op[2] < own_epoch then
+    -- {'own', table epoch, ranges, cluster}: never back to an older table; one table, one
+    -- answer per cluster; another cluster's record (copied from a split's source) is replaced
+    -- only by a newer table.
+    local same = (op[4] or '') == own_cluster
+    if op[2] < own_epoch or (op[2] == own_epoch and not same and own_text) then
       return nil, 'STALE', 'ownership is at table epoch ' .. own_epoch .. ', not ' .. op[2]
     end
-    if op[2] == own_epoch and op[3] ~= own_text then
+    if op[2] == own_epoch and same and own_text and op[3] ~= own_text then
       return nil, 'ERR', 'table epoch ' .. own_epoch .. ' already gave ranges ' .. tostring(own_text)
     end
     return true
@@ -210,8 +218,9 @@ local function effect(op, h, seq, fx)
   local kind, path = op[1], op[2]
   if kind == 'noop' then return end
   if kind == 'own' then
-    redis.call('HSET', 'own', 'epoch', op[2], 'ranges', op[3])
-    own_epoch, own_text, owned = op[2], op[3], parse_ranges(op[3])
+    own_epoch, own_text, own_cluster = op[2], op[3], op[4] or ''
+    redis.call('HSET', 'own', 'epoch', own_epoch, 'ranges', own_text, 'cluster', own_cluster)
+    owned = parse_ranges(own_text, own_cluster)
     return
   end
   local meta_key = 'f:' .. h .. ':' .. path

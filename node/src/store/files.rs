@@ -61,11 +61,11 @@ impl Store {
                 .hget("meta", "applied")
                 .cmd("HMGET")
                 .arg("own")
-                .arg(&["epoch", "ranges"])
+                .arg(&["epoch", "ranges", "cluster"])
                 .query_async(self.conn())
                 .await
                 .map_err(|e| Error::redis("stat", e))?;
-        check_owned(&own, path)?;
+        check_owned(&own, path, &self.cluster)?;
         let num = |i: usize| {
             fields
                 .get(i)
@@ -115,11 +115,11 @@ impl Store {
             .hget("meta", "applied")
             .cmd("HMGET")
             .arg("own")
-            .arg(&["epoch", "ranges"])
+            .arg(&["epoch", "ranges", "cluster"])
             .query_async(self.conn())
             .await
             .map_err(|e| Error::redis("list", e))?;
-        check_owned(&own, path)?;
+        check_owned(&own, path, &self.cluster)?;
         Ok((names, applied.unwrap_or(0)))
     }
 
@@ -127,7 +127,7 @@ impl Store {
     pub async fn ownership(&mut self) -> Result<Option<Ownership>> {
         let own: OwnRecord = redis::cmd("HMGET")
             .arg("own")
-            .arg(&["epoch", "ranges"])
+            .arg(&["epoch", "ranges", "cluster"])
             .query_async(self.conn())
             .await
             .map_err(|e| Error::redis("ownership", e))?;
@@ -135,25 +135,27 @@ impl Store {
     }
 }
 
-/// The `own` hash's `epoch` and `ranges`, read atomically with a read.
-type OwnRecord = (Option<u64>, Option<String>);
+/// The `own` hash's `epoch`, `ranges` and `cluster`, read atomically with a read.
+type OwnRecord = (Option<u64>, Option<String>, Option<String>);
 
 fn parse_own(own: &OwnRecord) -> Result<Option<Ownership>> {
-    let (Some(epoch), Some(text)) = own else {
+    let (Some(epoch), Some(text), cluster) = own else {
         return Ok(None);
     };
     let ranges = Ownership::parse_ranges(text)
         .map_err(|e| Error::Apply(format!("the store's ownership record: {e}")))?;
     Ok(Some(Ownership {
+        cluster: cluster.clone().unwrap_or_default(),
         epoch: *epoch,
         ranges,
     }))
 }
 
-/// `Err(Moved)` when the store's ownership record does not cover `path`.
-fn check_owned(own: &OwnRecord, path: &FilePath) -> Result<()> {
+/// `Err(Moved)` when the store's ownership record does not give `path` to this node's cluster
+/// (`mine`): a record of another cluster gives it nothing.
+fn check_owned(own: &OwnRecord, path: &FilePath, mine: &str) -> Result<()> {
     match parse_own(own)? {
-        Some(o) if !o.contains(path.hash()) => Err(Error::Moved {
+        Some(o) if o.cluster != mine || !o.contains(path.hash()) => Err(Error::Moved {
             epoch: o.epoch,
             hash: path.hash(),
         }),

@@ -9,8 +9,9 @@
 //! | `u:<h>:<path>\n<upload>\n<i>` | string | part `i` of a multipart upload (stays in place after `COMMIT`) |
 //! | `up:<h>:<path>\n<upload>` | hash | part index → part etag, for `COMMIT` and `ABORT` |
 //! | `dir:<h>:<path>` | sorted set | a directory's entries (score 0, lexicographic; sub-directories end in `/`) |
-//! | `own` | hash | `epoch` and `ranges`: the hash ranges the cluster owns under that table epoch (absent: all) |
+//! | `own` | hash | `epoch`, `ranges`, `cluster`: the hash ranges `cluster` owns under that table epoch (absent: all) |
 //! | `meta:cleaned` | string | the table epoch whose foreign keys this replica has deleted (local, not replicated) |
+//! | `meta:cluster` | string | the FileCluster this node belongs to (local; an `own` record of another cluster gives it nothing) |
 //! | `meta` | hash | `applied` and `appliedepoch` (seq and epoch of the last applied entry, written in the same script as the change), `logfirst` (first seq held in the log), `baseepoch` (epoch of the entry before it), `logbytes` (its size) |
 //! | `log` | list | the replication log: epoch, op and effects of each entry, oldest first |
 //! | `sess:<id>` | hash | a client session's dedup record: `last` request number and `r<n>` → first result of the recent requests |
@@ -99,6 +100,8 @@ pub struct Store {
     scripts: Scripts,
     log_capacity: u64,
     log_max_bytes: u64,
+    /// The FileCluster this node belongs to (kept in `meta:cluster`, which the scripts read).
+    cluster: String,
 }
 
 fn int(v: &Value) -> u64 {
@@ -160,9 +163,27 @@ impl Store {
             scripts: Scripts::new(),
             log_capacity: log_capacity.max(1),
             log_max_bytes,
+            cluster: String::new(),
         };
         store.scripts.load(&mut store.conn).await?;
         Ok(store)
+    }
+
+    /// Name the FileCluster this node belongs to (`meta:cluster`, node-local): the scripts and
+    /// the cleaner act only on ownership records of this cluster.
+    pub async fn set_cluster(&mut self, cluster: &str) -> Result<()> {
+        self.cluster = cluster.to_string();
+        redis::cmd("SET")
+            .arg("meta:cluster")
+            .arg(cluster)
+            .query_async::<()>(&mut self.conn)
+            .await
+            .map_err(|e| Error::redis("record the cluster name", e))
+    }
+
+    /// The FileCluster this node belongs to.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
     }
 
     /// Run a pipeline of script calls, reloading the scripts once if Redis forgot them

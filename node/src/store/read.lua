@@ -6,11 +6,14 @@
 -- `applied` is the store's applied seq, read atomically with the file, so the node can hold the
 -- answer back until everything it may reflect is committed.
 local applied = tonumber(redis.call('HGET', 'meta', 'applied') or '0')
-local own = redis.call('HMGET', 'own', 'epoch', 'ranges')
+local own = redis.call('HMGET', 'own', 'epoch', 'ranges', 'cluster')
 if own[2] then
+  -- A record of another cluster (copied from a split's source) gives this node nothing.
   local k, mine = tonumber(ARGV[5], 16), false
-  for s, e in string.gmatch(own[2], '(%d+)-(%d+)') do
-    if tonumber(s) <= k and k <= tonumber(e) then mine = true end
+  if (own[3] or '') == (redis.call('GET', 'meta:cluster') or '') then
+    for s, e in string.gmatch(own[2], '(%d+)-(%d+)') do
+      if tonumber(s) <= k and k <= tonumber(e) then mine = true end
+    end
   end
   if not mine then return {applied, 'moved', tonumber(own[1])} end
 end

@@ -236,6 +236,7 @@ impl Store {
             .set("meta:epoch", role.epoch)
             .set("meta:role", &role.role)
             .set("meta:leader", &role.leader)
+            .set("meta:cluster", &self.cluster)
             .query_async::<()>(self.conn())
             .await
             .map_err(|e| Error::redis("begin resync", e))

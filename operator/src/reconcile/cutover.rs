@@ -58,6 +58,7 @@ pub async fn advance<P: Platform>(
     }
     if sp.phase == SplitPhase::Fencing {
         let kept = Ownership {
+            cluster: sp.source.clone(),
             epoch: sp.fence_epoch,
             ranges: sp.kept.clone(),
         };
@@ -111,6 +112,7 @@ pub async fn abort<P: Platform>(
         .map(|r| (r.start, r.end))
         .collect();
     let all = Ownership {
+        cluster: sp.source.clone(),
         epoch: sp.table_epoch,
         ranges: merge(ranges),
     };
@@ -257,6 +259,7 @@ async fn commit<P: Platform>(
 /// `NODE.OWN table-epoch moved` on the target's leader.
 async fn give_target<P: Platform>(platform: &mut P, sp: &SplitState, addr: &str) -> Result<()> {
     let moved = Ownership {
+        cluster: sp.target.clone(),
         epoch: sp.table_epoch,
         ranges: vec![(sp.start, sp.end)],
     };

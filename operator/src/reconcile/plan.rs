@@ -353,7 +353,9 @@ fn plan_split(
                 tracing::info!(source = %sp.source, target = %sp.target, "split complete");
                 next.split = None;
             } else {
-                waiting.insert(sp.target.clone(), progress(&sp, observed));
+                // Not under the target's name: the target serves now, and a waiting cluster
+                // would hold back the very table the split must push.
+                waiting.insert("(split)".into(), progress(&sp, observed));
             }
             (desired.to_vec(), None)
         }

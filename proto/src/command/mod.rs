@@ -92,9 +92,9 @@ pub enum Command {
         /// Follow as a non-voting learner.
         learner: bool,
     },
-    /// `NODE.OWN table-epoch start-end[,start-end...]`: from now on the cluster owns exactly
-    /// these hash ranges (a split's fence). Replicated through the log; answered with the seq of
-    /// the entry once it is committed.
+    /// `NODE.OWN table-epoch start-end[,start-end...] [cluster]`: from now on the cluster owns
+    /// exactly these hash ranges (a split's fence). Replicated through the log; answered with the
+    /// seq of the entry once it is committed.
     NodeOwn(crate::owned::Ownership),
     /// `NODE.FREEZE epoch ms`: the leader of `epoch` stops applying writes for `ms` (a planned
     /// switchover); answers its applied seq once nothing more can be applied.
@@ -230,10 +230,18 @@ impl Command {
             "NODE.OWN" => {
                 let epoch = args.u64("table-epoch")?;
                 let text = args.string("ranges")?;
+                let cluster = match args.is_empty() {
+                    true => String::new(),
+                    false => args.string("cluster")?,
+                };
                 args.finish()?;
                 let ranges = crate::owned::Ownership::parse_ranges(&text)
                     .map_err(|e| Reply::new(ErrorCode::Err, format!("NODE.OWN: {e}")))?;
-                Command::NodeOwn(crate::owned::Ownership { epoch, ranges })
+                Command::NodeOwn(crate::owned::Ownership {
+                    cluster,
+                    epoch,
+                    ranges,
+                })
             }
             "NODE.FREEZE" => {
                 let epoch = args.u64("epoch")?;
@@ -391,11 +399,17 @@ impl Command {
             Command::NodeFreeze { epoch, ms } => {
                 Frame::command([Bytes::from("NODE.FREEZE"), num(*epoch), num(*ms)])
             }
-            Command::NodeOwn(own) => Frame::command([
-                Bytes::from("NODE.OWN"),
-                num(own.epoch),
-                Bytes::from(own.ranges_text()),
-            ]),
+            Command::NodeOwn(own) => {
+                let mut words = vec![
+                    Bytes::from("NODE.OWN"),
+                    num(own.epoch),
+                    Bytes::from(own.ranges_text()),
+                ];
+                if !own.cluster.is_empty() {
+                    words.push(Bytes::from(own.cluster.clone()));
+                }
+                Frame::command(words)
+            }
             Command::ReplIndex { epoch } => {
                 Frame::command([Bytes::from("REPL.INDEX"), num(*epoch)])
             }
@@ -630,8 +644,14 @@ mod tests {
             Command::ReplIndex { epoch: 4 },
             Command::NodeFreeze { epoch: 4, ms: 2000 },
             Command::NodeOwn(crate::owned::Ownership {
+                cluster: String::new(),
                 epoch: 7,
                 ranges: vec![(0, 9), (20, u32::MAX)],
+            }),
+            Command::NodeOwn(crate::owned::Ownership {
+                cluster: "fc-b".into(),
+                epoch: 7,
+                ranges: vec![(0, 9)],
             }),
             Command::SnapNext {
                 epoch: 4,

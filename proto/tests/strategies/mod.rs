@@ -424,9 +424,10 @@ pub fn command() -> impl Strategy<Value = Command> {
         (any::<u64>(), any::<u64>()).prop_map(|(epoch, ms)| Command::NodeFreeze { epoch, ms }),
         (
             any::<u64>(),
-            proptest::collection::btree_set(any::<u32>(), 1..16)
+            proptest::collection::btree_set(any::<u32>(), 1..16),
+            "[a-z0-9-]{0,20}"
         )
-            .prop_map(|(epoch, points)| {
+            .prop_map(|(epoch, points, cluster)| {
                 // Sorted distinct points, paired up: sorted, disjoint spans (an odd one out is
                 // a single-hash span).
                 let points: Vec<u32> = points.into_iter().collect();
@@ -434,7 +435,11 @@ pub fn command() -> impl Strategy<Value = Command> {
                     .chunks(2)
                     .map(|c| (c[0], *c.last().expect("a chunk is never empty")))
                     .collect();
-                Command::NodeOwn(cleave_proto::owned::Ownership { epoch, ranges })
+                Command::NodeOwn(cleave_proto::owned::Ownership {
+                    cluster,
+                    epoch,
+                    ranges,
+                })
             }),
         (any::<u64>(), text()).prop_map(|(epoch, cursor)| Command::SnapNext { epoch, cursor }),
         Just(Command::TableGet),

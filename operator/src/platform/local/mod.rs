@@ -178,6 +178,8 @@ impl LocalPlatform {
             format!("redis://127.0.0.1:{}", ports.redis_port),
             "--id".into(),
             name.to_string(),
+            "--cluster".into(),
+            fc.metadata.name.clone().unwrap_or_default(),
             "--min-in-sync".into(),
             fc.spec.min_in_sync.to_string(),
             "--log-capacity".into(),

@@ -144,8 +144,12 @@ pub async fn run(args: LocalArgs) -> Result<()> {
     std::fs::create_dir_all(&data).map_err(Error::io(&data))?;
     lock(&layout)?;
     // Children an earlier operator left behind (it was killed with SIGKILL) would hold the ports.
-    let strays: BTreeMap<String, u32> = read_json(&layout.children())?;
-    for pid in strays.values() {
+    let recorded: BTreeMap<String, u32> = read_json(&layout.children())?;
+    let mut strays: Vec<u32> = recorded.values().copied().collect();
+    strays.extend(super::supervisor::recorded_pids(&data));
+    strays.sort_unstable();
+    strays.dedup();
+    for pid in &strays {
         kill_stray(*pid, &["redis-server", "cleave-node", "cleave-router"]);
     }
     if !strays.is_empty() {

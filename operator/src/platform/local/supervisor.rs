@@ -106,6 +106,9 @@ async fn supervise(
             Ok(mut child) => {
                 let id = child.id().unwrap_or(0);
                 pid.store(id, Ordering::SeqCst);
+                // Recorded at once, beside its log: an operator killed before it next writes
+                // `children.json` must not leave an unknown child holding a port.
+                let _ = std::fs::write(pid_file(&spec), id.to_string());
                 tracing::debug!(child = %spec.name, pid = id, "started");
                 tokio::select! {
                     status = child.wait() => {
@@ -130,6 +133,42 @@ async fn supervise(
         backoff = (backoff * 2).min(MAX_BACKOFF);
         restarts.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// Where a child's pid is recorded while it runs: beside its log (`node.log` → `node.pid`).
+pub fn pid_file(spec: &ChildSpec) -> PathBuf {
+    spec.log.with_extension("pid")
+}
+
+/// How deep under the data folder child logs (and pid files) live:
+/// `clusters/<fc>/<node>/node.log`.
+const PID_FILE_DEPTH: usize = 3;
+
+/// Pids recorded by [`pid_file`] in the folders under `root` (down to [`PID_FILE_DEPTH`]), for a
+/// new operator to kill what an earlier one left behind.
+pub fn recorded_pids(root: &std::path::Path) -> Vec<u32> {
+    let mut pids = vec![];
+    let mut dirs = vec![root.to_path_buf()];
+    for _depth in 0..=PID_FILE_DEPTH {
+        let mut next = vec![];
+        for dir in dirs {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    next.push(path);
+                } else if path.extension().is_some_and(|e| e == "pid") {
+                    if let Some(pid) = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok())
+                    {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+        dirs = next;
+    }
+    pids
 }
 
 fn spawn(spec: &ChildSpec) -> std::io::Result<tokio::process::Child> {
@@ -195,4 +234,25 @@ pub async fn wait_listening(addr: &str, timeout: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+#[cfg(test)]
+mod pid_tests {
+    use super::*;
+
+    #[test]
+    fn pid_files_are_found_where_child_logs_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("clusters/fc-a/fc-a-0");
+        let router = dir.path().join("routers/router-1");
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::create_dir_all(&router).unwrap();
+        std::fs::write(node.join("node.pid"), "41").unwrap();
+        std::fs::write(node.join("redis.pid"), "42\n").unwrap();
+        std::fs::write(router.join("router.pid"), "43").unwrap();
+        std::fs::write(router.join("other.pid"), "not a pid").unwrap();
+        let mut pids = recorded_pids(dir.path());
+        pids.sort_unstable();
+        assert_eq!(pids, vec![41, 42, 43]);
+    }
 }
