@@ -13,6 +13,7 @@ pub mod error;
 pub mod follower;
 pub mod handler;
 pub mod leader;
+pub mod metrics;
 pub mod node;
 pub mod op;
 pub mod role;
@@ -28,11 +29,32 @@ use std::sync::Arc;
 use store::Store;
 use tokio::net::TcpListener;
 
+/// The shutdown signal, shared by the client server and the admin server.
+struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    fn new(signal: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Shutdown(rx)
+    }
+
+    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
 /// Run a node on `listener` until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let bound = listener.local_addr()?.to_string();
     let address = config.advertise.clone().unwrap_or(bound);
@@ -56,6 +78,7 @@ pub async fn run(
     ));
     apply_start_role(&node, start_role, start_epoch).await;
 
+    let shutdown = Shutdown::new(shutdown);
     tokio::spawn(leader::commit::run(node.clone(), queue));
     tokio::spawn(supervise_role(node.clone()));
     let ctx = handler::Ctx {
@@ -68,8 +91,19 @@ pub async fn run(
         node.role_state().role,
         node.role_state().epoch
     );
+    let admin_listener = match &node.config.admin_listen {
+        Some(addr) => Some(cleave_admin::bind(addr).await?),
+        None => None,
+    };
     println!("cleave-node listening on {address}");
-    server::serve(listener, ctx, shutdown).await;
+    // After the "listening" line: whoever started the node reads that line first.
+    if let Some(listener) = admin_listener {
+        let mut admin = cleave_admin::Admin::new();
+        metrics::register(&mut admin, &node);
+        cleave_admin::spawn("cleave-node", listener, Arc::new(admin), shutdown.wait())?;
+        tokio::spawn(metrics::sample_store(node.clone()));
+    }
+    server::serve(listener, ctx, shutdown.wait()).await;
     Ok(())
 }
 

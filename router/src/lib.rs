@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod info;
+pub mod metrics;
 pub mod pool;
 pub mod redis;
 pub mod route;
@@ -39,7 +40,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let tables = Arc::new(table::Tables::load(config.table.clone())?);
     let addr = listener.local_addr()?.to_string();
@@ -55,8 +56,28 @@ pub async fn run(
         connections: Default::default(),
         stats: Default::default(),
     });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let admin_listener = match &config.admin_listen {
+        Some(a) => Some(cleave_admin::bind(a).await?),
+        None => None,
+    };
     println!("cleave-router listening on {addr}");
+    if let Some(listener) = admin_listener {
+        let mut admin = cleave_admin::Admin::new();
+        metrics::register(&mut admin, &shared);
+        cleave_admin::spawn("cleave-router", listener, Arc::new(admin), stopped())?;
+    }
     let _ = std::io::stdout().flush();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     server::serve(listener, shared, shutdown, config.retry + SHUTDOWN_GRACE).await;
     Ok(())
 }
