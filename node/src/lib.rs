@@ -28,6 +28,7 @@ use std::future::Future;
 use std::sync::Arc;
 use store::Store;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// The shutdown signal, shared by the client server and the admin server.
 struct Shutdown(tokio::sync::watch::Receiver<bool>);
@@ -50,8 +51,38 @@ impl Shutdown {
     }
 }
 
-/// Run a node on `listener` until `shutdown` completes.
+/// Run a node on `listener` until `shutdown` completes. Everything it logs is in a `node` span
+/// with the node's id, its cluster and its epoch (JSON logs carry them in every line).
 pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let bound = listener.local_addr()?.to_string();
+    let id = config
+        .id
+        .clone()
+        .or(config.advertise.clone())
+        .unwrap_or(bound);
+    let span = tracing::info_span!(
+        "node",
+        node = %id,
+        cluster = %cluster_of(&id),
+        epoch = tracing::field::Empty
+    );
+    run_node(listener, config, shutdown).instrument(span).await
+}
+
+/// The FileCluster of a node named `<cluster>-<index>` (both platforms name nodes so); empty
+/// for other ids.
+pub fn cluster_of(id: &str) -> &str {
+    match id.rsplit_once('-') {
+        Some((cluster, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => cluster,
+        _ => "",
+    }
+}
+
+async fn run_node(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -77,10 +108,11 @@ pub async fn run(
         writes,
     ));
     apply_start_role(&node, start_role, start_epoch).await;
+    tracing::Span::current().record("epoch", node.role_state().epoch);
 
     let shutdown = Shutdown::new(shutdown);
-    tokio::spawn(leader::commit::run(node.clone(), queue));
-    tokio::spawn(supervise_role(node.clone()));
+    tokio::spawn(leader::commit::run(node.clone(), queue).in_current_span());
+    tokio::spawn(supervise_role(node.clone()).in_current_span());
     let ctx = handler::Ctx {
         node: node.clone(),
         read_index: follower::read_index::ReadIndex::start(node.clone()),
@@ -101,7 +133,7 @@ pub async fn run(
         let mut admin = cleave_admin::Admin::new();
         metrics::register(&mut admin, &node);
         cleave_admin::spawn("cleave-node", listener, Arc::new(admin), shutdown.wait())?;
-        tokio::spawn(metrics::sample_store(node.clone()));
+        tokio::spawn(metrics::sample_store(node.clone()).in_current_span());
     }
     server::serve(listener, ctx, shutdown.wait()).await;
     Ok(())
@@ -124,6 +156,7 @@ async fn supervise_role(node: Arc<Node>) {
     let mut current: Option<(String, u64, tokio::task::JoinHandle<()>)> = None;
     loop {
         let st = role.borrow_and_update().clone();
+        tracing::Span::current().record("epoch", st.epoch);
         let want = match (st.role, st.leader) {
             (Role::Follower | Role::Resyncing, Some(leader)) => Some((leader, st.epoch)),
             _ => None,
@@ -138,7 +171,9 @@ async fn supervise_role(node: Arc<Node>) {
                 task.abort();
             }
             if let Some((leader, epoch)) = want {
-                let task = tokio::spawn(follower::run(node.clone(), leader.clone(), epoch));
+                let task = tokio::spawn(
+                    follower::run(node.clone(), leader.clone(), epoch).in_current_span(),
+                );
                 current = Some((leader, epoch, task));
             }
         }

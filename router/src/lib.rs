@@ -32,12 +32,29 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// Extra time, beyond the retry budget, that requests in flight get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Run a router on `listener` until `shutdown` completes, then drain requests in flight.
+/// Everything it logs is in a `router` span with its address and served table epoch.
 pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let span = tracing::info_span!(
+        "router",
+        router = %listener.local_addr()?,
+        epoch = tracing::field::Empty
+    );
+    run_router(listener, config, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_router(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -45,7 +62,10 @@ pub async fn run(
     let tables = Arc::new(table::Tables::load(config.table.clone())?);
     let addr = listener.local_addr()?.to_string();
     match tables.current() {
-        Some(t) => tracing::info!("starting with range table epoch {}", t.epoch),
+        Some(t) => {
+            tracing::Span::current().record("epoch", t.epoch);
+            tracing::info!("starting with range table epoch {}", t.epoch)
+        }
         None => tracing::info!("starting without a range table; waiting for TABLE.PUSH"),
     }
     let shared = Arc::new(server::Shared {

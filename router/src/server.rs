@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 /// Requests in flight per connection before reading pauses.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -75,7 +76,7 @@ pub async fn serve(
                         connection(shared.clone(), socket, stop).await;
                         shared.stats.open.fetch_sub(1, Ordering::Relaxed);
                         drop(alive);
-                    });
+                    }.in_current_span());
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -421,6 +422,7 @@ fn local(shared: &Shared, cmd: Command, original: &Frame) -> Frame {
                 });
                 if pushed == Pushed::Accepted {
                     let epoch = shared.tables.current().map_or(0, |t| t.epoch);
+                    tracing::Span::current().record("epoch", epoch);
                     tracing::info!("serving range table epoch {epoch}");
                 }
                 Frame::ok()
