@@ -84,6 +84,25 @@ fn from_manifests_to_a_working_system() {
             && node(s, "fc-b-0")["appliedSeq"].as_u64() > Some(0)
     });
     assert!(node(&s, "fc-a-1")["inSync"].as_bool().unwrap());
+
+    // Every node and router serves /metrics where status.json says.
+    let admin = &s["admin"];
+    assert_eq!(admin["nodes"].as_object().unwrap().len(), 6, "{admin}");
+    assert_eq!(admin["routers"].as_object().unwrap().len(), 2, "{admin}");
+    let get = |addr: &str| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(cleave_admin::client::get(addr, "/metrics"))
+            .unwrap()
+    };
+    let (code, text) = get(admin["nodes"]["fc-a-0"].as_str().unwrap());
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("cleave_node_role{role=\"leader\"} 1"),
+        "{text}"
+    );
+    let (code, text) = get(admin["routers"]["router-0"].as_str().unwrap());
+    assert_eq!(code, 200);
+    assert!(text.contains("cleave_router_table_epoch 1"), "{text}");
 }
 
 #[test]

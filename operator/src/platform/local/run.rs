@@ -54,9 +54,27 @@ pub struct StatusFile {
     pub updated_at: String,
     /// The data folder.
     pub data: String,
+    /// Admin HTTP addresses (`/metrics`, `/healthz`, `/readyz`) of the operator, nodes and
+    /// routers.
+    #[serde(default)]
+    pub admin: AdminAddresses,
     /// The report.
     #[serde(flatten)]
     pub report: Report,
+}
+
+/// Where each process of the local platform serves `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdminAddresses {
+    /// The operator (with `--admin-listen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// By node name.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, String>,
+    /// By router name.
+    #[serde(default)]
+    pub routers: BTreeMap<String, String>,
 }
 
 fn find_program(p: &PathBuf) -> Option<PathBuf> {
@@ -201,13 +219,14 @@ pub async fn run(args: LocalArgs) -> Result<()> {
                 message: e.to_string(),
             };
             let listener = cleave_admin::bind(addr).await.map_err(admin_error)?;
-            cleave_admin::spawn(
+            let bound = cleave_admin::spawn(
                 "cleave-operator",
                 listener,
                 std::sync::Arc::new(admin),
                 stopped,
             )
             .map_err(admin_error)?;
+            platform.set_operator_admin(bound.to_string());
         }
     }
     let mut term = signal(SignalKind::terminate()).map_err(Error::io("SIGTERM handler"))?;
