@@ -239,3 +239,110 @@ async fn node_and_router_metrics_follow_real_traffic() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_is_ready_once_it_serves_a_table_and_counts_pushes() {
+    let c = Cluster::start(
+        "fc-r",
+        ClusterOptions {
+            size: 1,
+            min_in_sync: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let router = RouterProc::start(&c.dir.join("none.yaml"), &[], &c.dir.join("router.log"));
+    assert_eq!(get(&router.admin, "/healthz").await.0, 200);
+    let (code, why) = get(&router.admin, "/readyz").await;
+    assert_eq!((code, why.as_str()), (503, "no range table loaded yet\n"));
+    assert_eq!(
+        scrape(&router.admin)
+            .await
+            .value("cleave_router_table_epoch", &[]),
+        0.0
+    );
+
+    let mut admin = router.client().await;
+    let mut table = one_cluster_table(&c);
+    table.epoch = 2;
+    admin.push_table(&table).await.unwrap();
+    admin.push_table(&table).await.unwrap();
+    table.epoch = 1;
+    assert!(
+        admin.push_table(&table).await.is_err(),
+        "an older table is refused"
+    );
+
+    assert_eq!(get(&router.admin, "/readyz").await, (200, "ok\n".into()));
+    let m = scrape(&router.admin).await;
+    assert_eq!(m.value("cleave_router_table_epoch", &[]), 2.0);
+    let pushes = |r: &str| m.value("cleave_router_table_pushes_total", &[("result", r)]);
+    assert_eq!(
+        (pushes("accepted"), pushes("unchanged"), pushes("refused")),
+        (1.0, 1.0, 1.0)
+    );
+    assert_eq!(
+        m.value("cleave_router_retries_total", &[("reason", "moved")]),
+        0.0,
+        "from 0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_past_the_log_counts_a_full_resync_and_snapshot_bytes() {
+    let mut c = Cluster::start(
+        "fc-s",
+        ClusterOptions {
+            size: 2,
+            min_in_sync: 0,
+            log_capacity: 10,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (leader, follower) = (c.nodes[0].admin.clone(), c.nodes[1].admin.clone());
+    c.nodes[1].proc.kill9();
+    let mut client = c.nodes[0].client().await;
+    for i in 0..60 {
+        client
+            .insert(&format!("/s/f{i}"), vec![b'z'; 1000])
+            .await
+            .unwrap();
+    }
+    c.nodes[1].restart();
+    let ok = [("result", "ok")];
+    wait_metric(
+        &follower,
+        "cleave_node_full_resyncs_total",
+        &ok,
+        "the follower resynced",
+        |v| v >= 1.0,
+    )
+    .await;
+    let f = scrape(&follower).await;
+    assert!(f.histogram_count("cleave_node_full_resync_duration_seconds", &[]) >= 1);
+    // DUMP payloads are compressed: count bytes, not file sizes; what one received, one sent.
+    let received = f.value(
+        "cleave_node_snapshot_bytes_total",
+        &[("direction", "received")],
+    );
+    assert!(received > 0.0);
+    let l = scrape(&leader).await;
+    assert!(l.value("cleave_node_snapshot_bytes_total", &[("direction", "sent")]) >= received);
+    wait_metric(
+        &leader,
+        "cleave_node_log_entries",
+        &[],
+        "the log is sampled at its cap",
+        |v| (1.0..=10.0).contains(&v),
+    )
+    .await;
+    wait_metric(
+        &follower,
+        "cleave_node_in_sync",
+        &[],
+        "the resynced follower is in sync",
+        |v| v == 1.0,
+    )
+    .await;
+}
