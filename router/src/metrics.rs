@@ -45,6 +45,15 @@ impl Default for RouterMetrics {
     }
 }
 
+/// One request in flight: the gauge goes down when this is dropped, however the request ends.
+struct InFlight(Arc<RouterMetrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
 /// The command label of a request frame.
 pub fn command_of(request: &Frame) -> String {
     command_label(&request.command_name().unwrap_or_default().into_bytes())
@@ -67,8 +76,10 @@ impl RouterMetrics {
     ) -> impl Future<Output = Frame> + Send + 'static {
         let (m, started) = (self.clone(), Instant::now());
         m.in_flight.inc();
+        // Decremented when the reply completes or is dropped (its client went away).
+        let in_flight = InFlight(m.clone());
         reply.map(move |frame| {
-            m.in_flight.dec();
+            drop(in_flight);
             let labels = vec![
                 ("command", command.clone()),
                 ("outcome", outcome_label(error_line(&frame))),
