@@ -174,7 +174,9 @@ impl Context {
         let started = Instant::now();
         let _running = self.metrics.pass();
         let now = Timestamp::now().to_string();
-        let report = match reconcile::reconcile(&mut platform, &previous, &now).await {
+        let span = tracing::info_span!("pass", namespace = %ns);
+        let pass = reconcile::reconcile(&mut platform, &previous, &now);
+        let report = match tracing::Instrument::instrument(pass, span).await {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.reconciled(ns, "error", started.elapsed());
@@ -561,12 +563,15 @@ async fn keep_lease(
     timing: LeaseTiming,
     stop: tokio::sync::watch::Sender<bool>,
     lost: Arc<std::sync::atomic::AtomicBool>,
+    metrics: Arc<Metrics>,
 ) {
     loop {
         tokio::time::sleep(timing.retry).await;
         let sent = Instant::now();
         let attempt = tokio::time::timeout(timing.renew_deadline, lock.try_acquire_or_renew());
-        let why = match attempt.await {
+        let attempt = attempt.await;
+        metrics.lease_renewal(matches!(attempt, Ok(Ok(true))));
+        let why = match attempt {
             Ok(Ok(true)) => {
                 authority.renewed(sent);
                 continue;
@@ -664,6 +669,7 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
             timing,
             stop_tx.clone(),
             lost.clone(),
+            metrics.clone(),
         ));
     }
     metrics.leader.store(true, Ordering::Relaxed);

@@ -42,6 +42,7 @@ pub struct Metrics {
     last_failover: FloatGauges,
     role_changes: Counters,
     leaders_missing: Gauges,
+    lease_renewals: Counters,
     /// `(namespace, node)` → role last seen, for counting role changes.
     roles: Mutex<BTreeMap<(String, String), String>>,
     /// The registry and checks, served by the admin server.
@@ -75,6 +76,7 @@ impl Metrics {
             last_failover: FloatGauges::default(),
             role_changes: Counters::default(),
             leaders_missing: Gauges::default(),
+            lease_renewals: Counters::default(),
             roles: Mutex::new(BTreeMap::new()),
             admin: Mutex::new(None),
         });
@@ -142,6 +144,14 @@ impl Metrics {
             "1 while a FileCluster has no node leading.",
             m.leaders_missing.clone(),
         );
+        for result in ["ok", "failed"] {
+            let _ = m.lease_renewals.get_or_create(&label("result", result));
+        }
+        r.register(
+            "cleave_operator_lease_renewals",
+            "Attempts to renew the leader Lease, by result (ok, failed: lost, refused or late).",
+            m.lease_renewals.clone(),
+        );
         let heartbeat_age = cleave_admin::prometheus_client::metrics::gauge::Gauge::<
             f64,
             std::sync::atomic::AtomicU64,
@@ -182,6 +192,14 @@ impl Metrics {
     pub fn pass(&self) -> PassGuard<'_> {
         self.heartbeat.busy();
         PassGuard(&self.heartbeat)
+    }
+
+    /// One attempt to renew the Lease ended.
+    pub fn lease_renewal(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.lease_renewals
+            .get_or_create(&label("result", result))
+            .inc();
     }
 
     /// Count one pass of namespace `ns` (`result`: `ok`, `invalid` or `error`).

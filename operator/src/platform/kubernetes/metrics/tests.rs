@@ -48,9 +48,12 @@ fn metrics_render_in_prometheus_text_format() {
     m.leader.store(true, Ordering::Relaxed);
     m.reconciled("store", "ok", Duration::from_millis(250));
     m.reconciled("store", "ok", Duration::from_millis(250));
+    m.lease_renewal(true);
     let (text, _) = scrape(&m);
     let s = parse(&text);
     assert_eq!(value(&s, "cleave_operator_leader", &[]), Some(1.0));
+    let renewals = |r| value(&s, "cleave_operator_lease_renewals_total", &[("result", r)]);
+    assert_eq!((renewals("ok"), renewals("failed")), (Some(1.0), Some(0.0)));
     assert_eq!(
         value(
             &s,
