@@ -10,6 +10,7 @@ pub mod checker;
 pub mod clients;
 pub mod cluster;
 pub mod history;
+pub mod metrics;
 pub mod partition;
 pub mod ports;
 pub mod process;

@@ -299,6 +299,8 @@ pub struct NodeProc {
     pub proc: Proc,
     /// Its client address.
     pub addr: String,
+    /// Its admin HTTP address (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: String,
     args: Vec<String>,
     log: PathBuf,
 }
@@ -313,10 +315,12 @@ impl NodeProc {
             redis_url.into(),
         ];
         args.extend_from_slice(extra);
+        let admin = with_admin(&mut args);
         let proc = spawn_listening("cleave-node", &args, log);
         NodeProc {
             proc,
             addr: addr.to_string(),
+            admin,
             args,
             log: log.to_path_buf(),
         }
@@ -382,6 +386,16 @@ impl NodeProc {
     }
 }
 
+/// The `--admin-listen` address in `args`, adding one on a free port when there is none.
+fn with_admin(args: &mut Vec<String>) -> String {
+    if let Some(i) = args.iter().position(|a| a == "--admin-listen") {
+        return args.get(i + 1).cloned().unwrap_or_default();
+    }
+    let admin = format!("127.0.0.1:{}", free_port());
+    args.extend(["--admin-listen".to_string(), admin.clone()]);
+    admin
+}
+
 /// Spawn a Cleave binary and wait (bounded) for its "listening on" line.
 fn spawn_listening(bin: &str, args: &[String], log: &Path) -> Proc {
     let mut cmd = Command::new(binary(bin));
@@ -420,6 +434,8 @@ pub struct RouterProc {
     pub proc: Proc,
     /// Its client address.
     pub addr: String,
+    /// Its admin HTTP address (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: String,
 }
 
 impl RouterProc {
@@ -433,9 +449,11 @@ impl RouterProc {
             table.display().to_string(),
         ];
         args.extend_from_slice(extra);
+        let admin = with_admin(&mut args);
         RouterProc {
             proc: spawn_listening("cleave-router", &args, log),
             addr,
+            admin,
         }
     }
 

@@ -18,6 +18,11 @@ pub struct Args {
     /// Address to listen on for clients, routers and peers (port 0 picks a free port).
     #[arg(long, env = "CLEAVE_NODE_LISTEN")]
     pub listen: Option<String>,
+    /// Address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`), e.g.
+    /// `0.0.0.0:9121`; port 0 picks a free port (printed as `cleave-node admin on ADDR`).
+    /// Off when unset.
+    #[arg(long, env = "CLEAVE_NODE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
     /// Address others use to reach this node (defaults to the bound address).
     #[arg(long, env = "CLEAVE_NODE_ADVERTISE")]
     pub advertise: Option<String>,
@@ -72,6 +77,7 @@ pub struct Args {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    admin_listen: Option<String>,
     advertise: Option<String>,
     id: Option<String>,
     cluster: Option<String>,
@@ -108,6 +114,8 @@ pub const MIN_BUFFER_BYTES: usize = 1024 * 1024;
 pub struct Config {
     /// Listen address.
     pub listen: String,
+    /// Admin HTTP address (None: no admin server).
+    pub admin_listen: Option<String>,
     /// Advertised address (None: use the bound address).
     pub advertise: Option<String>,
     /// Node id (None: use the advertised address).
@@ -140,6 +148,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:7100".into(),
+            admin_listen: None,
             advertise: None,
             id: None,
             cluster: String::new(),
@@ -179,6 +188,7 @@ impl Config {
         };
         let config = Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            admin_listen: args.admin_listen.or(file.admin_listen),
             advertise: args.advertise.or(file.advertise),
             id: args.id.or(file.id),
             cluster: args.cluster.or(file.cluster).unwrap_or_default(),

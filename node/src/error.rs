@@ -34,6 +34,9 @@ pub enum Error {
     /// A bad configuration.
     #[error("config: {0}")]
     Config(String),
+    /// The admin HTTP server could not start.
+    #[error("{0}")]
+    Admin(#[from] cleave_admin::Error),
     /// Socket-level failure.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

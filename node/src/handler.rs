@@ -46,10 +46,38 @@ pub fn dispatch(
     frame: Frame,
     room: Option<OwnedSemaphorePermit>,
 ) -> BoxFuture<'static, Frame> {
-    match Command::from_frame(frame) {
+    let command = command_of(&frame);
+    let answer = match Command::from_frame(frame) {
         Ok(cmd) => dispatch_command(ctx, cmd, room),
         Err(reply) => ready(reply.to_frame()),
-    }
+    };
+    let (node, started) = (ctx.node.clone(), std::time::Instant::now());
+    answer
+        .map(move |reply| {
+            let error = match &reply {
+                Frame::Error(line) => Some(line.as_str()),
+                _ => None,
+            };
+            let outcome = cleave_admin::outcome_label(error);
+            node.metrics.request(&command, &outcome, started.elapsed());
+            reply
+        })
+        .boxed()
+}
+
+/// The command label of a request: its verb, or for `REQ session seq <write>` the write's.
+fn command_of(frame: &Frame) -> String {
+    let name = match frame {
+        Frame::Array(items) => {
+            let verb = |i: usize| items.get(i).and_then(Frame::as_bytes);
+            match verb(0) {
+                Some(v) if v.eq_ignore_ascii_case(b"REQ") => verb(3).or(Some(v)),
+                v => v,
+            }
+        }
+        _ => None,
+    };
+    cleave_admin::command_label(name.unwrap_or_default())
 }
 
 fn dispatch_command(

@@ -14,6 +14,7 @@ pub mod error;
 pub mod follower;
 pub mod handler;
 pub mod leader;
+pub mod metrics;
 pub mod node;
 pub mod op;
 pub mod ownership;
@@ -29,12 +30,68 @@ use std::future::Future;
 use std::sync::Arc;
 use store::Store;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
-/// Run a node on `listener` until `shutdown` completes.
+/// The shutdown signal, shared by the client server and the admin server.
+struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    fn new(signal: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Shutdown(rx)
+    }
+
+    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// Run a node on `listener` until `shutdown` completes. Everything it logs is in a `node` span
+/// with the node's id, its cluster and its epoch (JSON logs carry them in every line).
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let bound = listener.local_addr()?.to_string();
+    let id = config
+        .id
+        .clone()
+        .or(config.advertise.clone())
+        .unwrap_or(bound);
+    let cluster = match config.cluster.as_str() {
+        "" => cluster_of(&id).to_string(),
+        named => named.to_string(),
+    };
+    let span = tracing::info_span!(
+        "node",
+        node = %id,
+        cluster = %cluster,
+        epoch = tracing::field::Empty
+    );
+    run_node(listener, config, shutdown).instrument(span).await
+}
+
+/// The FileCluster of a node named `<cluster>-<index>` (both platforms name nodes so); empty
+/// for other ids. Used for logs when `--cluster` is not given.
+pub fn cluster_of(id: &str) -> &str {
+    match id.rsplit_once('-') {
+        Some((cluster, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => cluster,
+        _ => "",
+    }
+}
+
+async fn run_node(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let bound = listener.local_addr()?.to_string();
     let address = config.advertise.clone().unwrap_or(bound);
@@ -58,10 +115,12 @@ pub async fn run(
         writes,
     ));
     apply_start_role(&node, start_role, start_epoch).await;
+    tracing::Span::current().record("epoch", node.role_state().epoch);
 
-    tokio::spawn(leader::commit::run(node.clone(), queue));
-    tokio::spawn(supervise_role(node.clone()));
-    tokio::spawn(ownership::clean_foreign_keys(node.clone()));
+    let shutdown = Shutdown::new(shutdown);
+    tokio::spawn(leader::commit::run(node.clone(), queue).in_current_span());
+    tokio::spawn(supervise_role(node.clone()).in_current_span());
+    tokio::spawn(ownership::clean_foreign_keys(node.clone()).in_current_span());
     let ctx = handler::Ctx {
         node: node.clone(),
         read_index: follower::read_index::ReadIndex::start(node.clone()),
@@ -72,8 +131,19 @@ pub async fn run(
         node.role_state().role,
         node.role_state().epoch
     );
+    let admin_listener = match &node.config.admin_listen {
+        Some(addr) => Some(cleave_admin::bind(addr).await?),
+        None => None,
+    };
     println!("cleave-node listening on {address}");
-    server::serve(listener, ctx, shutdown).await;
+    // After the "listening" line: whoever started the node reads that line first.
+    if let Some(listener) = admin_listener {
+        let mut admin = cleave_admin::Admin::new();
+        metrics::register(&mut admin, &node);
+        cleave_admin::spawn("cleave-node", listener, Arc::new(admin), shutdown.wait())?;
+        tokio::spawn(metrics::sample_store(node.clone()).in_current_span());
+    }
+    server::serve(listener, ctx, shutdown.wait()).await;
     Ok(())
 }
 
@@ -94,6 +164,7 @@ async fn supervise_role(node: Arc<Node>) {
     let mut current: Option<(String, u64, tokio::task::JoinHandle<()>)> = None;
     loop {
         let st = role.borrow_and_update().clone();
+        tracing::Span::current().record("epoch", st.epoch);
         let want = match (st.role, st.leader) {
             (Role::Follower | Role::Resyncing, Some(leader)) => Some((leader, st.epoch)),
             _ => None,
@@ -108,7 +179,9 @@ async fn supervise_role(node: Arc<Node>) {
                 task.abort();
             }
             if let Some((leader, epoch)) = want {
-                let task = tokio::spawn(follower::run(node.clone(), leader.clone(), epoch));
+                let task = tokio::spawn(
+                    follower::run(node.clone(), leader.clone(), epoch).in_current_span(),
+                );
                 current = Some((leader, epoch, task));
             }
         }

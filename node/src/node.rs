@@ -104,6 +104,8 @@ pub struct Node {
     pub frozen_until: Mutex<Option<Instant>>,
     /// Held by the committer while a batch is being applied, so a freeze can wait it out.
     pub applying: tokio::sync::Mutex<()>,
+    /// What the node counts, for `/metrics`.
+    pub metrics: crate::metrics::NodeMetrics,
 }
 
 impl Node {
@@ -140,6 +142,7 @@ impl Node {
             acks_changed: watch::channel(0).0,
             frozen_until: Mutex::new(None),
             applying: tokio::sync::Mutex::new(()),
+            metrics: Default::default(),
         }
     }
 

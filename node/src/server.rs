@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::Instrument;
 
 /// Requests handled at once per connection before reading pauses.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -97,7 +98,7 @@ pub async fn serve(listener: TcpListener, ctx: Ctx, shutdown: impl Future<Output
                         connection(ctx, room, socket, stop, &clients).await;
                         clients.open.fetch_sub(1, Ordering::Relaxed);
                         drop(alive);
-                    });
+                    }.in_current_span());
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");

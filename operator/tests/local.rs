@@ -84,6 +84,45 @@ fn from_manifests_to_a_working_system() {
             && node(s, "fc-b-0")["appliedSeq"].as_u64() > Some(0)
     });
     assert!(node(&s, "fc-a-1")["inSync"].as_bool().unwrap());
+
+    // Every node and router serves /metrics where status.json says.
+    let admin = &s["admin"];
+    assert_eq!(admin["nodes"].as_object().unwrap().len(), 6, "{admin}");
+    assert_eq!(admin["routers"].as_object().unwrap().len(), 2, "{admin}");
+    let get_path = |addr: &str, path: &str| {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(cleave_admin::client::get(addr, path)).unwrap()
+    };
+    let get = |addr: &str| get_path(addr, "/metrics");
+    let (code, text) = get(admin["nodes"]["fc-a-0"].as_str().unwrap());
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("cleave_node_role{role=\"leader\"} 1"),
+        "{text}"
+    );
+    let (code, text) = get(admin["routers"]["router-0"].as_str().unwrap());
+    assert_eq!(code, 200);
+    assert!(text.contains("cleave_router_table_epoch 1"), "{text}");
+    // The operator's own (--admin-listen 127.0.0.1:0): ready, counting its passes.
+    let operator = admin["operator"]
+        .as_str()
+        .expect("the operator's admin address");
+    assert_eq!(get_path(operator, "/readyz"), (200, "ok\n".to_string()));
+    let (_, text) = get(operator);
+    assert!(
+        text.contains("cleave_table_epoch{namespace=\"local\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cleave_operator_reconciles_total{namespace=\"local\",result=\"ok\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "cleave_filecluster_leader_missing{namespace=\"local\",filecluster=\"fc-a\"} 0\n"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

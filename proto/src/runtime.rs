@@ -4,14 +4,29 @@
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
-/// Log to stderr, filtered by `RUST_LOG` (default `info`).
+/// Log to stderr, filtered by `RUST_LOG` (default `info`); one JSON object per line when
+/// `CLEAVE_LOG_FORMAT=json` (for log collectors), with the current span's fields (node id,
+/// cluster, epoch) in every line.
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json_logs() {
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.init();
+    }
+}
+
+/// Whether `CLEAVE_LOG_FORMAT` asks for JSON logs.
+pub fn json_logs() -> bool {
+    std::env::var("CLEAVE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"))
 }
 
 /// Bind a server's listening socket, with an error that says what to check.

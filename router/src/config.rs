@@ -17,6 +17,11 @@ pub struct Args {
     /// Address to listen on for clients (port 0 picks a free port) [default: 127.0.0.1:7000].
     #[arg(long, env = "CLEAVE_ROUTER_LISTEN")]
     pub listen: Option<String>,
+    /// Address of the admin HTTP server (`/metrics`, `/healthz`, `/readyz`), e.g.
+    /// `0.0.0.0:9122`; port 0 picks a free port (printed as `cleave-router admin on ADDR`).
+    /// Off when unset.
+    #[arg(long, env = "CLEAVE_ROUTER_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
     /// Range table (YAML or JSON) to start from; accepted pushes are written back to it.
     #[arg(long, env = "CLEAVE_ROUTER_TABLE")]
     pub table: Option<PathBuf>,
@@ -30,6 +35,7 @@ pub struct Args {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    admin_listen: Option<String>,
     table: Option<PathBuf>,
     retry_ms: Option<u64>,
 }
@@ -39,6 +45,8 @@ struct FileConfig {
 pub struct Config {
     /// Listen address.
     pub listen: String,
+    /// Admin HTTP address (None: no admin server).
+    pub admin_listen: Option<String>,
     /// Where the range table is read from at start and written to on every accepted push.
     pub table: Option<PathBuf>,
     /// Time budget for the transparent retries of one request.
@@ -49,6 +57,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:7000".into(),
+            admin_listen: None,
             table: None,
             retry: Duration::from_millis(5000),
         }
@@ -65,6 +74,7 @@ impl Config {
         let d = Config::default();
         let config = Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            admin_listen: args.admin_listen.or(file.admin_listen),
             table: args.table.or(file.table),
             retry: args
                 .retry_ms

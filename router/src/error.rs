@@ -16,6 +16,9 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The admin HTTP server could not start.
+    #[error("{0}")]
+    Admin(#[from] cleave_admin::Error),
     /// Socket-level failure (binding, accepting).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

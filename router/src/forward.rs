@@ -7,6 +7,7 @@
 //! again, on another node or after a short backoff, until the `--retry-ms` budget is spent. Then
 //! the last error goes to the client.
 
+use crate::metrics::RouterMetrics;
 use crate::pool::Pool;
 use crate::route::{self, Leaders, Outcome};
 use crate::table::Tables;
@@ -40,6 +41,7 @@ pub struct Forwarder {
     reads: AtomicUsize,
     hedges: AtomicUsize,
     retry: Duration,
+    metrics: Arc<RouterMetrics>,
 }
 
 /// The reply when the router has no table.
@@ -57,6 +59,7 @@ impl Forwarder {
             reads: AtomicUsize::new(0),
             hedges: AtomicUsize::new(0),
             retry,
+            metrics: Arc::default(),
         }
     }
 
@@ -73,6 +76,11 @@ impl Forwarder {
     /// Leaders learned from `-NOTLEADER` replies.
     pub fn leaders(&self) -> &Leaders {
         &self.leaders
+    }
+
+    /// What the router counts.
+    pub fn metrics(&self) -> &Arc<RouterMetrics> {
+        &self.metrics
     }
 
     /// The retry budget of one request.
@@ -140,6 +148,7 @@ impl Forwarder {
                     )
                 }
             };
+            let retry_reason = crate::metrics::retry_reason(&outcome, &last);
             let must_wait = match outcome {
                 Outcome::Done => return last,
                 Outcome::NotLeader(Some(leader)) if leader != addr => {
@@ -162,6 +171,7 @@ impl Forwarder {
             if Instant::now() + backoff >= deadline {
                 return last;
             }
+            self.metrics.retry(retry_reason);
             if must_wait || round_done {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);

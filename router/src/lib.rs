@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod info;
+pub mod metrics;
 pub mod pool;
 pub mod redis;
 pub mod route;
@@ -31,20 +32,40 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// Extra time, beyond the retry budget, that requests in flight get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Run a router on `listener` until `shutdown` completes, then drain requests in flight.
+/// Everything it logs is in a `router` span with its address and served table epoch.
 pub async fn run(
     listener: TcpListener,
     config: Config,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let span = tracing::info_span!(
+        "router",
+        router = %listener.local_addr()?,
+        epoch = tracing::field::Empty
+    );
+    run_router(listener, config, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_router(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let tables = Arc::new(table::Tables::load(config.table.clone())?);
     let addr = listener.local_addr()?.to_string();
     match tables.current() {
-        Some(t) => tracing::info!("starting with range table epoch {}", t.epoch),
+        Some(t) => {
+            tracing::Span::current().record("epoch", t.epoch);
+            tracing::info!("starting with range table epoch {}", t.epoch)
+        }
         None => tracing::info!("starting without a range table; waiting for TABLE.PUSH"),
     }
     let shared = Arc::new(server::Shared {
@@ -55,8 +76,28 @@ pub async fn run(
         connections: Default::default(),
         stats: Default::default(),
     });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let admin_listener = match &config.admin_listen {
+        Some(a) => Some(cleave_admin::bind(a).await?),
+        None => None,
+    };
     println!("cleave-router listening on {addr}");
+    if let Some(listener) = admin_listener {
+        let mut admin = cleave_admin::Admin::new();
+        metrics::register(&mut admin, &shared);
+        cleave_admin::spawn("cleave-router", listener, Arc::new(admin), stopped())?;
+    }
     let _ = std::io::stdout().flush();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     server::serve(listener, shared, shutdown, config.retry + SHUTDOWN_GRACE).await;
     Ok(())
 }

@@ -117,6 +117,19 @@ impl Pool {
         }
     }
 
+    /// Open connections to nodes (for `/metrics`).
+    pub fn connections(&self) -> usize {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .values()
+            .flat_map(|n| n.slots.iter())
+            .filter(|s| {
+                let conn = s.conn.read().unwrap_or_else(|e| e.into_inner());
+                conn.as_ref().is_some_and(|(_, c)| !c.is_closed())
+            })
+            .count()
+    }
+
     /// Whether `addr` recently refused a connection.
     pub fn is_down(&self, addr: &str) -> bool {
         let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());

@@ -14,6 +14,7 @@
 
 use crate::forward::{no_table, payload_bytes, Forwarder, PER_MIB};
 use crate::info::{server_info, Stats};
+use crate::metrics::command_of;
 use crate::redis::{self, Post};
 use crate::session::{self, Kind, Order, Writes};
 use crate::table::{Pushed, Tables};
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 /// Requests in flight per connection before reading pauses.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -74,7 +76,7 @@ pub async fn serve(
                         connection(shared.clone(), socket, stop).await;
                         shared.stats.open.fetch_sub(1, Ordering::Relaxed);
                         drop(alive);
-                    });
+                    }.in_current_span());
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -160,6 +162,7 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, mut stop: watch::Rec
                     let size = frame_bytes(&frame);
                     c.bytes_in_flight += size;
                     c.shared.stats.commands.fetch_add(1, Ordering::Relaxed);
+                    c.shared.forwarder.metrics().bytes(true, size);
                     c.queue(frame, size);
                 }
                 Ok(None) => reading = false,
@@ -245,7 +248,10 @@ impl Client {
                 let w = self.waiting.pop_front().expect("front");
                 let shared = self.shared.clone();
                 let cmd = w.cmd.expect("parsed");
-                let reply = async move { redis::read(&shared.forwarder, cmd).await };
+                let m = shared.forwarder.metrics().clone();
+                let reply = m.timed(command_of(&w.frame), async move {
+                    redis::read(&shared.forwarder, cmd).await
+                });
                 self.push(reply, w.size, true, w.post);
                 continue;
             }
@@ -272,7 +278,10 @@ impl Client {
                 let w = self.waiting.pop_front().expect("front");
                 let shared = self.shared.clone();
                 let cmd = w.cmd.expect("parsed");
-                let reply = async move { shared.forwarder.forward(&cmd, w.frame).await };
+                let m = shared.forwarder.metrics().clone();
+                let reply = m.timed(command_of(&w.frame), async move {
+                    shared.forwarder.forward(&cmd, w.frame).await
+                });
                 self.push(reply, w.size, true, w.post);
                 continue;
             }
@@ -294,14 +303,15 @@ impl Client {
             let mib = payload_bytes(cmd, &w.frame).div_ceil(1 << 20) as u32;
             self.order.start(kind);
             let w = self.waiting.pop_front().expect("front");
+            let (m, command) = (fwd.metrics().clone(), command_of(&w.frame));
             let rx = self
                 .writes
                 .push(&range.cluster, hash, w.frame, fwd.retry(), PER_MIB * mib);
-            let reply = async move {
+            let reply = m.timed(command, async move {
                 rx.await.unwrap_or_else(|_| {
                     Reply::new(ErrorCode::TryAgain, "write abandoned").to_frame()
                 })
-            };
+            });
             self.push(reply, w.size, true, w.post);
         }
     }
@@ -372,6 +382,8 @@ impl Client {
                 }
             };
             if let Some(reply) = reply {
+                let m = self.shared.forwarder.metrics();
+                m.bytes(false, frame_bytes(&reply));
                 conn.write_frame(&reply).await?;
             }
             if a.effect.close {
@@ -402,13 +414,21 @@ fn local(shared: &Shared, cmd: Command, original: &Frame) -> Frame {
         },
         Command::TablePush(json) => match shared.tables.push_json(&json) {
             Ok(pushed) => {
+                let m = shared.forwarder.metrics();
+                m.table_push(if pushed == Pushed::Accepted {
+                    "accepted"
+                } else {
+                    "unchanged"
+                });
                 if pushed == Pushed::Accepted {
                     let epoch = shared.tables.current().map_or(0, |t| t.epoch);
+                    tracing::Span::current().record("epoch", epoch);
                     tracing::info!("serving range table epoch {epoch}");
                 }
                 Frame::ok()
             }
             Err(e) => {
+                shared.forwarder.metrics().table_push("refused");
                 tracing::warn!("refused range table: {e}");
                 e.to_reply().to_frame()
             }

@@ -520,6 +520,7 @@ impl Writes {
     /// again (each keeps its tag), after a backoff if needed, or give up when its budget is
     /// spent.
     fn failed(&mut self, fwd: &Forwarder, up: Target, outcome: Outcome, last: Frame) {
+        let retry_reason = crate::metrics::retry_reason(&outcome, &last);
         self.sent = 0;
         for w in &mut self.inflight {
             w.rx = None;
@@ -557,6 +558,7 @@ impl Writes {
         if now + self.backoff >= self.inflight[0].deadline {
             return self.give_up(last);
         }
+        fwd.metrics().retry(retry_reason);
         if must_wait || round_done {
             self.wait_until = Some(now + self.backoff);
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);

@@ -25,6 +25,7 @@
 
 pub mod from_kube;
 pub mod kube;
+pub mod watch;
 
 use crate::error::{Error, Result};
 use cleave_operator::reconcile::status::Report;
@@ -50,6 +51,13 @@ pub struct StatusArgs {
     /// Print the status as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Refresh the view every `--interval` seconds until Ctrl-C, with each router's throughput
+    /// (from its `/metrics`) and each follower's lag behind its leader.
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
+    /// Seconds between refreshes of `--watch`.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: u64,
 }
 
 /// Where the status comes from.
@@ -102,6 +110,9 @@ pub enum Origin {
         data: Option<String>,
         /// Whether that operator still runs.
         operator: OperatorProcess,
+        /// Admin HTTP addresses: `operator`, `nodes` {name: addr}, `routers` {name: addr}.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        admin: Option<Value>,
     },
     /// The Kubernetes API.
     Kubernetes {
@@ -138,6 +149,8 @@ struct StatusFile {
     updated_at: Option<String>,
     #[serde(default)]
     data: Option<String>,
+    #[serde(default)]
+    admin: Option<Value>,
     #[serde(flatten)]
     report: Report,
 }
@@ -160,10 +173,10 @@ pub async fn run(args: &StatusArgs) -> Result<()> {
         Path::new(".cleave").is_dir(),
         kube::config_available(),
     );
-    let status = match source {
-        Source::Local(dir) => load(&dir).map_err(|e| Error::Other(e.to_string()))?,
-        Source::Kube(ns) => kube::load(ns.as_deref()).await?,
-    };
+    if args.watch {
+        return watch::run(&source, std::time::Duration::from_secs(args.interval)).await;
+    }
+    let status = read(&source).await?;
     let text = if args.json {
         json(&status)
     } else {
@@ -172,6 +185,14 @@ pub async fn run(args: &StatusArgs) -> Result<()> {
     // A closed pipe (`cleave status | head`) is not an error.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(())
+}
+
+/// The status from `source`.
+pub async fn read(source: &Source) -> Result<Status> {
+    match source {
+        Source::Local(dir) => load(dir).map_err(|e| Error::Other(e.to_string())),
+        Source::Kube(ns) => kube::load(ns.as_deref()).await,
+    }
 }
 
 /// The status as a JSON value (keys sorted, as both platforms print them).
@@ -202,6 +223,7 @@ pub fn load(dir: &Path) -> Result<Status, StatusError> {
             updated_at: f.updated_at,
             data: f.data,
             operator: OperatorProcess { pid, running },
+            admin: f.admin,
         },
     })
 }
@@ -335,6 +357,9 @@ pub fn render_at(v: &Value, now: Timestamp) -> String {
             s(&v["updatedAt"]),
             s(&v["epoch"]),
         ));
+        if let Some(a) = v["admin"]["operator"].as_str() {
+            out.insert_str(out.len() - 1, &format!("operator admin (/metrics) {a}\n"));
+        }
     }
     let mut rows = vec![[
         "RANGE",
@@ -358,7 +383,8 @@ pub fn render_at(v: &Value, now: Timestamp) -> String {
     }
     out.push_str(&table(&rows, ""));
     out.push('\n');
-    let mut rows = vec![["ROUTER", "ADDRESS", "EPOCH", "PID"]
+    let admin = |kind: &str, name: &Value| s(&v["admin"][kind][s(name)]);
+    let mut rows = vec![["ROUTER", "ADDRESS", "EPOCH", "PID", "ADMIN"]
         .map(String::from)
         .to_vec()];
     for r in v["routers"].as_array().into_iter().flatten() {
@@ -367,6 +393,7 @@ pub fn render_at(v: &Value, now: Timestamp) -> String {
             s(&r["address"]),
             s(&r["epoch"]),
             s(&r["pid"]),
+            admin("routers", &r["name"]),
         ]);
     }
     out.push_str(&table(&rows, ""));
@@ -383,7 +410,7 @@ pub fn render_at(v: &Value, now: Timestamp) -> String {
             out.push_str(&format!("  {line}\n"));
         }
         let mut rows = vec![[
-            "NODE", "ROLE", "ADDRESS", "REDIS", "PID", "APPLIED", "IN-SYNC",
+            "NODE", "ROLE", "ADDRESS", "REDIS", "PID", "APPLIED", "IN-SYNC", "ADMIN",
         ]
         .map(String::from)
         .to_vec()];
@@ -396,6 +423,7 @@ pub fn render_at(v: &Value, now: Timestamp) -> String {
                 s(&n["pid"]),
                 s(&n["appliedSeq"]),
                 s(&n["inSync"]),
+                admin("nodes", &n["name"]),
             ]);
         }
         out.push_str(&table(&rows, "  "));
@@ -539,6 +567,11 @@ mod tests {
             operator_pid: std::process::id(),
             updated_at: "2025-01-01T00:00:00Z".into(),
             data: dir.path().display().to_string(),
+            admin: cleave_operator::platform::local::run::AdminAddresses {
+                operator: Some("127.0.0.1:9120".into()),
+                nodes: [("fc-a-2".to_string(), "127.0.0.1:9121".to_string())].into(),
+                routers: [("router-0".to_string(), "127.0.0.1:9122".to_string())].into(),
+            },
             report: Report {
                 split: None,
                 epoch: 2,
@@ -597,6 +630,12 @@ mod tests {
         assert_eq!(c["failovers"], 1);
         let text = render(&to_value(&status));
         assert!(text.starts_with("Cleave (local, data "));
+        assert!(
+            text.contains("operator admin (/metrics) 127.0.0.1:9120\n"),
+            "{text}"
+        );
+        let router_row = text.lines().find(|l| l.starts_with("router-0")).unwrap();
+        assert!(router_row.ends_with("127.0.0.1:9122"), "{text}");
         assert!(
             text.contains("last failover: fc-a-0 -> fc-a-2 at epoch 3"),
             "{text}"

@@ -67,6 +67,8 @@ impl Args {
             kube: self.kube,
             namespace: self.namespace.clone(),
             json: false,
+            watch: false,
+            interval: 2,
         };
         status::choose(
             &as_status,

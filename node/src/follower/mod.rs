@@ -71,11 +71,10 @@ pub async fn apply(node: &Node, entries: &[Entry]) -> Result<Applied> {
         return Ok(Applied::All);
     }
     let expect = *node.applied.borrow();
-    let results = node
-        .store
-        .clone()
-        .apply_replay(entries, Some(expect))
-        .await?;
+    let started = Instant::now();
+    let results = node.store.clone().apply_replay(entries, Some(expect)).await;
+    node.metrics.redis("apply_replay", started.elapsed());
+    let results = results?;
     for (r, e) in results.into_iter().zip(entries) {
         match r {
             Replayed::Applied(seq) => node.set_applied(seq, e.epoch),
@@ -133,6 +132,7 @@ async fn follow(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
     // A fetch that long-polls for a heartbeat answers within sync_timeout / 4; silence for the
     // whole sync_timeout means we are cut off.
     let silence = node.config.sync_timeout;
+    let mut catching_up = Some(Instant::now());
     loop {
         let from = (
             *node.applied.borrow(),
@@ -150,6 +150,11 @@ async fn follow(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
                 node.heard_round.fetch_max(round, Ordering::SeqCst);
                 apply(node, &entries).await?;
                 node.committed.send_replace(committed);
+                if *node.applied.borrow() >= committed {
+                    if let Some(since) = catching_up.take() {
+                        node.metrics.caught_up(since.elapsed());
+                    }
+                }
             }
             Ok(FetchReply::FullSync { first }) => {
                 tracing::warn!(

@@ -37,8 +37,15 @@ async fn next_batch(client: &mut Client, epoch: u64, cursor: &str) -> Result<Sna
     SnapBatch::from_frame(frame).map_err(|r| Error::Apply(r.message))
 }
 
-/// Run one complete full resync against `leader`.
+/// Run one complete full resync against `leader` (counted and timed in the node's metrics).
 pub async fn full_resync(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
+    let started = std::time::Instant::now();
+    let result = resync_once(node, leader, epoch).await;
+    node.metrics.resync(result.is_ok(), started.elapsed());
+    result
+}
+
+async fn resync_once(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
     tracing::warn!("{}: full resync from {leader} at epoch {epoch}", node.id);
     mark(node, Role::Resyncing, true);
     node.resync_gen.fetch_add(1, Ordering::SeqCst);
@@ -66,12 +73,14 @@ pub async fn full_resync(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<(
     ));
 
     let copy = async {
+        node.metrics.snapshot(false, item_bytes(&first.items));
         store.restore(&first.items).await?;
         let mut cursor = first.cursor;
         let mut keys = first.items.len();
         while cursor != "0" {
             let batch = next_batch(&mut client, epoch, &cursor).await?;
             keys += batch.items.len();
+            node.metrics.snapshot(false, item_bytes(&batch.items));
             store.restore(&batch.items).await?;
             cursor = batch.cursor;
         }
@@ -116,6 +125,11 @@ pub async fn full_resync(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<(
         *node.applied.borrow()
     );
     Ok(())
+}
+
+/// Payload bytes of snapshot items (keys and dumps).
+pub fn item_bytes(items: &[(bytes::Bytes, bytes::Bytes)]) -> u64 {
+    items.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
 }
 
 fn mark(node: &Node, role: Role, needs_resync: bool) {

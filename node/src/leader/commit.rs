@@ -143,7 +143,10 @@ pub async fn run(node: Arc<Node>, mut queue: mpsc::UnboundedReceiver<WriteReques
             .map(|r| (r.op.clone(), r.tag.clone()))
             .collect();
         let expect = *node.applied.borrow();
-        match store.apply_lead(&writes, st.epoch, expect).await {
+        let started = std::time::Instant::now();
+        let applied = store.apply_lead(&writes, st.epoch, expect).await;
+        node.metrics.redis("apply_batch", started.elapsed());
+        match applied {
             Ok(results) => {
                 let mut last = None;
                 {
@@ -155,6 +158,7 @@ pub async fn run(node: Arc<Node>, mut queue: mpsc::UnboundedReceiver<WriteReques
                         }
                     }
                 }
+                node.metrics.batch(writes.len(), started.elapsed(), last);
                 if let Some(seq) = last {
                     node.set_applied(seq, st.epoch);
                     node.commit_applied(seq);

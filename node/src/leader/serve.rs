@@ -270,13 +270,17 @@ pub async fn snapshot(node: &Node, epoch: u64, cursor: &str) -> Frame {
     )
     .await
     {
-        Ok(Ok(batch)) => SnapBatch {
-            cursor: batch.cursor,
-            start_seq: batch.start_seq,
-            start_epoch: batch.start_epoch,
-            items: batch.items,
+        Ok(Ok(batch)) => {
+            let sent = crate::follower::resync::item_bytes(&batch.items);
+            node.metrics.snapshot(true, sent);
+            SnapBatch {
+                cursor: batch.cursor,
+                start_seq: batch.start_seq,
+                start_epoch: batch.start_epoch,
+                items: batch.items,
+            }
+            .to_frame()
         }
-        .to_frame(),
         Ok(Err(e)) => e.to_reply().to_frame(),
         Err(_) => Reply::new(ErrorCode::TryAgain, "snapshot batch timed out").to_frame(),
     }

@@ -111,6 +111,7 @@ impl System {
             .arg(&self.data)
             .args(["--router-port", &self.router_port.to_string()])
             .args(["--port-base", &self.port_base.to_string()])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .env("CLEAVE_LOG", "info");
         c
     }

@@ -172,8 +172,11 @@ impl Context {
             platform = platform.with_addresses(f.clone());
         }
         let started = Instant::now();
+        let _running = self.metrics.pass();
         let now = Timestamp::now().to_string();
-        let report = match reconcile::reconcile(&mut platform, &previous, &now).await {
+        let span = tracing::info_span!("pass", namespace = %ns);
+        let pass = reconcile::reconcile(&mut platform, &previous, &now);
+        let report = match tracing::Instrument::instrument(pass, span).await {
             Ok(r) => r,
             Err(e) => {
                 self.metrics.reconciled(ns, "error", started.elapsed());
@@ -473,6 +476,10 @@ pub struct KubeArgs {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "CLEAVE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Seconds one reconcile pass may run before the loop counts as stuck (`/healthz` fails
+    /// and the kubelet restarts the operator).
+    #[arg(long, env = "CLEAVE_LOOP_STUCK_SECONDS", default_value_t = 120)]
+    pub loop_stuck_seconds: u64,
     /// Default image of `cleave-node` (a FileCluster's `spec.image.node` wins).
     #[arg(
         long,
@@ -556,12 +563,15 @@ async fn keep_lease(
     timing: LeaseTiming,
     stop: tokio::sync::watch::Sender<bool>,
     lost: Arc<std::sync::atomic::AtomicBool>,
+    metrics: Arc<Metrics>,
 ) {
     loop {
         tokio::time::sleep(timing.retry).await;
         let sent = Instant::now();
         let attempt = tokio::time::timeout(timing.renew_deadline, lock.try_acquire_or_renew());
-        let why = match attempt.await {
+        let attempt = attempt.await;
+        metrics.lease_renewal(matches!(attempt, Ok(Ok(true))));
+        let why = match attempt {
             Ok(Ok(true)) => {
                 authority.renewed(sent);
                 continue;
@@ -599,7 +609,7 @@ async fn signalled() {
 /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
 pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_bound(Duration::from_secs(args.loop_stuck_seconds));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -644,7 +654,7 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
                     authority.renewed(sent);
                     break;
                 }
-                Ok(false) => metrics.ready.store(true, Ordering::Relaxed),
+                Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read the leader Lease"),
             }
             tokio::select! {
@@ -659,10 +669,10 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
             timing,
             stop_tx.clone(),
             lost.clone(),
+            metrics.clone(),
         ));
     }
     metrics.leader.store(true, Ordering::Relaxed);
-    metrics.ready.store(true, Ordering::Relaxed);
 
     let cfg = BuildConfig {
         node_image: args.node_image.clone(),

@@ -1,339 +1,305 @@
-//! `/metrics` (Prometheus text format), `/healthz` and `/readyz` on one small HTTP server.
+//! The operator's `/metrics`, `/healthz` and `/readyz`, on the shared admin server
+//! (`cleave-admin`: prometheus-client and warp, as the node and the router).
 //!
-//! Hand-written on purpose: four endpoints of plain text need no web framework.
+//! - `/healthz` fails when the reconcile loop is stuck: a pass running longer than the bound
+//!   (the [`Heartbeat`]), so the kubelet restarts a hung operator;
+//! - `/readyz` is "holds the Lease and the loop is not stuck": a standby replica is live but
+//!   not ready.
+//!
+//! Per-cluster figures come from the status each pass publishes ([`Metrics::observed`]), so
+//! counters kept in status (failovers) survive operator restarts.
 
+use cleave_admin::prometheus_client::metrics::counter::Counter;
+use cleave_admin::prometheus_client::metrics::gauge::Gauge;
+use cleave_admin::prometheus_client::registry::Unit;
+use cleave_admin::{
+    label, seconds_histograms, Admin, Counters, FloatGauges, Gauges, Heartbeat, Histograms, Labels,
+};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-/// The operator's metrics and health flags.
-#[derive(Debug, Default)]
+/// The default bound after which a running pass counts as stuck.
+pub const STUCK_AFTER: Duration = Duration::from_secs(120);
+
+/// The operator's metrics and health.
+#[derive(Debug)]
 pub struct Metrics {
-    /// `/readyz` answers 200 once set (the operator reached the API server).
-    pub ready: AtomicBool,
-    /// Whether this replica holds the Lease.
+    /// Whether this replica holds the Lease (or runs without election).
     pub leader: AtomicBool,
-    inner: Mutex<Inner>,
+    /// The reconcile loop's heartbeat.
+    pub heartbeat: Heartbeat,
+    leader_gauge: Gauge,
+    reconciles: Counters,
+    durations: Histograms,
+    table_epoch: Gauges,
+    table_switches: Counters,
+    routers_behind: Gauges,
+    cluster_ready: Gauges,
+    cluster_failovers: Counters,
+    cluster_epoch: Gauges,
+    last_failover: FloatGauges,
+    role_changes: Counters,
+    leaders_missing: Gauges,
+    lease_renewals: Counters,
+    /// `(namespace, node)` → role last seen, for counting role changes.
+    roles: Mutex<BTreeMap<(String, String), String>>,
+    /// The registry and checks, served by the admin server.
+    admin: Mutex<Option<Admin>>,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    /// `(namespace, result)` → passes.
-    reconciles: BTreeMap<(String, String), u64>,
-    /// namespace → (sum of seconds, count).
-    durations: BTreeMap<String, (f64, u64)>,
-    /// namespace → committed table epoch.
-    epochs: BTreeMap<String, u64>,
-    /// `(namespace, cluster)` → what its status said.
-    clusters: BTreeMap<(String, String), ClusterMetrics>,
-}
-
-/// A per-cluster metric: name, type, help, and its value for one cluster (`None`: no sample).
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&ClusterMetrics) -> Option<String>,
-);
-
-/// One FileCluster's figures, from its last published status.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct ClusterMetrics {
-    ready: bool,
-    /// Leader changes (kept in the cluster's status, so the count survives operator restarts).
-    failovers: u64,
-    /// The cluster's epoch.
-    epoch: u64,
-    /// How long the last failover took, trouble to new leader (seconds), once known.
-    last_failover_seconds: Option<f64>,
+fn cluster_labels(ns: &str, cluster: &str) -> Labels {
+    vec![("namespace", ns.into()), ("filecluster", cluster.into())]
 }
 
 impl Metrics {
-    /// A shared, empty registry.
+    /// Shared metrics with the default stuck bound.
     pub fn new() -> Arc<Metrics> {
-        Arc::new(Metrics::default())
+        Metrics::with_bound(STUCK_AFTER)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// Shared metrics; a pass running longer than `stuck_after` fails `/healthz`.
+    pub fn with_bound(stuck_after: Duration) -> Arc<Metrics> {
+        let m = Arc::new(Metrics {
+            leader: AtomicBool::new(false),
+            heartbeat: Heartbeat::on_demand(stuck_after),
+            leader_gauge: Gauge::default(),
+            reconciles: Counters::default(),
+            durations: seconds_histograms(),
+            table_epoch: Gauges::default(),
+            table_switches: Counters::default(),
+            routers_behind: Gauges::default(),
+            cluster_ready: Gauges::default(),
+            cluster_failovers: Counters::default(),
+            cluster_epoch: Gauges::default(),
+            last_failover: FloatGauges::default(),
+            role_changes: Counters::default(),
+            leaders_missing: Gauges::default(),
+            lease_renewals: Counters::default(),
+            roles: Mutex::new(BTreeMap::new()),
+            admin: Mutex::new(None),
+        });
+        let mut admin = Admin::new();
+        let r = admin.registry();
+        r.register(
+            "cleave_operator_leader",
+            "Whether this replica holds the leader Lease.",
+            m.leader_gauge.clone(),
+        );
+        r.register(
+            "cleave_operator_reconciles",
+            "Reconcile passes per namespace and result (ok, invalid, error).",
+            m.reconciles.clone(),
+        );
+        r.register_with_unit(
+            "cleave_operator_reconcile_duration",
+            "Time spent in reconcile passes.",
+            Unit::Seconds,
+            m.durations.clone(),
+        );
+        r.register(
+            "cleave_table_epoch",
+            "Epoch of the range table every router acknowledged.",
+            m.table_epoch.clone(),
+        );
+        r.register(
+            "cleave_operator_table_switches",
+            "Times the committed range table moved to a new epoch (every router acknowledged it).",
+            m.table_switches.clone(),
+        );
+        r.register(
+            "cleave_operator_routers_behind",
+            "Routers not serving the committed table's epoch.",
+            m.routers_behind.clone(),
+        );
+        r.register(
+            "cleave_filecluster_ready",
+            "Whether a FileCluster is Ready.",
+            m.cluster_ready.clone(),
+        );
+        r.register(
+            "cleave_filecluster_failovers",
+            "Leader changes of a FileCluster (failovers and switchovers).",
+            m.cluster_failovers.clone(),
+        );
+        r.register(
+            "cleave_filecluster_epoch",
+            "A FileCluster's leader epoch.",
+            m.cluster_epoch.clone(),
+        );
+        r.register_with_unit(
+            "cleave_filecluster_last_failover_duration",
+            "How long the last leader change took, from the trouble to the new leader.",
+            Unit::Seconds,
+            m.last_failover.clone(),
+        );
+        r.register(
+            "cleave_filecluster_role_changes",
+            "Node role changes the operator observed, per FileCluster.",
+            m.role_changes.clone(),
+        );
+        r.register(
+            "cleave_filecluster_leader_missing",
+            "1 while a FileCluster has no node leading.",
+            m.leaders_missing.clone(),
+        );
+        for result in ["ok", "failed"] {
+            let _ = m.lease_renewals.get_or_create(&label("result", result));
+        }
+        r.register(
+            "cleave_operator_lease_renewals",
+            "Attempts to renew the leader Lease, by result (ok, failed: lost, refused or late).",
+            m.lease_renewals.clone(),
+        );
+        let heartbeat_age = cleave_admin::prometheus_client::metrics::gauge::Gauge::<
+            f64,
+            std::sync::atomic::AtomicU64,
+        >::default();
+        r.register_with_unit(
+            "cleave_operator_heartbeat_age",
+            "Seconds since the reconcile loop last started or ended a pass.",
+            Unit::Seconds,
+            heartbeat_age.clone(),
+        );
+        let weak = Arc::downgrade(&m);
+        admin.before_scrape(move || {
+            if let Some(m) = weak.upgrade() {
+                m.leader_gauge
+                    .set(i64::from(m.leader.load(Ordering::Relaxed)));
+                heartbeat_age.set(m.heartbeat.age().as_secs_f64());
+            }
+        });
+        let weak = Arc::downgrade(&m);
+        admin.liveness(move || weak.upgrade().map_or(Ok(()), |m| m.heartbeat.check()));
+        let weak = Arc::downgrade(&m);
+        admin.readiness(move || match weak.upgrade() {
+            Some(m) if !m.leader.load(Ordering::Relaxed) => {
+                Err("standby: does not hold the leader Lease".into())
+            }
+            _ => Ok(()),
+        });
+        *m.admin.lock().expect("lock") = Some(admin);
+        m
+    }
+
+    /// The admin registry and checks, to serve (taken once).
+    pub fn take_admin(&self) -> Option<Admin> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Mark a pass as running until the returned guard is dropped (the heartbeat).
+    pub fn pass(&self) -> PassGuard<'_> {
+        self.heartbeat.busy();
+        PassGuard(&self.heartbeat)
+    }
+
+    /// One attempt to renew the Lease ended.
+    pub fn lease_renewal(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.lease_renewals
+            .get_or_create(&label("result", result))
+            .inc();
     }
 
     /// Count one pass of namespace `ns` (`result`: `ok`, `invalid` or `error`).
     pub fn reconciled(&self, ns: &str, result: &str, took: Duration) {
-        let mut m = self.lock();
-        *m.reconciles.entry((ns.into(), result.into())).or_default() += 1;
-        let d = m.durations.entry(ns.into()).or_default();
-        d.0 += took.as_secs_f64();
-        d.1 += 1;
+        let labels = vec![("namespace", ns.into()), ("result", result.into())];
+        self.reconciles.get_or_create(&labels).inc();
+        self.durations
+            .get_or_create(&label("namespace", ns))
+            .observe(took.as_secs_f64());
     }
 
     /// Record what a pass reported.
     pub fn observed(&self, ns: &str, report: &crate::reconcile::status::Report) {
-        let mut m = self.lock();
-        m.epochs.insert(ns.into(), report.epoch);
-        m.clusters.retain(|(n, _), _| n != ns);
+        let ns_label = label("namespace", ns);
+        let before = self.table_epoch.get_or_create(&ns_label).get() as u64;
+        if report.epoch > before && before > 0 {
+            self.table_switches.get_or_create(&ns_label).inc();
+        }
+        self.table_epoch
+            .get_or_create(&ns_label)
+            .set(report.epoch as i64);
+        let behind = report
+            .routers
+            .iter()
+            .filter(|r| r.epoch != Some(report.epoch))
+            .count();
+        self.routers_behind
+            .get_or_create(&ns_label)
+            .set(behind as i64);
+        let mut roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
         for c in &report.clusters {
+            let l = cluster_labels(ns, &c.name);
             let ready = c
                 .status
                 .conditions
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.is_true());
-            let figures = ClusterMetrics {
-                ready,
-                failovers: c.status.failovers,
-                epoch: c.status.epoch,
-                last_failover_seconds: c
-                    .status
-                    .last_failover
-                    .as_ref()
-                    .and_then(|f| f.duration_ms)
-                    .map(|ms| ms as f64 / 1000.0),
-            };
-            m.clusters.insert((ns.into(), c.name.clone()), figures);
-        }
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let m = self.lock();
-        let mut s = String::new();
-        s.push_str("# HELP cleave_operator_leader Whether this replica holds the leader Lease.\n");
-        s.push_str("# TYPE cleave_operator_leader gauge\n");
-        s.push_str(&format!(
-            "cleave_operator_leader {}\n",
-            u8::from(self.leader.load(Ordering::Relaxed))
-        ));
-        s.push_str(
-            "# HELP cleave_operator_reconciles_total Reconcile passes per namespace and result.\n",
-        );
-        s.push_str("# TYPE cleave_operator_reconciles_total counter\n");
-        for ((ns, result), n) in &m.reconciles {
-            s.push_str(&format!(
-                "cleave_operator_reconciles_total{{namespace=\"{ns}\",result=\"{result}\"}} {n}\n"
-            ));
-        }
-        s.push_str(
-            "# HELP cleave_operator_reconcile_duration_seconds Time spent in reconcile passes.\n",
-        );
-        s.push_str("# TYPE cleave_operator_reconcile_duration_seconds summary\n");
-        for (ns, (sum, count)) in &m.durations {
-            s.push_str(&format!(
-                "cleave_operator_reconcile_duration_seconds_sum{{namespace=\"{ns}\"}} {sum}\n\
-                 cleave_operator_reconcile_duration_seconds_count{{namespace=\"{ns}\"}} {count}\n"
-            ));
-        }
-        s.push_str(
-            "# HELP cleave_table_epoch Epoch of the range table every router acknowledged.\n",
-        );
-        s.push_str("# TYPE cleave_table_epoch gauge\n");
-        for (ns, e) in &m.epochs {
-            s.push_str(&format!("cleave_table_epoch{{namespace=\"{ns}\"}} {e}\n"));
-        }
-        let families: [Family; 4] = [
-            (
-                "cleave_filecluster_ready",
-                "gauge",
-                "Whether a FileCluster is Ready.",
-                |c| Some(u8::from(c.ready).to_string()),
-            ),
-            (
-                "cleave_filecluster_failovers_total",
-                "counter",
-                "Leader changes of a FileCluster (failovers and switchovers).",
-                |c| Some(c.failovers.to_string()),
-            ),
-            (
-                "cleave_filecluster_epoch",
-                "gauge",
-                "A FileCluster's leader epoch.",
-                |c| Some(c.epoch.to_string()),
-            ),
-            (
-                "cleave_filecluster_last_failover_duration_seconds",
-                "gauge",
-                "How long the last leader change took, from the trouble to the new leader.",
-                |c| c.last_failover_seconds.map(|s| s.to_string()),
-            ),
-        ];
-        for (name, kind, help, value) in families {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for ((ns, c), figures) in &m.clusters {
-                if let Some(v) = value(figures) {
-                    s.push_str(&format!(
-                        "{name}{{namespace=\"{ns}\",filecluster=\"{c}\"}} {v}\n"
-                    ));
+            self.cluster_ready.get_or_create(&l).set(i64::from(ready));
+            self.cluster_epoch
+                .get_or_create(&l)
+                .set(c.status.epoch as i64);
+            let counted = self.cluster_failovers.get_or_create(&l).get();
+            if c.status.failovers > counted {
+                self.cluster_failovers
+                    .get_or_create(&l)
+                    .inc_by(c.status.failovers - counted);
+            } else if c.status.failovers < counted {
+                // The cluster was recreated: its count starts again.
+                self.cluster_failovers.remove(&l);
+                let fresh: Counter = self.cluster_failovers.get_or_create_owned(&l);
+                fresh.inc_by(c.status.failovers);
+            }
+            match c.status.last_failover.as_ref().and_then(|f| f.duration_ms) {
+                Some(ms) => {
+                    self.last_failover.get_or_create(&l).set(ms as f64 / 1000.0);
+                }
+                None => {
+                    self.last_failover.remove(&l);
                 }
             }
-        }
-        s
-    }
-
-    /// The answer to `GET path`: status code and body.
-    pub fn respond(&self, path: &str) -> (u16, String) {
-        match path {
-            "/metrics" => (200, self.render()),
-            "/healthz" | "/livez" => (200, "ok\n".into()),
-            "/readyz" if self.ready.load(Ordering::Relaxed) => (200, "ok\n".into()),
-            "/readyz" => (503, "not ready\n".into()),
-            _ => (404, "not found\n".into()),
+            // From 0, so `increase()` sees the first change.
+            let _ = self.role_changes.get_or_create(&l);
+            let leading = c.status.nodes.iter().any(|n| n.role == "leader");
+            self.leaders_missing
+                .get_or_create(&l)
+                .set(i64::from(!leading));
+            for n in &c.status.nodes {
+                let key = (ns.to_string(), n.name.clone());
+                if let Some(old) = roles.insert(key, n.role.clone()) {
+                    if old != n.role {
+                        self.role_changes.get_or_create(&l).inc();
+                    }
+                }
+            }
         }
     }
 }
 
-/// Serve the endpoints on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let conn = tokio::select! {
-            _ = &mut shutdown => return,
-            c = listener.accept() => c,
-        };
-        let Ok((mut sock, _)) = conn else { continue };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            let read = async {
-                while n < buf.len() {
-                    match sock.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-            };
-            if tokio::time::timeout(Duration::from_secs(5), read)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let mut parts = head.split_whitespace();
-            let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let path = target.split('?').next().unwrap_or("");
-            let (code, body) = if method == "GET" {
-                metrics.respond(path)
-            } else {
-                (405, "method not allowed\n".into())
-            };
-            let reason = match code {
-                200 => "OK",
-                404 => "Not Found",
-                405 => "Method Not Allowed",
-                _ => "Service Unavailable",
-            };
-            let ctype = if path == "/metrics" {
-                "text/plain; version=0.0.4; charset=utf-8"
-            } else {
-                "text/plain; charset=utf-8"
-            };
-            let resp = format!(
-                "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
+/// A running pass; its end is the next heartbeat.
+#[derive(Debug)]
+pub struct PassGuard<'a>(&'a Heartbeat);
+
+impl Drop for PassGuard<'_> {
+    fn drop(&mut self) {
+        self.0.idle();
     }
+}
+
+/// Serve `/metrics`, `/healthz` and `/readyz` of `metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let Some(admin) = metrics.take_admin() else {
+        tracing::error!("the operator's admin server was started twice");
+        return;
+    };
+    cleave_admin::serve(listener, Arc::new(admin), shutdown).await;
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn health_and_readiness() {
-        let m = Metrics::new();
-        assert_eq!(m.respond("/healthz").0, 200);
-        assert_eq!(m.respond("/readyz").0, 503);
-        m.ready.store(true, Ordering::Relaxed);
-        assert_eq!(m.respond("/readyz").0, 200);
-        assert_eq!(m.respond("/nope").0, 404);
-    }
-
-    #[test]
-    fn metrics_render_in_prometheus_text_format() {
-        let m = Metrics::new();
-        m.leader.store(true, Ordering::Relaxed);
-        m.reconciled("store", "ok", Duration::from_millis(250));
-        m.reconciled("store", "ok", Duration::from_millis(250));
-        let text = m.respond("/metrics").1;
-        assert!(text.contains("cleave_operator_leader 1\n"));
-        assert!(text
-            .contains("cleave_operator_reconciles_total{namespace=\"store\",result=\"ok\"} 2\n"));
-        assert!(text
-            .contains("cleave_operator_reconcile_duration_seconds_sum{namespace=\"store\"} 0.5\n"));
-        assert!(text.contains("# TYPE cleave_table_epoch gauge\n"));
-    }
-
-    #[test]
-    fn failovers_are_counted_per_cluster_from_status() {
-        use crate::crd::{Failover, FileClusterStatus};
-        use crate::reconcile::status::{ClusterReport, Report};
-        let m = Metrics::new();
-        let cluster = |name: &str, failovers, epoch, duration_ms: Option<u64>| ClusterReport {
-            name: name.into(),
-            replicas: 3,
-            status: FileClusterStatus {
-                failovers,
-                epoch,
-                last_failover: duration_ms.map(|d| Failover {
-                    duration_ms: Some(d),
-                    ..Failover::default()
-                }),
-                ..FileClusterStatus::default()
-            },
-        };
-        let report = Report {
-            clusters: vec![
-                cluster("fc-a", 3, 7, Some(1250)),
-                cluster("fc-b", 0, 1, None),
-            ],
-            ..Report::default()
-        };
-        m.observed("store", &report);
-        let text = m.render();
-        for line in [
-            "# TYPE cleave_filecluster_failovers_total counter\n",
-            "cleave_filecluster_failovers_total{namespace=\"store\",filecluster=\"fc-a\"} 3\n",
-            "cleave_filecluster_failovers_total{namespace=\"store\",filecluster=\"fc-b\"} 0\n",
-            "cleave_filecluster_epoch{namespace=\"store\",filecluster=\"fc-a\"} 7\n",
-            "cleave_filecluster_last_failover_duration_seconds{namespace=\"store\",filecluster=\"fc-a\"} 1.25\n",
-            "cleave_filecluster_ready{namespace=\"store\",filecluster=\"fc-b\"} 0\n",
-        ] {
-            assert!(text.contains(line), "missing {line:?} in\n{text}");
-        }
-        assert!(!text.contains("duration_seconds{namespace=\"store\",filecluster=\"fc-b\"}"));
-    }
-
-    #[tokio::test]
-    async fn serves_http() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let m = Metrics::new();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, m, async {
-            let _ = rx.await;
-        }));
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
-        assert!(out.ends_with("ok\n"));
-        tx.send(()).unwrap();
-        server.await.unwrap();
-    }
-}
+mod tests;

@@ -59,6 +59,8 @@ pub struct LocalPlatform {
     desired: Option<Desired>,
     nodes: BTreeMap<String, NodeChildren>,
     routers: Vec<(String, u16, Supervised)>,
+    /// The operator's own admin address, if it serves one.
+    operator_admin: Option<String>,
 }
 
 impl LocalPlatform {
@@ -112,7 +114,34 @@ impl LocalPlatform {
             desired: None,
             nodes: BTreeMap::new(),
             routers: Vec::new(),
+            operator_admin: None,
         })
+    }
+
+    /// Serve the operator's own admin HTTP at `addr` (recorded in `status.json`).
+    pub fn set_operator_admin(&mut self, addr: String) {
+        self.operator_admin = Some(addr);
+    }
+
+    /// Where every process serves `/metrics`, for `status.json`.
+    pub fn admin_addresses(&self) -> run::AdminAddresses {
+        let at = |p: u16| format!("127.0.0.1:{p}");
+        run::AdminAddresses {
+            operator: self.operator_admin.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .filter_map(|(name, n)| Some((name.clone(), at(n.ports.admin_port?))))
+                .collect(),
+            routers: self
+                .routers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (name, _, _))| {
+                    Some((name.clone(), at(*self.state.router_admin_ports.get(i)?)))
+                })
+                .collect(),
+        }
     }
 
     /// The data folder layout.
@@ -187,6 +216,9 @@ impl LocalPlatform {
         ];
         if let Some(ms) = fc.spec.sync_timeout_ms {
             args.extend(["--sync-timeout-ms".into(), ms.to_string()]);
+        }
+        if let Some(port) = ports.admin_port {
+            args.extend(["--admin-listen".into(), format!("127.0.0.1:{port}")]);
         }
         let node = ChildSpec {
             name: name.to_string(),
@@ -285,7 +317,13 @@ impl Platform for LocalPlatform {
                             port: 0,
                             what: "no free port".into(),
                         })?;
-                    let p = NodePorts { port, redis_port };
+                    taken.insert(redis_port);
+                    let admin_port = pick_port(self.cfg.port_base, &taken);
+                    let p = NodePorts {
+                        port,
+                        redis_port,
+                        admin_port,
+                    };
                     self.state.nodes.insert(name.clone(), p);
                     self.save()?;
                     p
@@ -352,6 +390,15 @@ impl Platform for LocalPlatform {
             self.state.router_ports.push(port);
             self.save()?;
         }
+        while self.state.router_admin_ports.len() < self.cfg.routers {
+            let mut taken = self.taken();
+            taken.insert(self.cfg.router_port);
+            let Some(port) = pick_port(self.cfg.port_base, &taken) else {
+                break;
+            };
+            self.state.router_admin_ports.push(port);
+            self.save()?;
+        }
         let mut started = Vec::new();
         for i in self.routers.len()..self.cfg.routers {
             let port = if i == 0 {
@@ -366,15 +413,19 @@ impl Platform for LocalPlatform {
                 let yaml = serde_yaml::to_string(table).expect("a table serializes");
                 write_atomic(&file, yaml.as_bytes())?;
             }
+            let mut args = vec![
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--table".into(),
+                file.display().to_string(),
+            ];
+            if let Some(admin) = self.state.router_admin_ports.get(i) {
+                args.extend(["--admin-listen".into(), format!("127.0.0.1:{admin}")]);
+            }
             let spec = ChildSpec {
                 name: format!("router-{i}"),
                 program: self.cfg.bin_dir.join("cleave-router"),
-                args: vec![
-                    "--listen".into(),
-                    format!("127.0.0.1:{port}"),
-                    "--table".into(),
-                    file.display().to_string(),
-                ],
+                args,
                 log: dir.join("router.log"),
                 config_hash: 0,
             };
@@ -408,6 +459,7 @@ impl Platform for LocalPlatform {
             operator_pid: std::process::id(),
             updated_at: k8s_openapi::jiff::Timestamp::now().to_string(),
             data: self.layout.root.display().to_string(),
+            admin: self.admin_addresses(),
             report: report.clone(),
         };
         write_json(&self.layout.status(), &file)?;

@@ -35,6 +35,10 @@ pub struct LocalArgs {
     /// Nodes, their Redis servers and the other routers get free ports from here upwards.
     #[arg(long, env = "CLEAVE_PORT_BASE", default_value_t = 7001)]
     pub port_base: u16,
+    /// Address of the operator's admin HTTP server (`/metrics`, `/healthz`, `/readyz`), e.g.
+    /// `127.0.0.1:9120`; port 0 picks a free port. Off when unset.
+    #[arg(long, env = "CLEAVE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
     /// Milliseconds between reconcile passes (a manifest change starts one at once).
     #[arg(long, env = "CLEAVE_RESYNC_MS", default_value_t = 300)]
     pub resync_ms: u64,
@@ -50,9 +54,27 @@ pub struct StatusFile {
     pub updated_at: String,
     /// The data folder.
     pub data: String,
+    /// Admin HTTP addresses (`/metrics`, `/healthz`, `/readyz`) of the operator, nodes and
+    /// routers.
+    #[serde(default)]
+    pub admin: AdminAddresses,
     /// The report.
     #[serde(flatten)]
     pub report: Report,
+}
+
+/// Where each process of the local platform serves `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdminAddresses {
+    /// The operator (with `--admin-listen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// By node name.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, String>,
+    /// By router name.
+    #[serde(default)]
+    pub routers: BTreeMap<String, String>,
 }
 
 fn find_program(p: &PathBuf) -> Option<PathBuf> {
@@ -71,6 +93,9 @@ fn absolute(p: &PathBuf) -> Result<PathBuf> {
 }
 
 /// Take the data folder for this process, or say which operator has it.
+/// The `namespace` label of the local platform's metrics.
+pub const LOCAL_NAMESPACE: &str = "local";
+
 /// How often reconcile passes run while a cluster is not ready.
 const UNHEALTHY_PERIOD: Duration = Duration::from_millis(200);
 
@@ -182,6 +207,32 @@ pub async fn run(args: LocalArgs) -> Result<()> {
     };
     tracing::info!(manifests = %cfg.manifests.display(), data = %cfg.data.display(), "local platform starting");
 
+    let metrics = crate::platform::kubernetes::metrics::Metrics::new();
+    // The data folder's lock is this platform's Lease: held from here on.
+    metrics
+        .leader
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = &args.admin_listen {
+        if let Some(admin) = metrics.take_admin() {
+            let stopped = async {
+                let _ = admin_stopped.await;
+            };
+            let admin_error = |e: cleave_admin::Error| Error::Process {
+                what: "admin server".into(),
+                message: e.to_string(),
+            };
+            let listener = cleave_admin::bind(addr).await.map_err(admin_error)?;
+            let bound = cleave_admin::spawn(
+                "cleave-operator",
+                listener,
+                std::sync::Arc::new(admin),
+                stopped,
+            )
+            .map_err(admin_error)?;
+            platform.set_operator_admin(bound.to_string());
+        }
+    }
     let mut term = signal(SignalKind::terminate()).map_err(Error::io("SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(Error::io("SIGINT handler"))?;
     let mut previous: Report = read_json::<Option<StatusFile>>(&layout.status())?
@@ -201,12 +252,27 @@ pub async fn run(args: LocalArgs) -> Result<()> {
         if due {
             last_pass = std::time::Instant::now();
             let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let running = metrics.pass();
             let pass = reconcile::reconcile(&mut platform, &previous, &now);
             let result = tokio::select! {
                 r = pass => Some(r),
                 _ = term.recv() => None,
                 _ = int.recv() => None,
             };
+            drop(running);
+            match &result {
+                Some(Ok(report)) => {
+                    let outcome = if report.errors.is_empty() {
+                        "ok"
+                    } else {
+                        "invalid"
+                    };
+                    metrics.reconciled(LOCAL_NAMESPACE, outcome, last_pass.elapsed());
+                    metrics.observed(LOCAL_NAMESPACE, report);
+                }
+                Some(Err(_)) => metrics.reconciled(LOCAL_NAMESPACE, "error", last_pass.elapsed()),
+                None => {}
+            }
             match result {
                 None => break,
                 Some(Ok(report)) => {
@@ -225,6 +291,7 @@ pub async fn run(args: LocalArgs) -> Result<()> {
             _ = int.recv() => break,
         }
     }
+    let _ = stop_admin.send(());
     eprintln!("cleave-operator: stopping every child...");
     platform.shutdown().await;
     let _ = std::fs::remove_file(layout.children());

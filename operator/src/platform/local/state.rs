@@ -28,6 +28,9 @@ pub struct LocalState {
     /// Ports of the routers after the first (the first uses `--router-port`).
     #[serde(default)]
     pub router_ports: Vec<u16>,
+    /// Admin HTTP ports of the routers, by index (the first router's too).
+    #[serde(default)]
+    pub router_admin_ports: Vec<u16>,
     /// Ports of every node ever created, by node name.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodePorts>,
@@ -45,6 +48,9 @@ pub struct NodePorts {
     pub port: u16,
     /// Port of its Redis.
     pub redis_port: u16,
+    /// Port of its admin HTTP server (`/metrics`); absent for nodes created before there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_port: Option<u16>,
 }
 
 /// An accepted object and its generation.
@@ -136,9 +142,11 @@ impl LocalState {
     /// Every port this state has assigned.
     pub fn ports(&self) -> BTreeSet<u16> {
         let mut s: BTreeSet<u16> = self.router_ports.iter().copied().collect();
+        s.extend(self.router_admin_ports.iter().copied());
         for n in self.nodes.values() {
             s.insert(n.port);
             s.insert(n.redis_port);
+            s.extend(n.admin_port);
         }
         s
     }
