@@ -47,6 +47,32 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// `redis-cli` asking the pod's own Redis on loopback (where it listens; the kubelet's TCP
+/// probes go to the pod IP, where it does not).
+fn redis_cli(check: &str) -> Vec<String> {
+    let ping = format!("redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping");
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("{ping} | grep -Eq '{check}'"),
+    ]
+}
+
+/// Alive while Redis answers at all: `PONG`, or `LOADING` while it replays a large AOF after a
+/// restart (killing it then would only start the replay again).
+fn redis_liveness() -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(redis_cli("^(PONG|LOADING)")),
+        }),
+        initial_delay_seconds: Some(15),
+        period_seconds: Some(10),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(6),
+        ..Probe::default()
+    }
+}
+
 /// The arguments of `redis-server`: AOF on the volume, the spec's fsync policy, loopback only.
 pub fn redis_args(fc: &FileCluster) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -137,13 +163,13 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
         }]),
         readiness_probe: Some(Probe {
             exec: Some(ExecAction {
-                command: Some(vec!["redis-cli".into(), "ping".into()]),
+                command: Some(redis_cli("^PONG$")),
             }),
             period_seconds: Some(5),
             timeout_seconds: Some(2),
             ..Probe::default()
         }),
-        liveness_probe: Some(tcp_probe("redis", 15, 10, 6)),
+        liveness_probe: Some(redis_liveness()),
         resources: fc.spec.resources.clone(),
         security_context: Some(restricted(REDIS_UID)),
         volume_mounts: Some(vec![mount(DATA_VOLUME, "/data", false)]),
@@ -372,6 +398,27 @@ mod tests {
             (DATA_VOLUME, "/data")
         );
         assert!(redis.readiness_probe.as_ref().unwrap().exec.is_some());
+        // Redis listens on 127.0.0.1 only: a TCP probe (sent to the pod IP) could never pass,
+        // and the kubelet would restart Redis every minute. Both probes ask it on loopback.
+        for probe in [&redis.liveness_probe, &redis.readiness_probe] {
+            let probe = probe.as_ref().unwrap();
+            assert!(probe.tcp_socket.is_none() && probe.http_get.is_none());
+            let cmd = probe
+                .exec
+                .as_ref()
+                .unwrap()
+                .command
+                .clone()
+                .unwrap()
+                .join(" ");
+            assert!(cmd.contains("redis-cli -h 127.0.0.1 -p 6379 ping"), "{cmd}");
+        }
+        let alive = redis.liveness_probe.as_ref().unwrap();
+        let cmd = alive.exec.as_ref().unwrap().command.clone().unwrap();
+        assert!(
+            cmd[2].contains("LOADING"),
+            "a Redis replaying its AOF is alive: {cmd:?}"
+        );
         let claim = &s
             .spec
             .as_ref()
