@@ -15,7 +15,8 @@
 
 use super::build::{BuildConfig, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY};
 use super::build::{STATE_KEY, TABLE_CONFIGMAP};
-use super::leader_election::{Authority, LeaseLock};
+use super::leader_election::{keep_lease, Authority, LeaseLock, LeaseTiming};
+use super::liveness::Liveness;
 use super::metrics::{self, Metrics};
 use super::{KubePlatform, PodAddresses};
 use crate::crd::{FileCluster, HashRange};
@@ -53,6 +54,9 @@ pub const REQUEUE_SILENT_LEADER: Duration = Duration::from_millis(300);
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The longest one pass may take: every node and router call inside is bounded, but a pass
+/// is many calls, and a pass that never ends would hold its namespace's lock for good.
+pub const PASS_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a reconcile failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,12 @@ pub enum ReconcileError {
     /// The finalizer helper failed.
     #[error("{0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<ReconcileError>>),
+    /// A pass did not end within [`PASS_TIMEOUT`].
+    #[error("the pass over namespace {namespace} did not end within {} s; cancelled", PASS_TIMEOUT.as_secs())]
+    PassTimeout {
+        /// The namespace.
+        namespace: String,
+    },
 }
 
 /// What every reconcile shares.
@@ -83,6 +93,8 @@ pub struct Context {
     recorder: Recorder,
     /// Metrics and health flags.
     pub metrics: Arc<Metrics>,
+    /// The loops' heartbeats (for `/healthz`).
+    pub liveness: Arc<Liveness>,
     /// Per namespace: the lock that serialises passes, guarding the last report.
     namespaces: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Report>>>>,
     /// Consecutive failures per object (`ns/name`), for backoff.
@@ -136,6 +148,7 @@ impl Context {
             cfg,
             recorder,
             metrics,
+            liveness: Arc::new(Liveness::new(Duration::from_secs(15), 2 * PASS_TIMEOUT)),
             namespaces: Mutex::default(),
             failures: Mutex::default(),
             authority: None,
@@ -146,6 +159,12 @@ impl Context {
     /// Reach pods where `addresses` says (see [`PodAddresses`]).
     pub fn with_addresses(mut self, addresses: PodAddresses) -> Context {
         self.addresses = Some(addresses);
+        self
+    }
+
+    /// Beat `liveness` (shared with the Lease loop and `/healthz`) on every pass.
+    pub fn with_liveness(mut self, liveness: Arc<Liveness>) -> Context {
+        self.liveness = liveness;
         self
     }
 
@@ -160,8 +179,21 @@ impl Context {
         m.entry(ns.into()).or_default().clone()
     }
 
-    /// One pass of the core over namespace `ns`.
+    /// One pass of the core over namespace `ns`, cancelled after [`PASS_TIMEOUT`] (every
+    /// decision is recorded before it is acted on, so the next pass resumes).
     pub async fn pass(&self, ns: &str) -> Result<PassResult, ReconcileError> {
+        let _running = self.liveness.pass_started();
+        tokio::time::timeout(PASS_TIMEOUT, self.pass_unbounded(ns))
+            .await
+            .unwrap_or_else(|_| {
+                self.metrics.reconciled(ns, "error", PASS_TIMEOUT);
+                Err(ReconcileError::PassTimeout {
+                    namespace: ns.into(),
+                })
+            })
+    }
+
+    async fn pass_unbounded(&self, ns: &str) -> Result<PassResult, ReconcileError> {
         let lock = self.ns_lock(ns);
         let mut previous = lock.lock().await;
         let mut platform = KubePlatform::new(self.client.clone(), ns, self.cfg.clone());
@@ -521,70 +553,17 @@ pub struct KubeArgs {
     pub no_leader_election: bool,
 }
 
-/// The Lease's three durations, as client-go names them.
-#[derive(Debug, Clone, Copy)]
-struct LeaseTiming {
-    renew_deadline: Duration,
-    retry: Duration,
-}
-
-impl LeaseTiming {
-    fn from_args(args: &KubeArgs) -> anyhow::Result<LeaseTiming> {
-        let (lease, deadline, retry) = (
-            args.lease_seconds,
-            args.lease_renew_deadline_seconds,
-            args.lease_retry_seconds,
-        );
-        anyhow::ensure!(
-            retry >= 1 && retry < deadline && deadline < lease,
-            "Lease timing must satisfy 1 <= --lease-retry-seconds ({retry}) < \
-             --lease-renew-deadline-seconds ({deadline}) < --lease-seconds ({lease})"
-        );
-        Ok(LeaseTiming {
-            renew_deadline: Duration::from_secs(deadline),
-            retry: Duration::from_secs(retry),
-        })
-    }
-}
-
-/// Renew the Lease every retry period. Each success extends `authority` by the renew deadline
-/// from when it was sent; a Lease taken by another replica, or no success before the deadline,
-/// revokes it and stops the controller (the process exits non-zero and competes again).
-async fn keep_lease(
-    lock: LeaseLock,
-    authority: Authority,
-    timing: LeaseTiming,
-    stop: tokio::sync::watch::Sender<bool>,
-    lost: Arc<std::sync::atomic::AtomicBool>,
-) {
-    loop {
-        tokio::time::sleep(timing.retry).await;
-        let sent = Instant::now();
-        let attempt = tokio::time::timeout(timing.renew_deadline, lock.try_acquire_or_renew());
-        let why = match attempt.await {
-            Ok(Ok(true)) => {
-                authority.renewed(sent);
-                continue;
-            }
-            Ok(Ok(false)) => "lost the leader Lease to another replica".to_string(),
-            Ok(Err(e)) => match authority.check() {
-                Ok(()) => {
-                    tracing::warn!(error = %e, "Lease renewal failed; retrying");
-                    continue;
-                }
-                Err(why) => format!("cannot renew the leader Lease ({e}): {why}"),
-            },
-            Err(_) => match authority.check() {
-                Ok(()) => continue,
-                Err(why) => format!("Lease renewal hangs: {why}"),
-            },
-        };
-        authority.revoke();
-        tracing::error!("{why}: stopping");
-        lost.store(true, Ordering::Relaxed);
-        let _ = stop.send(true);
-        return;
-    }
+fn lease_timing(args: &KubeArgs) -> anyhow::Result<LeaseTiming> {
+    LeaseTiming::new(
+        Duration::from_secs(args.lease_seconds),
+        Duration::from_secs(args.lease_renew_deadline_seconds),
+        Duration::from_secs(args.lease_retry_seconds),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (--lease-retry-seconds, --lease-renew-deadline-seconds, --lease-seconds)"
+        )
+    })
 }
 
 async fn signalled() {
@@ -623,21 +602,24 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         std::env::var("HOSTNAME")
             .unwrap_or_else(|_| format!("cleave-operator-{}", std::process::id()))
     });
+    let timing = lease_timing(&args)?;
     let lock = LeaseLock::new(
         Api::<Lease>::namespaced(client.clone(), &args.lease_namespace),
         &args.lease_name,
         &identity,
-        Duration::from_secs(args.lease_seconds),
-    );
+        timing.lease,
+    )
+    .with_call_timeout(timing.retry);
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let timing = LeaseTiming::from_args(&args)?;
     let authority = Authority::new(timing.renew_deadline);
+    let liveness = Arc::new(Liveness::new(timing.lease, 2 * PASS_TIMEOUT));
     if !args.no_leader_election {
         loop {
             if *stop_tx.borrow() {
                 server.await.ok();
                 return Ok(());
             }
+            liveness.lease_beat();
             let sent = Instant::now();
             match lock.try_acquire_or_renew().await {
                 Ok(true) => {
@@ -653,13 +635,20 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
             }
         }
         tracing::info!(identity = %identity, lease = %args.lease_name, "leading");
-        tokio::spawn(keep_lease(
+        let (lock, authority, stop, lost, beats) = (
             lock.clone(),
             authority.clone(),
-            timing,
             stop_tx.clone(),
             lost.clone(),
-        ));
+            liveness.clone(),
+        );
+        tokio::spawn(async move {
+            let why = keep_lease(lock, authority, timing, || beats.lease_beat()).await;
+            // keep_lease has revoked the authority: no pass acts from here on.
+            tracing::error!("{why}: stopping");
+            lost.store(true, Ordering::Relaxed);
+            let _ = stop.send(true);
+        });
     }
     metrics.leader.store(true, Ordering::Relaxed);
     metrics.ready.store(true, Ordering::Relaxed);
@@ -672,7 +661,8 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         pull_policy: args.pull_policy.clone(),
         ..BuildConfig::default()
     };
-    let mut ctx = Context::new(client.clone(), cfg, metrics.clone(), Some(identity));
+    let mut ctx = Context::new(client.clone(), cfg, metrics.clone(), Some(identity))
+        .with_liveness(liveness.clone());
     if !args.no_leader_election {
         ctx = ctx.with_authority(authority.clone());
     }

@@ -6,12 +6,14 @@
 //!   state in the `cleave-range-table` ConfigMap, nodes and routers found by label;
 //! - [`controller`]: `cleave-operator kube` — watches, finalizer, events, error policy;
 //! - [`leader_election`]: one active operator per Lease;
+//! - [`liveness`]: the loops' heartbeats, for `/healthz`;
 //! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod apply;
 pub mod build;
 pub mod controller;
 pub mod leader_election;
+pub mod liveness;
 pub mod metrics;
 
 use crate::crd::{FileCluster, HashRange};
