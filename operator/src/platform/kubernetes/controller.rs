@@ -13,12 +13,12 @@
 //!   coming up in 5 s, a settled one every 30 s;
 //! - Events with reasons on transitions (ready, leader, served, refused).
 
-use super::build::{BuildConfig, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY};
+use super::build::{BuildConfig, FIELD_MANAGER, LABEL_MANAGED_BY};
 use super::build::{STATE_KEY, TABLE_CONFIGMAP};
 use super::leader_election::{keep_lease, Authority, LeaseLock, LeaseTiming};
 use super::liveness::Liveness;
 use super::metrics::{self, Metrics};
-use super::{KubePlatform, PodAddresses};
+use super::{triggers, KubePlatform, PodAddresses};
 use crate::crd::{FileCluster, HashRange};
 use crate::reconcile::status::Report;
 use crate::reconcile::{self, validate, CoreState};
@@ -32,8 +32,8 @@ use kube::api::ListParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -668,48 +668,49 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
     }
     let ctx = Arc::new(ctx);
     let ours = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
-    let controller = Controller::new(
-        Api::<FileCluster>::all(client.clone()),
-        watcher::Config::default(),
+    // Passes start on spec changes, never on the status they publish themselves (triggers.rs).
+    let (reader, writer) = reflector::store();
+    let fileclusters = triggers::changed_specs(
+        watcher(
+            Api::<FileCluster>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer),
     );
+    let hashranges = triggers::changed_specs(
+        watcher(
+            Api::<HashRange>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    );
+    let controller = Controller::for_stream(fileclusters, reader);
     let store = controller.store();
     let store2 = store.clone();
-    let in_namespace = move |store: &kube::runtime::reflector::Store<FileCluster>,
-                             ns: Option<String>| {
-        store
-            .state()
-            .into_iter()
-            .filter(|fc| fc.namespace() == ns)
-            .map(|fc| ObjectRef::from_obj(&*fc))
-            .collect::<Vec<_>>()
-    };
     controller
         .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
         .owns(Api::<Service>::all(client.clone()), ours.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
+        .owns(
+            Api::<ConfigMap>::all(client.clone()),
+            triggers::owned_config_maps(),
+        )
         .owns(
             Api::<PodDisruptionBudget>::all(client.clone()),
             ours.clone(),
         )
-        .watches(
-            Api::<HashRange>::all(client.clone()),
-            watcher::Config::default(),
-            move |hr| in_namespace(&store, hr.namespace()),
-        )
+        .watches_stream(hashranges, move |hr| {
+            triggers::representative(
+                store.state().iter().map(|fc| &**fc),
+                hr.namespace().as_deref(),
+            )
+        })
         .watches(
             Api::<Pod>::all(client.clone()),
-            watcher::Config::default().labels(&format!(
-                "{LABEL_COMPONENT}=node,{LABEL_MANAGED_BY}={FIELD_MANAGER}"
-            )),
+            watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}")),
             move |pod| {
-                let ns = pod.namespace();
-                let cluster = pod.labels().get(LABEL_INSTANCE).cloned();
-                store2
-                    .state()
-                    .into_iter()
-                    .filter(|fc| fc.namespace() == ns && Some(fc.name_any()) == cluster)
-                    .map(|fc| ObjectRef::from_obj(&*fc))
-                    .collect::<Vec<_>>()
+                let clusters = store2.state();
+                triggers::pod_owner(&pod, clusters.iter().map(|fc| &**fc))
             },
         )
         .graceful_shutdown_on(stopped())

@@ -7,6 +7,7 @@
 //! - [`controller`]: `cleave-operator kube` — watches, finalizer, events, error policy;
 //! - [`leader_election`]: one active operator per Lease;
 //! - [`liveness`]: the loops' heartbeats, for `/healthz`;
+//! - [`triggers`]: what wakes a pass (spec changes, not status patches);
 //! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod apply;
@@ -15,6 +16,7 @@ pub mod controller;
 pub mod leader_election;
 pub mod liveness;
 pub mod metrics;
+pub mod triggers;
 
 use crate::crd::{FileCluster, HashRange};
 use crate::error::{Error, Result};
