@@ -171,6 +171,20 @@ fn overlaps_gaps_and_unknown_clusters_are_named() {
 }
 
 #[test]
+fn a_filecluster_name_that_would_break_its_objects_refuses_the_set() {
+    // Objects the API server accepted before the CEL rules existed, or a local manifest.
+    for bad in ["cleave-router", "fc.a", "9fc"] {
+        let mut d = samples();
+        d.clusters[1] = fc(bad);
+        d.ranges[1].spec.cluster = bad.into();
+        let p = validate(&d).unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].reason, "InvalidName");
+        assert!(p[0].message.contains(bad), "{}", p[0].message);
+    }
+}
+
+#[test]
 fn first_pass_makes_node_zero_leader_at_epoch_one() {
     let v = validate(&samples()).unwrap();
     let obs = observed(|_, _| Some(status(Role::Idle, 0, None, 0)), &[None, None]);
