@@ -658,3 +658,30 @@ fn a_candidate_leads_only_once_the_followers_moved_and_hold_nothing_it_lacks() {
     assert_eq!(may_lead("fc-a-2", &cand, &told, 0, 2), Ok(()));
     assert!(may_lead("fc-a-2", &cand, &told, 1, 2).is_err());
 }
+
+#[test]
+fn stale_routers_and_routers_not_ready_are_pushed_the_table() {
+    use cleave_operator::reconcile::{routers_to_push, Endpoint};
+    let o = observed(settled, &[Some(7), Some(6), Some(7), None]);
+    let table = cleave_proto::range::RangeTable {
+        epoch: 7,
+        ranges: vec![],
+        clusters: Default::default(),
+    };
+    let ep = |i: usize, ready: bool| Endpoint {
+        name: format!("router-{i}"),
+        address: format!("127.0.0.1:{}", 7000 + i),
+        redis: String::new(),
+        pid: None,
+        ready,
+    };
+    // 0: ready, current: left alone. 1: ready, stale: pushed. 2: current but not ready (it
+    // started from a table file that may be older than the last commit, and only a push makes
+    // it ready): pushed. 3: not answering, not ready: pushed.
+    let routers = [ep(0, true), ep(1, true), ep(2, false), ep(3, false)];
+    let pushed: Vec<&str> = routers_to_push(&routers, &table, &o)
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(pushed, ["router-1", "router-2", "router-3"]);
+}

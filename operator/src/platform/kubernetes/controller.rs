@@ -2,8 +2,9 @@
 //!
 //! One reconcile of a FileCluster runs one pass of the core for its whole namespace (the range
 //! table is namespace-wide), serialised per namespace. Watches: FileClusters; the objects they
-//! own (StatefulSets, Services, ConfigMaps, PDBs); HashRanges and node pods (mapped to the
-//! FileClusters of their namespace), so a changed range or a dying node starts a pass at once.
+//! own (StatefulSets, Services, ConfigMaps but the range table, PDBs); HashRanges and node and
+//! router pods, so a changed range, a dying node or a new router starts a pass at once — but
+//! never the status a pass publishes itself (see [`triggers`](super::triggers)).
 //!
 //! - finalizer `cleave.dev/range-table`: the one external effect of a FileCluster is that
 //!   routers (outside the API) route to it. Deletion waits until no HashRange names it and the

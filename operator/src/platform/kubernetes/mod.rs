@@ -293,6 +293,7 @@ impl Platform for KubePlatform {
                     address: self.address_of(p, node_address(&p.name_any(), &cluster, &self.ns)),
                     redis: format!("127.0.0.1:{} (pod {})", build::REDIS_PORT, p.name_any()),
                     pid: None,
+                    ready: pod_ready(p),
                 })
                 .collect();
             out.insert(cluster, eps);
@@ -376,7 +377,25 @@ impl Platform for KubePlatform {
     }
 }
 
-/// The routers that can take a push: running pods with an IP, not being deleted, by pod IP.
+/// Whether a pod passes its readiness probe (condition `Ready` is `True`).
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `ip:port`, with an IPv6 address in brackets.
+pub fn host_port(ip: &str, port: i32) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The routers that can take a push: running pods with an IP, not being deleted, by pod IP;
+/// `ready` from their readiness (only ready ones must acknowledge a table).
 pub fn router_endpoints(pods: &[Pod]) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = pods
         .iter()
@@ -389,9 +408,10 @@ pub fn router_endpoints(pods: &[Pod]) -> Vec<Endpoint> {
             let ip = st.pod_ip.as_ref()?;
             Some(Endpoint {
                 name: p.name_any(),
-                address: format!("{ip}:{}", build::ROUTER_PORT),
+                address: host_port(ip, build::ROUTER_PORT),
                 redis: String::new(),
                 pid: None,
+                ready: pod_ready(p),
             })
         })
         .collect();
@@ -402,7 +422,7 @@ pub fn router_endpoints(pods: &[Pod]) -> Vec<Endpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 
     fn pod(name: &str, phase: &str, ip: Option<&str>) -> Pod {
         let mut p = Pod::default();
@@ -415,17 +435,34 @@ mod tests {
         p
     }
 
+    fn ready(mut p: Pod, status: &str) -> Pod {
+        p.status.as_mut().unwrap().conditions = Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: status.into(),
+            ..PodCondition::default()
+        }]);
+        p
+    }
+
     #[test]
-    fn routers_are_running_pods_by_ip() {
+    fn routers_are_running_pods_by_ip_with_their_readiness() {
         let pods = [
-            pod("cleave-router-b", "Running", Some("10.0.0.2")),
-            pod("cleave-router-a", "Running", Some("10.0.0.1")),
+            ready(pod("cleave-router-b", "Running", Some("10.0.0.2")), "True"),
+            ready(pod("cleave-router-a", "Running", Some("10.0.0.1")), "False"),
             pod("cleave-router-c", "Pending", None),
             pod("cleave-router-d", "Running", None),
+            ready(pod("cleave-router-e", "Running", Some("fd00::5")), "True"),
         ];
         let eps = router_endpoints(&pods);
-        let addrs: Vec<_> = eps.iter().map(|e| e.address.as_str()).collect();
-        assert_eq!(addrs, ["10.0.0.1:7000", "10.0.0.2:7000"]);
+        let got: Vec<_> = eps.iter().map(|e| (e.address.as_str(), e.ready)).collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.0.1:7000", false),
+                ("10.0.0.2:7000", true),
+                ("[fd00::5]:7000", true)
+            ]
+        );
     }
 
     #[test]

@@ -336,6 +336,7 @@ impl Platform for LocalPlatform {
                 address: format!("127.0.0.1:{}", n.ports.port),
                 redis: format!("127.0.0.1:{}", n.ports.redis_port),
                 pid: n.node.pid(),
+                ready: true,
             });
         }
         Ok(out)
@@ -397,6 +398,7 @@ impl Platform for LocalPlatform {
                 address: format!("127.0.0.1:{port}"),
                 redis: String::new(),
                 pid: s.pid(),
+                ready: true,
             })
             .collect())
     }

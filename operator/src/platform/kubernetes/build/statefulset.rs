@@ -3,6 +3,7 @@
 
 use super::configmap::node_config_name;
 use super::service::node_address;
+use super::{admin_listen_args, admin_port, readyz_probe, NODE_ADMIN_PORT};
 use super::{name, namespace, node_selector, owner, restricted, with_common, BuildConfig};
 use super::{CLEAVE_UID, NODE_CONFIG_KEY, NODE_PORT, REDIS_PORT, REDIS_UID};
 use crate::crd::FileCluster;
@@ -116,14 +117,19 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
         image: Some(node_image),
         image_pull_policy: Some(cfg.pull_policy.clone()),
         command: Some(vec!["cleave-node".into()]),
-        args: Some(vec![
-            "--config".into(),
-            format!("/etc/cleave/{NODE_CONFIG_KEY}"),
-            "--advertise".into(),
-            node_address("$(POD_NAME)", &cluster, &ns),
-            "--redis".into(),
-            format!("redis://127.0.0.1:{REDIS_PORT}"),
-        ]),
+        args: Some(
+            [
+                "--config".into(),
+                format!("/etc/cleave/{NODE_CONFIG_KEY}"),
+                "--advertise".into(),
+                node_address("$(POD_NAME)", &cluster, &ns),
+                "--redis".into(),
+                format!("redis://127.0.0.1:{REDIS_PORT}"),
+            ]
+            .into_iter()
+            .chain(admin_listen_args(NODE_ADMIN_PORT))
+            .collect(),
+        ),
         env: Some(vec![
             EnvVar {
                 name: "POD_NAME".into(),
@@ -136,13 +142,16 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
                 value: None,
             },
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("cleave".into()),
-            container_port: NODE_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(tcp_probe("cleave", 2, 5, 3)),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("cleave".into()),
+                container_port: NODE_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            admin_port(NODE_ADMIN_PORT),
+        ]),
+        readiness_probe: Some(readyz_probe()),
         liveness_probe: Some(tcp_probe("cleave", 15, 10, 6)),
         resources: fc.spec.resources.clone(),
         security_context: Some(restricted(CLEAVE_UID)),
@@ -345,7 +354,9 @@ mod tests {
                 "--advertise",
                 "$(POD_NAME).fc-a.store.svc:7100",
                 "--redis",
-                "redis://127.0.0.1:6379"
+                "redis://127.0.0.1:6379",
+                "--admin-listen",
+                "0.0.0.0:9121"
             ]
         );
         let env = node.env.clone().unwrap();
@@ -359,14 +370,20 @@ mod tests {
             (port.name.as_deref(), port.container_port),
             (Some("cleave"), 7100)
         );
+        let admin = &node.ports.as_ref().unwrap()[1];
+        assert_eq!(
+            (admin.name.as_deref(), admin.container_port),
+            (Some("admin"), 9121)
+        );
         let ready = node
             .readiness_probe
             .as_ref()
             .unwrap()
-            .tcp_socket
+            .http_get
             .as_ref()
             .unwrap();
-        assert_eq!(ready.port, IntOrString::String("cleave".into()));
+        assert_eq!(ready.path.as_deref(), Some("/readyz"));
+        assert_eq!(ready.port, IntOrString::String("admin".into()));
         assert!(node.liveness_probe.is_some());
         let m = &node.volume_mounts.as_ref().unwrap()[0];
         assert_eq!(
