@@ -203,6 +203,7 @@ async fn env() -> Env {
         listen: router.clone(),
         table: Some(table_file),
         retry: Duration::from_millis(500),
+        admin_secret: None,
     };
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(cleave_router::run(listener, config, async move {

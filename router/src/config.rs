@@ -3,8 +3,10 @@
 
 use crate::error::{Error, Result};
 use clap::Parser;
+use cleave_proto::auth::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Command-line flags and environment of `cleave-router`.
@@ -23,6 +25,10 @@ pub struct Args {
     /// Total time budget in milliseconds for transparent retries of one request [default: 5000].
     #[arg(long, env = "CLEAVE_ROUTER_RETRY_MS")]
     pub retry_ms: Option<u64>,
+    /// File holding the installation's admin secret: `TABLE.PUSH` then needs `AUTH`. Unset: no
+    /// authentication (development only).
+    #[arg(long, env = "CLEAVE_ROUTER_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
 }
 
 /// The YAML file's shape: the same settings as the flags.
@@ -32,6 +38,7 @@ struct FileConfig {
     listen: Option<String>,
     table: Option<PathBuf>,
     retry_ms: Option<u64>,
+    auth_file: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -43,6 +50,8 @@ pub struct Config {
     pub table: Option<PathBuf>,
     /// Time budget for the transparent retries of one request.
     pub retry: Duration,
+    /// The admin secret `TABLE.PUSH` needs (`None`: no authentication).
+    pub admin_secret: Option<Arc<Secret>>,
 }
 
 impl Default for Config {
@@ -51,6 +60,7 @@ impl Default for Config {
             listen: "127.0.0.1:7000".into(),
             table: None,
             retry: Duration::from_millis(5000),
+            admin_secret: None,
         }
     }
 }
@@ -71,6 +81,12 @@ impl Config {
                 .or(file.retry_ms)
                 .map(Duration::from_millis)
                 .unwrap_or(d.retry),
+            admin_secret: match args.auth_file.or(file.auth_file) {
+                None => None,
+                Some(path) => Some(Arc::new(
+                    Secret::load(&path).map_err(|e| Error::Config(e.to_string()))?,
+                )),
+            },
         };
         if config.retry > Duration::from_secs(600) {
             return Err(Error::Config("retry-ms must be at most 600000".into()));

@@ -54,6 +54,7 @@ pub async fn run(
         router_id: session::router_id(),
         connections: Default::default(),
         stats: Default::default(),
+        admin_secret: config.admin_secret.clone(),
     });
     println!("cleave-router listening on {addr}");
     let _ = std::io::stdout().flush();

@@ -204,6 +204,7 @@ impl Router {
             listen: "127.0.0.1:0".into(),
             table: Some(table_file.clone()),
             retry: Duration::from_millis(retry_ms),
+            admin_secret: None,
         };
         let listener = TcpListener::bind(&config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
