@@ -38,6 +38,8 @@ pub struct LocalConfig {
     pub router_port: u16,
     /// Other ports are picked from here upwards.
     pub port_base: u16,
+    /// The admin secret file nodes and routers check (`--auth-file`); `None`: none.
+    pub auth_file: Option<PathBuf>,
 }
 
 /// One node's two children.
@@ -185,6 +187,9 @@ impl LocalPlatform {
         ];
         if let Some(ms) = fc.spec.sync_timeout_ms {
             args.extend(["--sync-timeout-ms".into(), ms.to_string()]);
+        }
+        if let Some(f) = &self.cfg.auth_file {
+            args.extend(["--auth-file".into(), f.display().to_string()]);
         }
         let node = ChildSpec {
             name: name.to_string(),
@@ -368,12 +373,20 @@ impl Platform for LocalPlatform {
             let spec = ChildSpec {
                 name: format!("router-{i}"),
                 program: self.cfg.bin_dir.join("cleave-router"),
-                args: vec![
+                args: [
                     "--listen".into(),
                     format!("127.0.0.1:{port}"),
                     "--table".into(),
                     file.display().to_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(
+                    self.cfg
+                        .auth_file
+                        .iter()
+                        .flat_map(|f| ["--auth-file".to_string(), f.display().to_string()]),
+                )
+                .collect(),
                 log: dir.join("router.log"),
                 config_hash: 0,
             };
