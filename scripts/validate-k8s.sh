@@ -66,7 +66,7 @@ diff -u config/router/router.yaml "$tmp/router.yaml" || {
   exit 1
 }
 
-for k in default router prometheus argocd; do
+for k in default router network prometheus argocd; do
   echo "k8s-check: kubectl kustomize config/$k"
   "$KUBECTL" kustomize "config/$k" > "$tmp/$k.yaml"
   "$PY" scripts/validate_k8s.py crds "$tmp/$k.yaml"

@@ -104,6 +104,8 @@ pub struct Context {
     authority: Option<Authority>,
     /// Where pods are reached, when not at their usual addresses.
     addresses: Option<PodAddresses>,
+    /// The installation's admin secret, copied into each namespace for its pods.
+    admin_secret: Option<Arc<cleave_proto::auth::Secret>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -154,7 +156,14 @@ impl Context {
             failures: Mutex::default(),
             authority: None,
             addresses: None,
+            admin_secret: None,
         }
+    }
+
+    /// Copy the installation's admin secret into every namespace (Secret `cleave-admin`).
+    pub fn with_admin_secret(mut self, secret: cleave_proto::auth::Secret) -> Context {
+        self.admin_secret = Some(Arc::new(secret));
+        self
     }
 
     /// Reach pods where `addresses` says (see [`PodAddresses`]).
@@ -203,6 +212,9 @@ impl Context {
         }
         if let Some(f) = &self.addresses {
             platform = platform.with_addresses(f.clone());
+        }
+        if let Some(s) = &self.admin_secret {
+            platform = platform.with_admin_secret(s.clone());
         }
         let started = Instant::now();
         let now = Timestamp::now().to_string();
@@ -552,6 +564,10 @@ pub struct KubeArgs {
     /// Run without leader election (a single replica, or development).
     #[arg(long)]
     pub no_leader_election: bool,
+    /// Run nodes and routers without the admin credential (development only: any pod that
+    /// reaches them may then change roles, replicate or push tables).
+    #[arg(long, env = "CLEAVE_NO_AUTH")]
+    pub no_auth: bool,
 }
 
 fn lease_timing(args: &KubeArgs) -> anyhow::Result<LeaseTiming> {
@@ -660,10 +676,21 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         router_image: args.router_image.clone(),
         router_replicas: args.router_replicas.max(2),
         pull_policy: args.pull_policy.clone(),
+        auth: !args.no_auth,
         ..BuildConfig::default()
     };
     let mut ctx = Context::new(client.clone(), cfg, metrics.clone(), Some(identity))
         .with_liveness(liveness.clone());
+    if !args.no_auth {
+        let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+            client.clone(),
+            &args.lease_namespace,
+        );
+        let secret =
+            super::credential::installation_secret(&secrets, &args.lease_namespace).await?;
+        cleave_proto::auth::use_credential(Some(secret.clone()));
+        ctx = ctx.with_admin_secret(secret);
+    }
     if !args.no_leader_election {
         ctx = ctx.with_authority(authority.clone());
     }

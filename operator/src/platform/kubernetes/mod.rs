@@ -5,6 +5,7 @@
 //! - [`KubePlatform`]: one namespace, for one pass of the core: desired objects from the API,
 //!   state in the `cleave-range-table` ConfigMap, nodes and routers found by label;
 //! - [`controller`]: `cleave-operator kube` — watches, finalizer, events, error policy;
+//! - [`credential`]: the installation's admin secret;
 //! - [`leader_election`]: one active operator per Lease;
 //! - [`liveness`]: the loops' heartbeats, for `/healthz`;
 //! - [`triggers`]: what wakes a pass (spec changes, not status patches);
@@ -13,6 +14,7 @@
 pub mod apply;
 pub mod build;
 pub mod controller;
+pub mod credential;
 pub mod leader_election;
 pub mod liveness;
 pub mod metrics;
@@ -71,6 +73,9 @@ pub struct KubePlatform {
     authority: Option<Authority>,
     /// Address overrides.
     addresses: Option<PodAddresses>,
+    /// The installation's admin secret, copied into the namespace's `cleave-admin` Secret for
+    /// the pods (`None`: none is applied).
+    admin_secret: Option<Arc<cleave_proto::auth::Secret>>,
 }
 
 impl std::fmt::Debug for KubePlatform {
@@ -104,7 +109,14 @@ impl KubePlatform {
             state_version: None,
             authority: None,
             addresses: None,
+            admin_secret: None,
         }
+    }
+
+    /// Copy `secret` into the namespace (Secret `cleave-admin`) before any pod needs it.
+    pub fn with_admin_secret(mut self, secret: Arc<cleave_proto::auth::Secret>) -> KubePlatform {
+        self.admin_secret = Some(secret);
+        self
     }
 
     /// Reach pods where `addresses` says.
@@ -252,6 +264,20 @@ impl Platform for KubePlatform {
     }
 
     async fn ensure_clusters(&mut self, clusters: &[FileCluster]) -> Result<()> {
+        if let Some(secret) = &self.admin_secret {
+            let s = build::secret::admin_secret(
+                &self.ns,
+                secret.expose(),
+                shared_owners(&self.clusters),
+            );
+            apply::apply(&self.api::<k8s_openapi::api::core::v1::Secret>(), &s)
+                .await
+                .map_err(kube_error(format!(
+                    "apply Secret {}/{}",
+                    self.ns,
+                    build::ADMIN_SECRET
+                )))?;
+        }
         for fc in clusters {
             let what = |k: &str| format!("apply {k} {}/{}", self.ns, fc.name_any());
             apply::apply(&self.api::<ConfigMap>(), &node_config(fc))

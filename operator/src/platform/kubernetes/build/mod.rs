@@ -12,6 +12,7 @@
 pub mod configmap;
 pub mod pdb;
 pub mod router;
+pub mod secret;
 pub mod service;
 pub mod statefulset;
 
@@ -44,6 +45,11 @@ pub const TABLE_CONFIGMAP: &str = "cleave-range-table";
 pub const TABLE_KEY: &str = "table.yaml";
 /// Key of the operator's recorded state in [`TABLE_CONFIGMAP`].
 pub const STATE_KEY: &str = "state.json";
+/// Name of the admin-secret Secret (in the operator's namespace, and its copy in each namespace
+/// with FileClusters).
+pub const ADMIN_SECRET: &str = "cleave-admin";
+/// Key of the admin secret in [`ADMIN_SECRET`].
+pub const ADMIN_SECRET_KEY: &str = "secret";
 /// Key of the node configuration in a FileCluster's ConfigMap.
 pub const NODE_CONFIG_KEY: &str = "node.yaml";
 /// Field manager for server-side apply.
@@ -78,6 +84,9 @@ pub struct BuildConfig {
     pub pull_policy: String,
     /// Volume size when a FileCluster does not say.
     pub default_storage: String,
+    /// Nodes and routers require the admin credential (`--auth-file` from the mounted
+    /// [`ADMIN_SECRET`]).
+    pub auth: bool,
 }
 
 impl Default for BuildConfig {
@@ -89,6 +98,7 @@ impl Default for BuildConfig {
             router_replicas: 2,
             pull_policy: "IfNotPresent".into(),
             default_storage: "1Gi".into(),
+            auth: true,
         }
     }
 }

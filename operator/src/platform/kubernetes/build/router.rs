@@ -1,7 +1,7 @@
 //! The router Deployment of a namespace: `cleave-router` replicas that start from the committed
 //! range table in the `cleave-range-table` ConfigMap and then take the operator's pushes.
 
-use super::{admin_listen_args, admin_port, readyz_probe, ROUTER_ADMIN_PORT};
+use super::{admin_listen_args, admin_port, readyz_probe, secret, ROUTER_ADMIN_PORT};
 use super::{restricted, router_selector, with_common, BuildConfig, CLEAVE_UID};
 use super::{ROUTER_NAME, ROUTER_PORT, TABLE_CONFIGMAP, TABLE_KEY};
 use k8s_openapi::api::apps::v1::RollingUpdateDeployment;
@@ -70,6 +70,7 @@ pub fn deployment(ns: &str, cfg: &BuildConfig, owners: Vec<OwnerReference>) -> D
             ]
             .into_iter()
             .chain(admin_listen_args(ROUTER_ADMIN_PORT))
+            .chain(cfg.auth.then(secret::auth_args).into_iter().flatten())
             .collect(),
         ),
         ports: Some(vec![
@@ -85,7 +86,12 @@ pub fn deployment(ns: &str, cfg: &BuildConfig, owners: Vec<OwnerReference>) -> D
         readiness_probe: Some(readyz_probe()),
         liveness_probe: Some(alive(10, 6)),
         security_context: Some(restricted(CLEAVE_UID)),
-        volume_mounts: Some(vec![mount("state", "/var/lib/cleave", false)]),
+        volume_mounts: Some(
+            [mount("state", "/var/lib/cleave", false)]
+                .into_iter()
+                .chain(cfg.auth.then(secret::mount))
+                .collect(),
+        ),
         ..Container::default()
     };
     Deployment {
@@ -146,27 +152,32 @@ pub fn deployment(ns: &str, cfg: &BuildConfig, owners: Vec<OwnerReference>) -> D
                         }),
                         ..Affinity::default()
                     }),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "table".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: TABLE_CONFIGMAP.into(),
-                                items: Some(vec![KeyToPath {
-                                    key: TABLE_KEY.into(),
-                                    path: TABLE_KEY.into(),
-                                    mode: None,
-                                }]),
-                                optional: Some(true),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "state".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Volume::default()
-                        },
-                    ]),
+                    volumes: Some(
+                        vec![
+                            Volume {
+                                name: "table".into(),
+                                config_map: Some(ConfigMapVolumeSource {
+                                    name: TABLE_CONFIGMAP.into(),
+                                    items: Some(vec![KeyToPath {
+                                        key: TABLE_KEY.into(),
+                                        path: TABLE_KEY.into(),
+                                        mode: None,
+                                    }]),
+                                    optional: Some(true),
+                                    ..ConfigMapVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                            Volume {
+                                name: "state".into(),
+                                empty_dir: Some(EmptyDirVolumeSource::default()),
+                                ..Volume::default()
+                            },
+                        ]
+                        .into_iter()
+                        .chain(cfg.auth.then(secret::volume))
+                        .collect(),
+                    ),
                     ..PodSpec::default()
                 }),
             },
@@ -216,9 +227,16 @@ mod tests {
                 "--table",
                 TABLE_PATH,
                 "--admin-listen",
-                "0.0.0.0:9122"
+                "0.0.0.0:9122",
+                "--auth-file",
+                "/etc/cleave-auth/secret"
             ]
         );
+        // TABLE.PUSH needs the installation's credential: the Secret is mounted read-only.
+        let m = router.volume_mounts.as_ref().unwrap();
+        assert!(m
+            .iter()
+            .any(|m| m.mount_path == "/etc/cleave-auth" && m.read_only == Some(true)));
         let ports = router.ports.as_ref().unwrap();
         assert_eq!(ports[0].container_port, 7000);
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use super::configmap::node_config_name;
 use super::service::node_address;
-use super::{admin_listen_args, admin_port, readyz_probe, NODE_ADMIN_PORT};
+use super::{admin_listen_args, admin_port, readyz_probe, secret, NODE_ADMIN_PORT};
 use super::{name, namespace, node_selector, owner, restricted, with_common, BuildConfig};
 use super::{CLEAVE_UID, NODE_CONFIG_KEY, NODE_PORT, REDIS_PORT, REDIS_UID};
 use crate::crd::FileCluster;
@@ -128,6 +128,7 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
             ]
             .into_iter()
             .chain(admin_listen_args(NODE_ADMIN_PORT))
+            .chain(cfg.auth.then(secret::auth_args).into_iter().flatten())
             .collect(),
         ),
         env: Some(vec![
@@ -155,7 +156,12 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
         liveness_probe: Some(tcp_probe("cleave", 15, 10, 6)),
         resources: fc.spec.resources.clone(),
         security_context: Some(restricted(CLEAVE_UID)),
-        volume_mounts: Some(vec![mount("config", "/etc/cleave", true)]),
+        volume_mounts: Some(
+            [mount("config", "/etc/cleave", true)]
+                .into_iter()
+                .chain(cfg.auth.then(secret::mount))
+                .collect(),
+        ),
         ..Container::default()
     };
     let redis = Container {
@@ -271,14 +277,19 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: node_config_name(&cluster),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(
+                        [Volume {
+                            name: "config".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: node_config_name(&cluster),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        }]
+                        .into_iter()
+                        .chain(cfg.auth.then(secret::volume))
+                        .collect(),
+                    ),
                     ..PodSpec::default()
                 }),
             },
@@ -356,9 +367,37 @@ mod tests {
                 "--redis",
                 "redis://127.0.0.1:6379",
                 "--admin-listen",
-                "0.0.0.0:9121"
+                "0.0.0.0:9121",
+                "--auth-file",
+                "/etc/cleave-auth/secret"
             ]
         );
+        // Role changes and replication need the credential: only the node container sees it.
+        let secret_mounts = |c: &Container| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.mount_path == "/etc/cleave-auth")
+                .count()
+        };
+        assert_eq!(secret_mounts(node), 1);
+        assert_eq!(secret_mounts(container(&s, "redis")), 0);
+        let pod = s.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let vol = pod.volumes.as_ref().unwrap().iter();
+        assert!(vol.clone().any(|v| v
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.secret_name.as_deref() == Some("cleave-admin"))));
+        // Without authentication (development): no flag, no Secret.
+        let open = statefulset(
+            &fc("fc-a", "{}"),
+            &BuildConfig {
+                auth: false,
+                ..BuildConfig::default()
+            },
+        );
+        let args = container(&open, "node").args.clone().unwrap();
+        assert!(!args.contains(&"--auth-file".to_string()));
         let env = node.env.clone().unwrap();
         // POD_NAME must come before its use in args; both come from the pod's name.
         assert_eq!(env[0].name, "POD_NAME");
