@@ -87,7 +87,8 @@ pub struct FileClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
     pub storage: Option<StorageSpec>,
-    /// CPU and memory for each node's containers (Kubernetes only).
+    /// CPU and memory for each node's `node` container (Kubernetes only); Redis has its own,
+    /// `redis.resources`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Container images, when not the operator's defaults (Kubernetes only).
@@ -173,7 +174,7 @@ impl AppendFsync {
 }
 
 /// Settings of each node's Redis server.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSpec {
     /// AOF fsync policy: `everysec` (default), `always` or `no`.
@@ -182,6 +183,10 @@ pub struct RedisSpec {
     /// Redis `maxmemory` (e.g. `2gb`); unlimited when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxmemory: Option<String>,
+    /// CPU and memory for each node's `redis` container (Kubernetes only): it holds the data,
+    /// so its memory limit should exceed `maxmemory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// Persistent storage of each node (one volume claim per node).

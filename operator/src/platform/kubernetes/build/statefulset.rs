@@ -87,6 +87,10 @@ pub fn redis_args(fc: &FileCluster) -> Vec<String> {
         "yes",
         "--appendfsync",
         fc.spec.redis.appendfsync.as_str(),
+        // The AOF is the persistence; RDB snapshots would only fork and write the whole
+        // dataset again every few minutes.
+        "--save",
+        "",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -185,7 +189,8 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
             ..Probe::default()
         }),
         liveness_probe: Some(redis_liveness()),
-        resources: fc.spec.resources.clone(),
+        // Its own figures: the node container's would count the pod's requests twice.
+        resources: fc.spec.redis.resources.clone(),
         security_context: Some(restricted(REDIS_UID)),
         volume_mounts: Some(vec![mount(DATA_VOLUME, "/data", false)]),
         ..Container::default()
@@ -448,6 +453,7 @@ mod tests {
         assert_eq!(after("--dir"), "/data");
         assert_eq!(after("--bind"), "127.0.0.1");
         assert_eq!(after("--maxmemory"), "2gb");
+        assert_eq!(after("--save"), "", "RDB snapshots are off");
         let m = &redis.volume_mounts.as_ref().unwrap()[0];
         assert_eq!(
             (m.name.as_str(), m.mount_path.as_str()),
@@ -514,11 +520,21 @@ mod tests {
             cs.resources.unwrap().requests.unwrap()["storage"],
             Quantity("20Gi".into())
         );
-        for c in ["node", "redis"] {
-            let r = container(&s, c).resources.clone().unwrap();
-            assert_eq!(r.requests.unwrap()["cpu"], Quantity("500m".into()));
-            assert_eq!(r.limits.unwrap()["memory"], Quantity("2Gi".into()));
-        }
+        let r = container(&s, "node").resources.clone().unwrap();
+        assert_eq!(r.requests.unwrap()["cpu"], Quantity("500m".into()));
+        assert_eq!(r.limits.unwrap()["memory"], Quantity("2Gi".into()));
+        // `resources` is the node container's alone (it used to be copied onto Redis too,
+        // doubling the pod's requests); Redis gets `redis.resources`.
+        assert!(container(&s, "redis").resources.is_none());
+        let f2 = fc(
+            "fc-b",
+            "{resources: {requests: {cpu: 100m}}, redis: {resources: {requests: {memory: 4Gi}}}}",
+        );
+        let split = statefulset(&f2, &BuildConfig::default());
+        let r = container(&split, "redis").resources.clone().unwrap();
+        assert_eq!(r.requests.unwrap()["memory"], Quantity("4Gi".into()));
+        let r = container(&split, "node").resources.clone().unwrap();
+        assert_eq!(r.requests.unwrap()["cpu"], Quantity("100m".into()));
         assert_eq!(container(&s, "node").image.as_deref(), Some("reg/node:1"));
         assert_eq!(
             container(&s, "redis").image.as_deref(),
