@@ -179,6 +179,19 @@ async fn failures_are_retried_with_exponential_backoff() {
     let obj = Arc::new(fc(true, false));
     let err = reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
     assert!(err.to_string().contains("etcd is sad"), "{err}");
+    // The API's answer is kept, not flattened into a message: its code can be acted on.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut code = None;
+    while let Some(e) = cause {
+        let api = e
+            .downcast_ref::<kube::Error>()
+            .or_else(|| e.downcast_ref::<Box<kube::Error>>().map(|b| &**b));
+        if let Some(kube::Error::Api(s)) = api {
+            code = Some(s.code);
+        }
+        cause = e.source();
+    }
+    assert_eq!(code, Some(500), "no kube::Error in the chain of {err:?}");
     let delays: Vec<Action> = (0..4)
         .map(|_| error_policy(obj.clone(), &err, ctx.clone()))
         .collect();

@@ -78,7 +78,7 @@ pub enum ReconcileError {
     },
     /// The finalizer helper failed.
     #[error("{0}")]
-    Finalizer(Box<kube::runtime::finalizer::Error<ReconcileError>>),
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<ReconcileError>>),
     /// A pass did not end within [`PASS_TIMEOUT`].
     #[error("the pass over namespace {namespace} did not end within {} s; cancelled", PASS_TIMEOUT.as_secs())]
     PassTimeout {

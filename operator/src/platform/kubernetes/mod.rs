@@ -40,9 +40,9 @@ use std::sync::Arc;
 /// A Kubernetes API failure, as the core's error type.
 pub fn kube_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
-    move |e| Error::Process {
+    move |e| Error::Kube {
         what,
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 
