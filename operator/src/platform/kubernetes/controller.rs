@@ -41,6 +41,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// The finalizer on every FileCluster.
 pub const FINALIZER: &str = "cleave.dev/range-table";
@@ -204,6 +205,7 @@ impl Context {
     }
 
     async fn pass_unbounded(&self, ns: &str) -> Result<PassResult, ReconcileError> {
+        tracing::debug!("pass starts");
         let lock = self.ns_lock(ns);
         let mut previous = lock.lock().await;
         let mut platform = KubePlatform::new(self.client.clone(), ns, self.cfg.clone());
@@ -478,9 +480,8 @@ pub fn failover_note(
 pub async fn reconcile(fc: Arc<FileCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let ns = fc.namespace().unwrap_or_default();
     let api: Api<FileCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    // Every line logged while this reconcile runs (across its awaits) names the object.
     let span = tracing::info_span!("reconcile", namespace = %ns, filecluster = %fc.name_any());
-    let _enter = span.enter();
-    drop(_enter);
     let c = ctx.clone();
     let action = finalizer(&api, FINALIZER, fc.clone(), |event| async move {
         match event {
@@ -499,6 +500,7 @@ pub async fn reconcile(fc: Arc<FileCluster>, ctx: Arc<Context>) -> Result<Action
             Finalizer::Cleanup(fc) => c.cleanup(&fc).await,
         }
     })
+    .instrument(span)
     .await
     .map_err(|e| ReconcileError::Finalizer(Box::new(e)))?;
     ctx.succeeded(&fc);
