@@ -57,7 +57,7 @@ for kind in ("FileCluster", "HashRange"):
         sys.exit(f"config/argocd/argocd-cm-health.yaml: the {kind} check differs from health.lua")
 PYEOF
 echo "k8s-check: the Argo CD health check (Lua) gives the right verdicts"
-"$PY" scripts/check_argocd_health.py config/argocd/health.lua
+"$PY" scripts/check_argocd_health.py config/argocd/health.lua config/argocd/argocd-cm-health.yaml
 
 echo "k8s-check: config/router/router.yaml is what the builders produce"
 $CARGO run -q -p cleave-operator --example render -- router cleave > "$tmp/router.yaml"
@@ -66,10 +66,11 @@ diff -u config/router/router.yaml "$tmp/router.yaml" || {
   exit 1
 }
 
-for k in default router prometheus argocd; do
+for k in default router network prometheus argocd argocd/apps; do
   echo "k8s-check: kubectl kustomize config/$k"
-  "$KUBECTL" kustomize "config/$k" > "$tmp/$k.yaml"
-  "$PY" scripts/validate_k8s.py crds "$tmp/$k.yaml"
+  out="$tmp/${k//\//-}.yaml"
+  "$KUBECTL" kustomize "config/$k" > "$out"
+  "$PY" scripts/validate_k8s.py crds "$out"
 done
 
 echo "k8s-check: the objects the operator builds for config/samples"

@@ -50,8 +50,9 @@ step() { echo "=== $*"; }
 
 step "kind cluster $CLUSTER"
 kind get clusters 2>/dev/null | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER" --wait 120s
-docker image inspect "$REDIS_IMAGE" >/dev/null 2>&1 || docker pull "$REDIS_IMAGE"
-for img in "$PREFIX/cleave-node:$TAG" "$PREFIX/cleave-router:$TAG" "$PREFIX/cleave-operator:$TAG" "$REDIS_IMAGE"; do
+# The Redis image is multi-arch: `kind load` of it fails with containerd's image store, so
+# kind's nodes pull it themselves (only our single-arch local builds are loaded).
+for img in "$PREFIX/cleave-node:$TAG" "$PREFIX/cleave-router:$TAG" "$PREFIX/cleave-operator:$TAG"; do
   kind load docker-image --name "$CLUSTER" "$img"
 done
 

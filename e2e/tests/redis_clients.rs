@@ -255,7 +255,7 @@ async fn redis_verbs_span_clusters_and_bad_input_gets_clear_errors() {
         (&["HELLO", "4"], "NOPROTO"),
         (
             &["HELLO", "3", "AUTH", "default", "pw"],
-            "no authentication",
+            "without any password configured",
         ),
         (&["MULTI"], "unknown command"),
     ] {

@@ -3,8 +3,10 @@
 
 use crate::error::{Error, Result};
 use clap::Parser;
+use cleave_proto::auth::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Command-line flags and environment of `cleave-node`. Every value may also come from
@@ -70,6 +72,11 @@ pub struct Args {
     /// Epoch used with `--lead` / `--follow`.
     #[arg(long, env = "CLEAVE_NODE_EPOCH")]
     pub epoch: Option<u64>,
+    /// File holding the installation's admin secret: role changes and replication
+    /// (`NODE.LEAD`, `NODE.FOLLOW`, `NODE.FREEZE`, `REPL.*`, `SNAP.NEXT`) then need `AUTH`, and
+    /// the node presents it to its leader. Unset: no authentication (development only).
+    #[arg(long, env = "CLEAVE_NODE_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
 }
 
 /// The YAML file's shape: the same settings as the flags.
@@ -92,6 +99,7 @@ struct FileConfig {
     lead: Option<bool>,
     follow: Option<String>,
     epoch: Option<u64>,
+    auth_file: Option<PathBuf>,
 }
 
 /// How the node starts, when told by flags.
@@ -142,6 +150,8 @@ pub struct Config {
     pub start_role: StartRole,
     /// Epoch for the start role.
     pub epoch: u64,
+    /// The admin secret privileged commands need (`None`: no authentication).
+    pub admin_secret: Option<Arc<Secret>>,
 }
 
 impl Default for Config {
@@ -162,6 +172,7 @@ impl Default for Config {
             resync_buffer_bytes: 1024 * 1024 * 1024,
             start_role: StartRole::Resume,
             epoch: 1,
+            admin_secret: None,
         }
     }
 }
@@ -225,6 +236,12 @@ impl Config {
                 .unwrap_or(d.resync_buffer_bytes),
             start_role,
             epoch: args.epoch.or(file.epoch).unwrap_or(d.epoch),
+            admin_secret: match args.auth_file.or(file.auth_file) {
+                None => None,
+                Some(path) => Some(Arc::new(
+                    Secret::load(&path).map_err(|e| Error::Config(e.to_string()))?,
+                )),
+            },
         };
         if config.log_capacity == 0 {
             return Err(Error::Config("log-capacity must be at least 1".into()));

@@ -141,6 +141,7 @@ fn server_info(ctx: &Ctx, clients: &Clients) -> ServerInfo {
         uptime_s: clients.started.elapsed().as_secs(),
         connected_clients: clients.open.load(Ordering::Relaxed),
         sections: vec![],
+        secret: ctx.node.config.admin_secret.clone(),
     }
 }
 
@@ -207,6 +208,12 @@ async fn connection(
             frame = conn.read_frame(), if can_read => match frame {
                 Ok(Some(frame)) => {
                     let name = name_of(&frame).unwrap_or_default();
+                    let secret = ctx.node.config.admin_secret.as_deref();
+                    if !handshake::allowed(&name, &state, secret) {
+                        let refused = (cleave_proto::auth::refusal(&name), Effect::default());
+                        pending.push_back(futures::future::ready(refused).boxed());
+                        continue;
+                    }
                     if name == b"MUX" {
                         mux = true;
                     }

@@ -105,6 +105,15 @@ pub enum Error {
         /// Why.
         why: String,
     },
+    /// A Kubernetes API call failed (the API's status, code and reason stay in `source`, so
+    /// callers can tell a conflict or a missing CRD from an outage).
+    #[error("{what}: {source}")]
+    Kube {
+        /// The call.
+        what: String,
+        /// The client's error.
+        source: Box<kube::Error>,
+    },
     /// A child process could not be started or signalled.
     #[error("{what}: {message}")]
     Process {

@@ -176,6 +176,20 @@ fn overlaps_gaps_and_unknown_clusters_are_named() {
 }
 
 #[test]
+fn a_filecluster_name_that_would_break_its_objects_refuses_the_set() {
+    // Objects the API server accepted before the CEL rules existed, or a local manifest.
+    for bad in ["cleave-router", "fc.a", "9fc"] {
+        let mut d = samples();
+        d.clusters[1] = fc(bad);
+        d.ranges[1].spec.cluster = bad.into();
+        let p = validate(&d).unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].reason, "InvalidName");
+        assert!(p[0].message.contains(bad), "{}", p[0].message);
+    }
+}
+
+#[test]
 fn first_pass_makes_node_zero_leader_at_epoch_one() {
     let v = validate(&samples()).unwrap();
     let obs = observed(|_, _| Some(status(Role::Idle, 0, None, 0)), &[None, None]);
@@ -665,4 +679,31 @@ fn a_candidate_leads_only_once_the_followers_moved_and_hold_nothing_it_lacks() {
     let told = [("fc-a-1".into(), None), ("fc-a-3".into(), moved(5))];
     assert_eq!(may_lead("fc-a-2", &cand, &told, 0, 2), Ok(()));
     assert!(may_lead("fc-a-2", &cand, &told, 1, 2).is_err());
+}
+
+#[test]
+fn stale_routers_and_routers_not_ready_are_pushed_the_table() {
+    use cleave_operator::reconcile::{routers_to_push, Endpoint};
+    let o = observed(settled, &[Some(7), Some(6), Some(7), None]);
+    let table = cleave_proto::range::RangeTable {
+        epoch: 7,
+        ranges: vec![],
+        clusters: Default::default(),
+    };
+    let ep = |i: usize, ready: bool| Endpoint {
+        name: format!("router-{i}"),
+        address: format!("127.0.0.1:{}", 7000 + i),
+        redis: String::new(),
+        pid: None,
+        ready,
+    };
+    // 0: ready, current: left alone. 1: ready, stale: pushed. 2: current but not ready (it
+    // started from a table file that may be older than the last commit, and only a push makes
+    // it ready): pushed. 3: not answering, not ready: pushed.
+    let routers = [ep(0, true), ep(1, true), ep(2, false), ep(3, false)];
+    let pushed: Vec<&str> = routers_to_push(&routers, &table, &o)
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(pushed, ["router-1", "router-2", "router-3"]);
 }

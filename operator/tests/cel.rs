@@ -185,3 +185,48 @@ fn crds_on_disk_match_the_types() {
         );
     }
 }
+
+fn fc_named(name: &str) -> FileCluster {
+    let v = serde_json::json!({
+        "apiVersion": "cleave.dev/v1alpha1", "kind": "FileCluster",
+        "metadata": {"name": name}, "spec": {}
+    });
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn filecluster_names_must_make_valid_object_names() {
+    for ok in ["fc-a", "a", "store1", &"a".repeat(52)] {
+        assert!(fc_named(ok).validate_cel().is_ok(), "{ok} was refused");
+        assert_eq!(cleave_operator::crd::filecluster::name_problem(ok), None);
+    }
+    let cases = [
+        ("cleave-router", "taken by the routers' Service"),
+        ("1fc", "DNS-1035"),
+        ("fc.a", "DNS-1035"),
+        ("Fc", "DNS-1035"),
+        ("fc-", "DNS-1035"),
+        (&"a".repeat(53), "at most 52"),
+    ];
+    for (bad, why) in cases {
+        let err = format!("{:?}", fc_named(bad).validate_cel().unwrap_err());
+        assert!(err.contains(why), "{bad}: {err}");
+        let problem = cleave_operator::crd::filecluster::name_problem(bad).unwrap();
+        assert!(problem.contains(why), "{bad}: {problem}");
+    }
+}
+
+#[test]
+fn the_crd_carries_the_name_rules_at_its_root() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(FileCluster::crd()).unwrap();
+    let rules =
+        &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"];
+    let text = rules.to_string();
+    for rule in [
+        "self.metadata.name.size() <= 52",
+        "self.metadata.name != 'cleave-router'",
+    ] {
+        assert!(text.contains(rule), "{rule} missing from {text}");
+    }
+}

@@ -148,7 +148,16 @@ fn follower(id: &str, leader: &str, seq: u64) -> NodeStatus {
 fn pod(name: &str, ip: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "namespace": NS, "uid": format!("uid-{name}")},
-           "status": {"phase": "Running", "podIP": ip}})
+           "status": {"phase": "Running", "podIP": ip,
+                      "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+/// A running pod whose readiness probe fails (a crash-looping router, one not yet brought up
+/// to date).
+fn pod_not_ready(name: &str, ip: &str) -> Value {
+    let mut p = pod(name, ip);
+    p["status"]["conditions"][0]["status"] = json!("False");
+    p
 }
 
 /// Three nodes (`fc-a-0` leads at epoch 3 and hangs; `fc-a-2` holds the most), two routers
@@ -419,6 +428,83 @@ async fn a_failover_is_recorded_before_any_node_hears_of_it_then_followers_lead_
         cm_put.into(),
     ];
     assert_eq!(order, expected, "whole log: {log:#?}");
+}
+
+#[tokio::test]
+async fn a_router_that_is_not_ready_does_not_hold_back_the_commit() {
+    let mut w = world().await;
+    // cleave-router-b crash-loops: its pod runs but is not ready, and nothing listens where it
+    // is reached. Before, every table commit waited for it.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    w.addrs.insert("cleave-router-b".into(), closed_addr);
+    let (ctx, handle) = w.context();
+    let mut script = w.until_the_decision();
+    script.pop();
+    let routers = list(
+        "PodList",
+        vec![
+            pod("cleave-router-a", "10.0.1.1"),
+            pod_not_ready("cleave-router-b", "10.0.1.2"),
+        ],
+    );
+    let router_pods = || {
+        step("GET", "/api/v1/namespaces/store/pods")
+            .query(ROUTER_PODS)
+            .answer(200, routers.clone())
+    };
+    script.push(router_pods());
+    let nodes = w.until_the_decision().swap_remove(7).answer.unwrap();
+    let cm = "/api/v1/namespaces/store/configmaps/cleave-range-table";
+    script.extend([
+        step("PUT", cm).query(MANAGED),
+        step(
+            "PATCH",
+            "/apis/apps/v1/namespaces/store/deployments/cleave-router",
+        )
+        .query(APPLY),
+        step("PATCH", "/api/v1/namespaces/store/services/cleave-router").query(APPLY),
+        router_pods(),
+        // Committed on the acknowledgement of the one ready router.
+        step("PUT", cm).query(MANAGED).check(|b| {
+            let st = written_state(b, "105");
+            assert_eq!(st.committed_epoch, 6, "{st:?}");
+        }),
+        step("GET", "/api/v1/namespaces/store/pods")
+            .query(NODE_PODS)
+            .answer(200, nodes.1),
+        router_pods(),
+        step("PATCH", &format!("{CRD}/fileclusters/fc-a/status"))
+            .query(APPLY)
+            .answer(200, serde_json::to_value(fc(true, false)).unwrap()),
+        step("PATCH", &format!("{CRD}/hashranges/all/status"))
+            .query(APPLY)
+            .check(|b| assert_eq!(b["status"]["epoch"], 6, "{b}"))
+            .answer(200, serde_json::to_value(hr("fc-a")).unwrap()),
+    ]);
+    for reason in ["LeaderElected", "FailedOver", "Serving", "Served"] {
+        script.push(
+            step("POST", "/apis/events.k8s.io/v1/namespaces/store/events")
+                .check(move |b| assert_eq!(b["reason"], reason, "{b}")),
+        );
+    }
+    let server = tokio::spawn(verify_logged(handle, script, w.log.clone()));
+    reconcile(Arc::new(fc(true, false)), ctx).await.unwrap();
+    server.await.unwrap();
+    let a2 = &w.addrs["fc-a-2"];
+    let pushes: Vec<String> = w
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(" PUSH "))
+        .cloned()
+        .collect();
+    assert_eq!(
+        pushes,
+        [format!("cleave-router-a PUSH 6 leader Some(\"{a2}\")")]
+    );
 }
 
 #[tokio::test]

@@ -169,6 +169,47 @@ async fn an_invalid_set_changes_nothing_reports_and_waits_for_a_change() {
     server.await.unwrap();
 }
 
+/// Lines logged into a buffer (a test subscriber), to see which span they carry.
+#[derive(Clone, Default)]
+struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn what_a_reconcile_logs_names_its_object() {
+    let lines = Lines::default();
+    let sink = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (ctx, handle) = context();
+    let boom = failure(500, "InternalError", "etcd is sad");
+    let script = vec![step("GET", &format!("{CRD}/fileclusters")).answer(500, boom)];
+    let server = tokio::spawn(verify(handle, script));
+    reconcile(Arc::new(fc(true, false)), ctx).await.unwrap_err();
+    server.await.unwrap();
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let pass = text
+        .lines()
+        .find(|l| l.contains("pass starts"))
+        .unwrap_or_else(|| panic!("no pass line in {text}"));
+    assert!(
+        pass.contains("reconcile{namespace=store filecluster=fc-a}"),
+        "{pass}"
+    );
+}
+
 #[tokio::test]
 async fn failures_are_retried_with_exponential_backoff() {
     let (ctx, handle) = context();
@@ -179,6 +220,19 @@ async fn failures_are_retried_with_exponential_backoff() {
     let obj = Arc::new(fc(true, false));
     let err = reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
     assert!(err.to_string().contains("etcd is sad"), "{err}");
+    // The API's answer is kept, not flattened into a message: its code can be acted on.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut code = None;
+    while let Some(e) = cause {
+        let api = e
+            .downcast_ref::<kube::Error>()
+            .or_else(|| e.downcast_ref::<Box<kube::Error>>().map(|b| &**b));
+        if let Some(kube::Error::Api(s)) = api {
+            code = Some(s.code);
+        }
+        cause = e.source();
+    }
+    assert_eq!(code, Some(500), "no kube::Error in the chain of {err:?}");
     let delays: Vec<Action> = (0..4)
         .map(|_| error_policy(obj.clone(), &err, ctx.clone()))
         .collect();

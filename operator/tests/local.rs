@@ -309,10 +309,12 @@ impl Drop for Continue {
 }
 
 /// Pins the operator's handling of a partial table push: with one router frozen (`SIGSTOP`)
-/// when a new table is made (a switchover of fc-a), the other router takes the new table but
-/// the operator does not count it committed (the status keeps the old epoch and names the
-/// router whose push failed); it keeps retrying, and once the router runs again both routers
-/// serve the new table, the status commits its epoch and the error is gone.
+/// when a new table is made (a switchover of fc-a), that router is not ready (its `/readyz`
+/// does not answer), so, as on Kubernetes, it does not hold back the commit: the other router
+/// takes the new table and the status commits its epoch while the frozen router has not. The
+/// operator keeps pushing to it; once it runs again it serves the new table, is ready, and no
+/// error remains. (A router on an old table can do no harm: nodes refuse
+/// what their cluster does not own.)
 #[test]
 fn a_table_push_a_router_missed_is_retried_until_every_router_serves_it() {
     if !have_router() {
@@ -332,21 +334,14 @@ fn a_table_push_a_router_missed_is_retried_until_every_router_serves_it() {
     sys.set_spec_leader("fc-a", "fc-a-1");
     let s = sys.wait_for(
         90,
-        "router-0 on a newer table, the push to the frozen router-1 reported failed",
+        "router-0 on a newer table, committed without the frozen router-1",
         |s| {
             s["routers"][0]["epoch"].as_u64() > Some(old_epoch)
-                && s["errors"].as_array().is_some_and(|es| {
-                    es.iter()
-                        .any(|e| e.as_str().is_some_and(|e| e.contains(&router2)))
-                })
+                && s["epoch"].as_u64() == s["routers"][0]["epoch"].as_u64()
+                && s["routers"][1]["epoch"].as_u64() != s["epoch"].as_u64()
         },
     );
     let new_epoch = s["routers"][0]["epoch"].as_u64().unwrap();
-    assert_eq!(
-        s["epoch"].as_u64(),
-        Some(old_epoch),
-        "a table one router lacks is not committed: {s:#}"
-    );
 
     drop(resume);
     let s = sys.wait_for(

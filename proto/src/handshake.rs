@@ -10,6 +10,7 @@
 
 mod commands;
 
+use crate::auth::Secret;
 use crate::command::redis::{ClientCmd, Hello};
 use crate::command::Command;
 use crate::error::{ErrorCode, Reply};
@@ -31,6 +32,8 @@ pub struct ConnState {
     pub lib_name: Option<String>,
     /// `CLIENT SETINFO LIB-VER`.
     pub lib_ver: Option<String>,
+    /// The connection presented the admin credential (`AUTH`), or the server has none.
+    pub admin: bool,
 }
 
 /// What the server reports about itself in `HELLO` and `INFO`.
@@ -48,6 +51,8 @@ pub struct ServerInfo {
     pub connected_clients: u64,
     /// Extra `INFO` sections, e.g. the router's stats: (section, [(field, value)]).
     pub sections: Vec<(&'static str, Vec<(String, String)>)>,
+    /// The admin secret `AUTH` is checked against (`None`: none configured).
+    pub secret: Option<std::sync::Arc<Secret>>,
 }
 
 /// What the server does besides writing the answer.
@@ -62,7 +67,7 @@ pub struct Effect {
 /// Upper-case names of the commands [`answer`] handles (PING aside, which servers answer on
 /// their own path too), so a server can pick them out before parsing a large request.
 pub const NAMES: &[&str] = &[
-    "HELLO", "ECHO", "CLIENT", "INFO", "COMMAND", "CONFIG", "QUIT", "RESET", "DBSIZE",
+    "HELLO", "AUTH", "ECHO", "CLIENT", "INFO", "COMMAND", "CONFIG", "QUIT", "RESET", "DBSIZE",
 ];
 
 /// Whether an upper-case command name is housekeeping.
@@ -76,7 +81,19 @@ pub fn answer(cmd: &Command, conn: &mut ConnState, info: &ServerInfo) -> Option<
     match cmd {
         Command::Ping(None) => plain(Frame::Simple("PONG".into())),
         Command::Ping(Some(m)) | Command::Echo(m) => plain(Frame::Bulk(m.clone())),
-        Command::Hello(h) => Some(hello(h, conn, info)),
+        Command::Hello(h) => {
+            if let Some((user, password)) = &h.auth {
+                if let Err(e) = auth(Some(user), password, conn, info) {
+                    return plain(e);
+                }
+            }
+            Some(hello(h, conn, info))
+        }
+        Command::Auth { user, password } => plain(
+            auth(user.as_deref(), password, conn, info)
+                .map(|()| Frame::ok())
+                .unwrap_or_else(|e| e),
+        ),
         Command::Client(c) => plain(client(c, conn)),
         Command::Info(sections) => plain(Frame::Bulk(info_text(sections, info).into())),
         Command::CommandInfo(q) => plain(commands::answer(q)),
@@ -128,6 +145,36 @@ pub fn stat_map(reply: Frame) -> Frame {
         }
         other => other,
     }
+}
+
+/// Check a credential; on success the connection may send privileged commands.
+fn auth(
+    user: Option<&str>,
+    password: &[u8],
+    conn: &mut ConnState,
+    info: &ServerInfo,
+) -> Result<(), Frame> {
+    match &info.secret {
+        None => Err(Frame::Error(
+            "ERR AUTH called without any password configured (this server needs none)".into(),
+        )),
+        Some(s) if s.accepts(user, password) => {
+            conn.admin = true;
+            Ok(())
+        }
+        Some(_) => {
+            conn.admin = false;
+            Err(Frame::Error(
+                "WRONGPASS invalid username-password pair or user is disabled.".into(),
+            ))
+        }
+    }
+}
+
+/// Whether `conn` may send the command named `name` (upper case): anything when the server has
+/// no secret or the connection authenticated; otherwise no [`crate::auth::PRIVILEGED`] command.
+pub fn allowed(name: &[u8], conn: &ConnState, info_secret: Option<&Secret>) -> bool {
+    info_secret.is_none() || conn.admin || !crate::auth::is_privileged(name)
 }
 
 fn hello(h: &Hello, conn: &mut ConnState, info: &ServerInfo) -> (Frame, Effect) {

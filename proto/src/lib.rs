@@ -14,6 +14,7 @@
 //! This crate holds no I/O policy (no retries, no timeouts beyond connecting): those belong to
 //! the router and the node.
 
+pub mod auth;
 pub mod client;
 pub mod command;
 pub mod connection;

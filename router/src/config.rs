@@ -3,8 +3,10 @@
 
 use crate::error::{Error, Result};
 use clap::Parser;
+use cleave_proto::auth::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Command-line flags and environment of `cleave-router`.
@@ -28,6 +30,10 @@ pub struct Args {
     /// Total time budget in milliseconds for transparent retries of one request [default: 5000].
     #[arg(long, env = "CLEAVE_ROUTER_RETRY_MS")]
     pub retry_ms: Option<u64>,
+    /// File holding the installation's admin secret: `TABLE.PUSH` then needs `AUTH`. Unset: no
+    /// authentication (development only).
+    #[arg(long, env = "CLEAVE_ROUTER_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
 }
 
 /// The YAML file's shape: the same settings as the flags.
@@ -38,6 +44,7 @@ struct FileConfig {
     admin_listen: Option<String>,
     table: Option<PathBuf>,
     retry_ms: Option<u64>,
+    auth_file: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -51,6 +58,8 @@ pub struct Config {
     pub table: Option<PathBuf>,
     /// Time budget for the transparent retries of one request.
     pub retry: Duration,
+    /// The admin secret `TABLE.PUSH` needs (`None`: no authentication).
+    pub admin_secret: Option<Arc<Secret>>,
 }
 
 impl Default for Config {
@@ -60,6 +69,7 @@ impl Default for Config {
             admin_listen: None,
             table: None,
             retry: Duration::from_millis(5000),
+            admin_secret: None,
         }
     }
 }
@@ -81,6 +91,12 @@ impl Config {
                 .or(file.retry_ms)
                 .map(Duration::from_millis)
                 .unwrap_or(d.retry),
+            admin_secret: match args.auth_file.or(file.auth_file) {
+                None => None,
+                Some(path) => Some(Arc::new(
+                    Secret::load(&path).map_err(|e| Error::Config(e.to_string()))?,
+                )),
+            },
         };
         if config.retry > Duration::from_secs(600) {
             return Err(Error::Config("retry-ms must be at most 600000".into()));

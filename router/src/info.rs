@@ -38,6 +38,7 @@ pub fn server_info(shared: &Shared) -> ServerInfo {
         addr: shared.id.clone(),
         uptime_s: st.started.elapsed().as_secs(),
         connected_clients: st.open.load(Ordering::Relaxed),
+        secret: shared.admin_secret.clone(),
         sections: vec![(
             "stats",
             vec![

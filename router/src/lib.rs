@@ -75,6 +75,7 @@ async fn run_router(
         router_id: session::router_id(),
         connections: Default::default(),
         stats: Default::default(),
+        admin_secret: config.admin_secret.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

@@ -132,12 +132,16 @@ pub fn retry_reason(outcome: &Outcome, last: &Frame) -> String {
     }
 }
 
-/// Whether this router serves the committed range table. For now: it has a table loaded.
-/// (The router learns which table is committed in issue 11; this is the one place to rewire.)
+/// Whether this router serves the committed range table: it has a table, and the operator
+/// pushed it (or confirmed it by pushing it again) since this process started. A router that
+/// started from an older table file is not ready until then.
 pub fn serving_committed_table(shared: &Shared) -> Result<(), String> {
     match shared.tables.current() {
-        Some(_) => Ok(()),
         None => Err("no range table loaded yet".into()),
+        Some(_) if !shared.tables.serves_committed() => {
+            Err("serving a table from its file, not yet confirmed by the operator".into())
+        }
+        Some(_) => Ok(()),
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Shared {
     pub connections: AtomicU64,
     /// Counters for `INFO`.
     pub stats: Stats,
+    /// The admin secret `TABLE.PUSH` needs (`None`: no authentication).
+    pub admin_secret: Option<Arc<cleave_proto::auth::Secret>>,
 }
 
 /// Accept connections until `shutdown` completes; then stop reading new requests, let the
@@ -233,6 +235,12 @@ impl Client {
                 }
                 Ok(cmd) => cmd,
             };
+            let name = w.frame.command_name().unwrap_or_default();
+            let secret = self.shared.admin_secret.as_deref();
+            if !handshake::allowed(name.as_bytes(), &self.state, secret) {
+                self.start_local(cleave_proto::auth::refusal(name.as_bytes()));
+                continue;
+            }
             if let Some((reply, effect)) =
                 handshake::answer(cmd, &mut self.state, &server_info(&self.shared))
             {

@@ -6,11 +6,18 @@
 //! tile the hash space. An accepted table is written back to the `--table` file — to a temporary
 //! file first, then renamed over the old one — before it is served, so a restarted router starts
 //! from the last table it acknowledged.
+//!
+//! Readiness: a router is ready when it serves the *committed* table. A table read from the file
+//! at start may be older than the last push (the file or ConfigMap was written before a commit
+//! the router missed), so a router counts as ready only once the operator has confirmed its
+//! table since the process started: a push accepted, or one acknowledged as already served
+//! ([`Tables::serves_committed`]).
 
 use crate::error::{Error, Result};
 use cleave_proto::{ErrorCode, RangeTable, Reply};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Why a pushed table was refused.
@@ -62,6 +69,8 @@ pub struct Tables {
     /// The epoch served, for requests in flight that must notice a new table (a write waiting
     /// on a leader the new table no longer names).
     epoch: tokio::sync::watch::Sender<u64>,
+    /// A push was accepted or acknowledged since this process started.
+    confirmed: AtomicBool,
 }
 
 impl Tables {
@@ -78,6 +87,7 @@ impl Tables {
             file,
             push: Mutex::new(()),
             epoch: tokio::sync::watch::channel(epoch).0,
+            confirmed: AtomicBool::new(false),
         })
     }
 
@@ -97,6 +107,12 @@ impl Tables {
     /// Notified whenever a newer table is served.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.epoch.subscribe()
+    }
+
+    /// Whether this router serves the committed table: it has a table, and the operator has
+    /// pushed it (or a newer one) since this process started. What `/readyz` answers.
+    pub fn serves_committed(&self) -> bool {
+        self.confirmed.load(Ordering::Acquire) && self.current().is_some()
     }
 
     /// The table served now, if any.
@@ -122,6 +138,7 @@ impl Tables {
         let _guard = self.push.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cur) = self.current() {
             if table.epoch == cur.epoch && table == *cur {
+                self.confirmed.store(true, Ordering::Release);
                 return Ok(Pushed::Unchanged);
             }
             if table.epoch <= cur.epoch {
@@ -137,6 +154,7 @@ impl Tables {
         let epoch = table.epoch;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(table));
         self.epoch.send_replace(epoch);
+        self.confirmed.store(true, Ordering::Release);
         Ok(Pushed::Accepted)
     }
 }
@@ -295,6 +313,30 @@ mod tests {
             Tables::load(Some(json)).unwrap().current().unwrap().epoch,
             4
         );
+    }
+
+    #[test]
+    fn a_router_serves_the_committed_table_only_once_a_push_confirmed_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("table.yaml");
+        let empty = Tables::load(Some(path.clone())).unwrap();
+        assert!(!empty.serves_committed(), "no table");
+        empty.push(table(5, 10)).unwrap();
+        assert!(
+            empty.serves_committed(),
+            "a pushed table is the committed one"
+        );
+        // A restarted router reads epoch 5 from its file; the operator may have committed a
+        // newer table meanwhile, so it is not ready yet ...
+        let restarted = Tables::load(Some(path)).unwrap();
+        assert_eq!(restarted.current().unwrap().epoch, 5);
+        assert!(!restarted.serves_committed());
+        // ... a refused (older) push does not confirm it ...
+        assert!(restarted.push(table(4, 10)).is_err());
+        assert!(!restarted.serves_committed());
+        // ... the same table pushed again does, as does a newer one.
+        assert_eq!(restarted.push(table(5, 10)).unwrap(), Pushed::Unchanged);
+        assert!(restarted.serves_committed());
     }
 
     #[test]

@@ -23,6 +23,15 @@ use serde::{Deserialize, Serialize};
     category = "cleave",
     derive = "PartialEq",
     cel,
+    validation = Rule::new("self.metadata.name.size() <= 52").message(
+        "FileCluster names are at most 52 characters: the StatefulSet's pods carry a revision label of the name plus 11 characters, and labels are at most 63"
+    ),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(
+        "FileCluster names must be DNS-1035 labels (lower-case letters, digits and '-', starting with a letter, ending with a letter or digit, no dots): the name is also a Service's"
+    ),
+    validation = Rule::new("self.metadata.name != 'cleave-router'").message(
+        "the name cleave-router is taken by the routers' Service"
+    ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader"),
     printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.epoch"),
@@ -78,12 +87,45 @@ pub struct FileClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
     pub storage: Option<StorageSpec>,
-    /// CPU and memory for each node's containers (Kubernetes only).
+    /// CPU and memory for each node's `node` container (Kubernetes only); Redis has its own,
+    /// `redis.resources`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Container images, when not the operator's defaults (Kubernetes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSpec>,
+}
+
+/// Longest FileCluster name: a StatefulSet's pods carry `controller-revision-hash` =
+/// `<name>-<10 characters>`, and label values are at most 63 characters.
+pub const MAX_NAME_LEN: usize = 52;
+/// Names a FileCluster cannot take: its headless Service would collide with these.
+pub const RESERVED_NAMES: &[&str] = &["cleave-router"];
+
+/// Why `name` cannot name a FileCluster (the same rules as the CRD's CEL rules on
+/// `metadata.name`); `None` when it can.
+pub fn name_problem(name: &str) -> Option<String> {
+    let dns_label = name.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-');
+    if name.len() > MAX_NAME_LEN {
+        Some(format!(
+            "FileCluster name {name:?} is {} characters; at most {MAX_NAME_LEN} (the StatefulSet's revision label adds 11 to it, and labels are at most 63)",
+            name.len()
+        ))
+    } else if !dns_label {
+        Some(format!(
+            "FileCluster name {name:?} is not a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, ending with a letter or digit, no dots): the name is also a Service's"
+        ))
+    } else if RESERVED_NAMES.contains(&name) {
+        Some(format!(
+            "FileCluster name {name:?} is taken by the routers' Service"
+        ))
+    } else {
+        None
+    }
 }
 
 /// The failover timeout when the spec leaves it unset.
@@ -132,7 +174,7 @@ impl AppendFsync {
 }
 
 /// Settings of each node's Redis server.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSpec {
     /// AOF fsync policy: `everysec` (default), `always` or `no`.
@@ -141,6 +183,10 @@ pub struct RedisSpec {
     /// Redis `maxmemory` (e.g. `2gb`); unlimited when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxmemory: Option<String>,
+    /// CPU and memory for each node's `redis` container (Kubernetes only): it holds the data,
+    /// so its memory limit should exceed `maxmemory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// Persistent storage of each node (one volume claim per node).

@@ -6,3 +6,4 @@
 
 pub mod kubernetes;
 pub mod local;
+pub mod secret;

@@ -107,6 +107,11 @@ pub struct Endpoint {
     pub redis: String,
     /// Process id (local platform).
     pub pid: Option<u32>,
+    /// Whether it serves clients (a router pod that passes its readiness probe; always true on
+    /// the local platform). Only ready routers must acknowledge a table for it to count as
+    /// committed; the others are pushed it too, so that one that started stale catches up and
+    /// becomes ready, but cannot hold the commit back.
+    pub ready: bool,
 }
 
 /// A node with what it said about itself (`None`: no answer).
@@ -275,8 +280,29 @@ pub async fn observe<P: Platform>(platform: &mut P) -> Result<Observed> {
     Ok(observed)
 }
 
-/// Make sure every router runs and serves `table`: push it to each one not known to serve that
-/// epoch, and count it committed only when every router acknowledged.
+/// Which routers to push `table` to: every ready one not known to serve its epoch, and every
+/// one that is not ready (a router becomes ready only once a push confirmed its table, since
+/// the one it started from may be older than the last commit). Pure.
+pub fn routers_to_push<'a>(
+    routers: &'a [Endpoint],
+    table: &RangeTable,
+    observed: &Observed,
+) -> Vec<&'a Endpoint> {
+    let current = |addr: &str| {
+        observed
+            .routers
+            .iter()
+            .any(|r| r.address == addr && r.epoch == Some(table.epoch))
+    };
+    routers
+        .iter()
+        .filter(|r| !r.ready || !current(&r.address))
+        .collect()
+}
+
+/// Make sure every router runs and serves `table`: push it where [`routers_to_push`] says, and
+/// count it committed only when every *ready* router acknowledged (a crash-looping router,
+/// not ready, does not block commits; at least one ready router must exist).
 async fn publish_table<P: Platform>(
     platform: &mut P,
     table: &RangeTable,
@@ -286,25 +312,24 @@ async fn publish_table<P: Platform>(
 ) -> Result<()> {
     platform.may_act()?;
     let routers = platform.ensure_routers(table).await?;
-    let current = |addr: &str| {
-        observed
-            .routers
-            .iter()
-            .any(|r| r.address == addr && r.epoch == Some(table.epoch))
-    };
-    let stale: Vec<&Endpoint> = routers.iter().filter(|r| !current(&r.address)).collect();
+    let stale = routers_to_push(&routers, table, observed);
     let pushes = join_all(
         stale
             .iter()
             .map(|r| admin(&r.address, async |c| c.push_table(table).await)),
     )
     .await;
-    let failed: Vec<String> = pushes
-        .into_iter()
-        .filter_map(|r| r.err())
-        .map(|e| e.to_string())
-        .collect();
-    if failed.is_empty() && !routers.is_empty() {
+    let mut failed = Vec::new();
+    for (r, pushed) in stale.iter().zip(pushes) {
+        match pushed {
+            Err(e) if r.ready => failed.push(e.to_string()),
+            Err(e) => {
+                tracing::debug!(router = %r.name, error = %e, "a router not ready yet was not brought up to date")
+            }
+            Ok(()) => {}
+        }
+    }
+    if failed.is_empty() && routers.iter().any(|r| r.ready) {
         if state.committed_epoch != table.epoch {
             tracing::info!(epoch = table.epoch, "every router acknowledged the table");
             state.committed_epoch = table.epoch;

@@ -2,7 +2,9 @@
 //!
 //! Object-level rules (schema, CEL) are checked when an object is read; what needs the whole
 //! set is checked here: the HashRanges tile `[0, 4294967295]` exactly, every HashRange names a
-//! FileCluster that exists, names are unique. When anything fails the reconcile changes nothing
+//! FileCluster that exists, names are unique. FileCluster names are checked again here (the
+//! CRD's CEL rules refuse them at the API server, but objects from before those rules, or
+//! from an API server that does not evaluate CEL, would otherwise collide with other objects). When anything fails the reconcile changes nothing
 //! and reports every problem.
 
 use super::Desired;
@@ -54,6 +56,9 @@ pub fn validate(desired: &Desired) -> Result<Valid, Vec<Problem>> {
 
     let mut seen = BTreeSet::new();
     for c in &desired.clusters {
+        if let Some(why) = crate::crd::filecluster::name_problem(&name_of(c)) {
+            problems.push(Problem::new("InvalidName", why, vec![]));
+        }
         if !seen.insert(name_of(c)) {
             problems.push(Problem::new(
                 "DuplicateName",

@@ -253,15 +253,42 @@ file_commands!(Client);
 file_commands!(MultiClient);
 
 impl Client {
-    /// Connect to a router or node.
+    /// Connect to a router or node; when this process holds the admin credential
+    /// ([`crate::auth::use_credential`]), present it first.
     pub async fn connect(addr: &str) -> Result<Client> {
         let stream = connect_tcp(addr).await?;
-        Ok(Client {
+        let mut client = Client {
             conn: Connection::new(stream),
             addr: addr.to_string(),
             timeout: None,
             broken: false,
-        })
+        };
+        if let Some(secret) = crate::auth::credential() {
+            let authenticating = client.authenticate(&secret);
+            match tokio::time::timeout(CONNECT_TIMEOUT, authenticating).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(Error::Connect {
+                        addr: addr.into(),
+                        source: std::io::ErrorKind::TimedOut.into(),
+                    })
+                }
+            }
+        }
+        Ok(client)
+    }
+
+    /// `AUTH admin <secret>`. A server configured without a secret needs none: its refusal
+    /// to check one is not an error.
+    pub async fn authenticate(&mut self, secret: &crate::auth::Secret) -> Result<()> {
+        let cmd = Command::Auth {
+            user: Some(crate::auth::ADMIN_USER.into()),
+            password: Bytes::copy_from_slice(secret.expose().as_bytes()),
+        };
+        match self.raw(&cmd.to_frame()).await? {
+            Frame::Error(e) if e.contains("without any password configured") => Ok(()),
+            other => check(other).map(|_| ()),
+        }
     }
 
     /// Bound every request (sending it and reading its reply) by `timeout`; a request that

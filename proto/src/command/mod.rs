@@ -44,8 +44,16 @@ pub enum Command {
     Abort(Abort),
     /// `PING [message]`.
     Ping(Option<Bytes>),
-    /// `HELLO [protover [SETNAME name]]`: switch to RESP2 or RESP3 and describe the server.
+    /// `HELLO [protover [AUTH user password] [SETNAME name]]`: switch to RESP2 or RESP3 and
+    /// describe the server.
     Hello(Hello),
+    /// `AUTH [user] password`: present the admin credential (see [`crate::auth`]).
+    Auth {
+        /// The user name, when given.
+        user: Option<String>,
+        /// The secret.
+        password: Bytes,
+    },
     /// `COMMAND [COUNT | LIST | INFO names | DOCS names]`: Cleave's commands and key positions.
     CommandInfo(CommandQuery),
     /// `ECHO message`.
@@ -203,8 +211,8 @@ impl Command {
                 args.finish()?;
                 Command::Ping(msg)
             }
-            "HELLO" | "COMMAND" | "CONFIG" | "ECHO" | "CLIENT" | "INFO" | "QUIT" | "RESET"
-            | "DBSIZE" | "GET" | "STRLEN" | "SET" | "DEL" | "EXISTS" | "GETRANGE" => {
+            "HELLO" | "AUTH" | "COMMAND" | "CONFIG" | "ECHO" | "CLIENT" | "INFO" | "QUIT"
+            | "RESET" | "DBSIZE" | "GET" | "STRLEN" | "SET" | "DEL" | "EXISTS" | "GETRANGE" => {
                 redis::parse(name, args)?
             }
             "NODE.STATUS" => {
@@ -338,6 +346,7 @@ impl Command {
             Command::Ping(None) => Frame::command(["PING"]),
             Command::Ping(Some(m)) => Frame::command([Bytes::from("PING"), m.clone()]),
             Command::Hello(_)
+            | Command::Auth { .. }
             | Command::CommandInfo(_)
             | Command::Echo(_)
             | Command::Client(_)
@@ -481,6 +490,7 @@ pub const KNOWN: &[&str] = &[
     "ABORT",
     "PING",
     "HELLO",
+    "AUTH",
     "COMMAND",
     "CONFIG",
     "NODE.STATUS",
@@ -572,12 +582,27 @@ mod tests {
             Command::Ping(Some("hi".into())),
             Command::Hello(Hello {
                 version: Some(3),
+                auth: None,
                 setname: Some("app".into()),
             }),
             Command::Hello(Hello {
-                version: None,
+                version: Some(2),
+                auth: Some(("admin".into(), "0123456789abcdef".into())),
                 setname: None,
             }),
+            Command::Hello(Hello {
+                version: None,
+                auth: None,
+                setname: None,
+            }),
+            Command::Auth {
+                user: None,
+                password: "0123456789abcdef".into(),
+            },
+            Command::Auth {
+                user: Some("admin".into()),
+                password: "0123456789abcdef".into(),
+            },
             Command::CommandInfo(CommandQuery::All),
             Command::CommandInfo(CommandQuery::Count),
             Command::CommandInfo(CommandQuery::List),

@@ -21,6 +21,8 @@ pub const MAX_KEYS: usize = 1024;
 pub struct Hello {
     /// The protocol asked for; `None` keeps the current one.
     pub version: Option<u64>,
+    /// `AUTH user password`: authenticate first (only with a `version`).
+    pub auth: Option<(String, Bytes)>,
     /// A connection name to set, as `CLIENT SETNAME` does (only with a `version`: the syntax
     /// puts it after one).
     pub setname: Option<String>,
@@ -84,6 +86,22 @@ pub enum CommandQuery {
 pub(super) fn parse(name: &'static str, mut args: Args) -> Result<Command, Reply> {
     let cmd = match name {
         "HELLO" => Command::Hello(hello(args)?),
+        "AUTH" => {
+            let first = args.bytes("password")?;
+            if args.is_empty() {
+                Command::Auth {
+                    user: None,
+                    password: first,
+                }
+            } else {
+                let password = args.bytes("password")?;
+                args.finish()?;
+                Command::Auth {
+                    user: Some(String::from_utf8_lossy(&first).into_owned()),
+                    password,
+                }
+            }
+        }
         "COMMAND" => Command::CommandInfo(command(args)?),
         "ECHO" => {
             let msg = args.bytes("message")?;
@@ -157,6 +175,12 @@ pub(super) fn parse(name: &'static str, mut args: Args) -> Result<Command, Reply
 pub(super) fn to_frame(cmd: &Command) -> Frame {
     match cmd {
         Command::Hello(h) => hello_frame(h),
+        Command::Auth { user, password } => {
+            let mut parts: Vec<Bytes> = vec!["AUTH".into()];
+            parts.extend(user.clone().map(Bytes::from));
+            parts.push(password.clone());
+            Frame::command(parts)
+        }
         Command::CommandInfo(q) => command_frame(q),
         Command::Echo(m) => Frame::command([Bytes::from("ECHO"), m.clone()]),
         Command::Client(c) => client_frame(c),
@@ -244,19 +268,22 @@ pub fn hello(mut args: Args) -> Result<Hello, Reply> {
         })?)
     };
     let mut setname = None;
+    let mut auth = None;
     while let Some(opt) = args.keyword()? {
         match opt.as_str() {
             "AUTH" => {
-                return Err(Reply::new(
-                    ErrorCode::Err,
-                    "HELLO AUTH: Cleave has no authentication yet; connect without a password",
-                ))
+                let user = args.string("AUTH username")?;
+                auth = Some((user, args.bytes("AUTH password")?));
             }
             "SETNAME" => setname = Some(client_name(args.string("SETNAME name")?)?),
             other => return Err(args.unknown_option(other)),
         }
     }
-    Ok(Hello { version, setname })
+    Ok(Hello {
+        version,
+        auth,
+        setname,
+    })
 }
 
 /// A connection name: like Redis, no spaces or line breaks (CLIENT INFO prints it unquoted).
@@ -388,6 +415,13 @@ pub fn command_frame(q: &CommandQuery) -> Frame {
 pub fn hello_frame(h: &Hello) -> Frame {
     let mut parts: Vec<Bytes> = vec!["HELLO".into()];
     parts.extend(h.version.map(|v| Bytes::from(v.to_string())));
+    if let Some((user, password)) = &h.auth {
+        parts.extend([
+            Bytes::from("AUTH"),
+            Bytes::from(user.clone()),
+            password.clone(),
+        ]);
+    }
     if let Some(n) = &h.setname {
         parts.extend([Bytes::from("SETNAME"), Bytes::from(n.clone())]);
     }
@@ -459,9 +493,11 @@ mod tests {
             .message
             .contains("not supported"));
         assert!(err(&["COMMAND", "COUNT", "x"]).message.contains("extra"));
-        assert!(err(&["HELLO", "3", "AUTH", "u", "p"])
+        assert!(err(&["HELLO", "3", "AUTH", "u"])
             .message
-            .contains("no authentication"));
+            .contains("missing"));
+        assert!(err(&["AUTH"]).message.contains("missing"));
+        assert!(err(&["AUTH", "u", "p", "x"]).message.contains("extra"));
         assert!(err(&["HELLO", "three"]).message.contains("integer"));
         assert!(err(&["HELLO", "3", "SETNAME"]).message.contains("missing"));
         assert!(err(&["HELLO", "3", "FOO"])

@@ -27,6 +27,7 @@ const TABLE: &[&str] = &[
     "ping -1 fast,stale 0 0 0 connection PONG, or the message",
     "echo 2 fast 0 0 0 connection the message",
     "hello -1 fast,noauth 0 0 0 connection switch to RESP2 or RESP3",
+    "auth -2 fast,noauth 0 0 0 connection present the admin credential",
     "client -2 stale 0 0 0 connection the connection's name and library",
     "info -1 stale 0 0 0 server server, clients and stats",
     "command -1 stale 0 0 0 server this table",

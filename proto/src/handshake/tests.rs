@@ -11,7 +11,57 @@ fn info() -> ServerInfo {
         uptime_s: 5,
         connected_clients: 2,
         sections: vec![("stats", vec![("total_commands".into(), "9".into())])],
+        secret: None,
     }
+}
+
+fn secured() -> ServerInfo {
+    ServerInfo {
+        secret: Some(std::sync::Arc::new(
+            crate::auth::Secret::new("0123456789abcdef").unwrap(),
+        )),
+        ..info()
+    }
+}
+
+#[test]
+fn auth_admits_privileged_commands_only_with_the_secret() {
+    let info = secured();
+    let secret = info.secret.clone();
+    let mut c = ConnState::default();
+    let say = |c: &mut ConnState, parts: &[&str]| {
+        let owned: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        let cmd = Command::from_frame(Frame::command(owned)).expect("parses");
+        answer(&cmd, c, &info).expect("housekeeping").0
+    };
+    assert!(!allowed(b"NODE.LEAD", &c, secret.as_deref()));
+    assert!(allowed(b"SELECT", &c, secret.as_deref()));
+    let Frame::Error(e) = say(&mut c, &["AUTH", "admin", "wrong-wrong-wrong"]) else {
+        panic!()
+    };
+    assert!(e.starts_with("WRONGPASS"), "{e}");
+    assert!(!allowed(b"TABLE.PUSH", &c, secret.as_deref()));
+    assert_eq!(say(&mut c, &["AUTH", "0123456789abcdef"]), Frame::ok());
+    assert!(allowed(b"TABLE.PUSH", &c, secret.as_deref()));
+    // RESET forgets it, as in Redis.
+    say(&mut c, &["RESET"]);
+    assert!(!allowed(b"TABLE.PUSH", &c, secret.as_deref()));
+    // HELLO ... AUTH: a wrong secret refuses the HELLO too; the right one answers it.
+    let Frame::Error(e) = say(
+        &mut c,
+        &["HELLO", "3", "AUTH", "admin", "nope-nope-nope-nope"],
+    ) else {
+        panic!()
+    };
+    assert!(e.starts_with("WRONGPASS"), "{e}");
+    assert!(matches!(
+        say(&mut c, &["HELLO", "3", "AUTH", "admin", "0123456789abcdef"]),
+        Frame::Map(_)
+    ));
+    assert!(allowed(b"NODE.FOLLOW", &c, secret.as_deref()));
+    // A server without a secret lets everything through, and says so on AUTH.
+    let open = ConnState::default();
+    assert!(allowed(b"NODE.LEAD", &open, None));
 }
 
 fn ask(conn: &mut ConnState, parts: &[&str]) -> (Frame, Effect) {

@@ -334,13 +334,21 @@ pub fn command() -> impl Strategy<Value = Command> {
         proptest::option::of(data()).prop_map(Command::Ping),
         (
             proptest::option::of(any::<u64>()),
+            proptest::option::of(("[A-Za-z0-9_-]{1,16}", data())),
             proptest::option::of("[A-Za-z0-9_.:-]{0,32}")
         )
-            .prop_map(|(version, setname)| {
-                // SETNAME only follows a protocol version (Redis's syntax).
+            .prop_map(|(version, auth, setname)| {
+                // AUTH and SETNAME only follow a protocol version (Redis's syntax).
                 let setname = version.and(setname);
-                Command::Hello(Hello { version, setname })
+                let auth = version.and(auth);
+                Command::Hello(Hello {
+                    version,
+                    auth,
+                    setname,
+                })
             }),
+        (proptest::option::of("[A-Za-z0-9_-]{1,16}"), data())
+            .prop_map(|(user, password)| Command::Auth { user, password }),
         prop_oneof![
             Just(CommandQuery::All),
             Just(CommandQuery::Count),
@@ -463,6 +471,7 @@ pub fn variant_name(cmd: &Command) -> &'static str {
         Command::Abort(_) => "ABORT",
         Command::Ping(_) => "PING",
         Command::Hello(_) => "HELLO",
+        Command::Auth { .. } => "AUTH",
         Command::CommandInfo(_) => "COMMAND",
         Command::Echo(_) => "ECHO",
         Command::Client(_) => "CLIENT",

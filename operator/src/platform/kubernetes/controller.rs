@@ -2,8 +2,9 @@
 //!
 //! One reconcile of a FileCluster runs one pass of the core for its whole namespace (the range
 //! table is namespace-wide), serialised per namespace. Watches: FileClusters; the objects they
-//! own (StatefulSets, Services, ConfigMaps, PDBs); HashRanges and node pods (mapped to the
-//! FileClusters of their namespace), so a changed range or a dying node starts a pass at once.
+//! own (StatefulSets, Services, ConfigMaps but the range table, PDBs); HashRanges and node and
+//! router pods, so a changed range, a dying node or a new router starts a pass at once — but
+//! never the status a pass publishes itself (see [`triggers`](super::triggers)).
 //!
 //! - finalizer `cleave.dev/range-table`: the one external effect of a FileCluster is that
 //!   routers (outside the API) route to it. Deletion waits until no HashRange names it and the
@@ -13,11 +14,12 @@
 //!   coming up in 5 s, a settled one every 30 s;
 //! - Events with reasons on transitions (ready, leader, served, refused).
 
-use super::build::{BuildConfig, FIELD_MANAGER, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY};
+use super::build::{BuildConfig, FIELD_MANAGER, LABEL_MANAGED_BY};
 use super::build::{STATE_KEY, TABLE_CONFIGMAP};
-use super::leader_election::{Authority, LeaseLock};
+use super::leader_election::{keep_lease, Authority, LeaseLock, LeaseTiming};
+use super::liveness::Liveness;
 use super::metrics::{self, Metrics};
-use super::{KubePlatform, PodAddresses};
+use super::{triggers, KubePlatform, PodAddresses};
 use crate::crd::{FileCluster, HashRange};
 use crate::reconcile::status::Report;
 use crate::reconcile::{self, validate, CoreState};
@@ -31,14 +33,15 @@ use kube::api::ListParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// The finalizer on every FileCluster.
 pub const FINALIZER: &str = "cleave.dev/range-table";
@@ -53,6 +56,9 @@ pub const REQUEUE_SILENT_LEADER: Duration = Duration::from_millis(300);
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The longest one pass may take: every node and router call inside is bounded, but a pass
+/// is many calls, and a pass that never ends would hold its namespace's lock for good.
+pub const PASS_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a reconcile failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +79,13 @@ pub enum ReconcileError {
     },
     /// The finalizer helper failed.
     #[error("{0}")]
-    Finalizer(Box<kube::runtime::finalizer::Error<ReconcileError>>),
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<ReconcileError>>),
+    /// A pass did not end within [`PASS_TIMEOUT`].
+    #[error("the pass over namespace {namespace} did not end within {} s; cancelled", PASS_TIMEOUT.as_secs())]
+    PassTimeout {
+        /// The namespace.
+        namespace: String,
+    },
 }
 
 /// What every reconcile shares.
@@ -83,6 +95,8 @@ pub struct Context {
     recorder: Recorder,
     /// Metrics and health flags.
     pub metrics: Arc<Metrics>,
+    /// The loops' heartbeats (for `/healthz`).
+    pub liveness: Arc<Liveness>,
     /// Per namespace: the lock that serialises passes, guarding the last report.
     namespaces: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Report>>>>,
     /// Consecutive failures per object (`ns/name`), for backoff.
@@ -91,6 +105,8 @@ pub struct Context {
     authority: Option<Authority>,
     /// Where pods are reached, when not at their usual addresses.
     addresses: Option<PodAddresses>,
+    /// The installation's admin secret, copied into each namespace for its pods.
+    admin_secret: Option<Arc<cleave_proto::auth::Secret>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -136,16 +152,30 @@ impl Context {
             cfg,
             recorder,
             metrics,
+            liveness: Arc::new(Liveness::new(Duration::from_secs(15), 2 * PASS_TIMEOUT)),
             namespaces: Mutex::default(),
             failures: Mutex::default(),
             authority: None,
             addresses: None,
+            admin_secret: None,
         }
+    }
+
+    /// Copy the installation's admin secret into every namespace (Secret `cleave-admin`).
+    pub fn with_admin_secret(mut self, secret: cleave_proto::auth::Secret) -> Context {
+        self.admin_secret = Some(Arc::new(secret));
+        self
     }
 
     /// Reach pods where `addresses` says (see [`PodAddresses`]).
     pub fn with_addresses(mut self, addresses: PodAddresses) -> Context {
         self.addresses = Some(addresses);
+        self
+    }
+
+    /// Beat `liveness` (shared with the Lease loop and `/healthz`) on every pass.
+    pub fn with_liveness(mut self, liveness: Arc<Liveness>) -> Context {
+        self.liveness = liveness;
         self
     }
 
@@ -160,8 +190,22 @@ impl Context {
         m.entry(ns.into()).or_default().clone()
     }
 
-    /// One pass of the core over namespace `ns`.
+    /// One pass of the core over namespace `ns`, cancelled after [`PASS_TIMEOUT`] (every
+    /// decision is recorded before it is acted on, so the next pass resumes).
     pub async fn pass(&self, ns: &str) -> Result<PassResult, ReconcileError> {
+        let _running = self.liveness.pass_started();
+        tokio::time::timeout(PASS_TIMEOUT, self.pass_unbounded(ns))
+            .await
+            .unwrap_or_else(|_| {
+                self.metrics.reconciled(ns, "error", PASS_TIMEOUT);
+                Err(ReconcileError::PassTimeout {
+                    namespace: ns.into(),
+                })
+            })
+    }
+
+    async fn pass_unbounded(&self, ns: &str) -> Result<PassResult, ReconcileError> {
+        tracing::debug!("pass starts");
         let lock = self.ns_lock(ns);
         let mut previous = lock.lock().await;
         let mut platform = KubePlatform::new(self.client.clone(), ns, self.cfg.clone());
@@ -170,6 +214,9 @@ impl Context {
         }
         if let Some(f) = &self.addresses {
             platform = platform.with_addresses(f.clone());
+        }
+        if let Some(s) = &self.admin_secret {
+            platform = platform.with_admin_secret(s.clone());
         }
         let started = Instant::now();
         let _running = self.metrics.pass();
@@ -436,9 +483,8 @@ pub fn failover_note(
 pub async fn reconcile(fc: Arc<FileCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let ns = fc.namespace().unwrap_or_default();
     let api: Api<FileCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    // Every line logged while this reconcile runs (across its awaits) names the object.
     let span = tracing::info_span!("reconcile", namespace = %ns, filecluster = %fc.name_any());
-    let _enter = span.enter();
-    drop(_enter);
     let c = ctx.clone();
     let action = finalizer(&api, FINALIZER, fc.clone(), |event| async move {
         match event {
@@ -457,6 +503,7 @@ pub async fn reconcile(fc: Arc<FileCluster>, ctx: Arc<Context>) -> Result<Action
             Finalizer::Cleanup(fc) => c.cleanup(&fc).await,
         }
     })
+    .instrument(span)
     .await
     .map_err(|e| ReconcileError::Finalizer(Box::new(e)))?;
     ctx.succeeded(&fc);
@@ -526,75 +573,23 @@ pub struct KubeArgs {
     /// Run without leader election (a single replica, or development).
     #[arg(long)]
     pub no_leader_election: bool,
+    /// Run nodes and routers without the admin credential (development only: any pod that
+    /// reaches them may then change roles, replicate or push tables).
+    #[arg(long, env = "CLEAVE_NO_AUTH")]
+    pub no_auth: bool,
 }
 
-/// The Lease's three durations, as client-go names them.
-#[derive(Debug, Clone, Copy)]
-struct LeaseTiming {
-    renew_deadline: Duration,
-    retry: Duration,
-}
-
-impl LeaseTiming {
-    fn from_args(args: &KubeArgs) -> anyhow::Result<LeaseTiming> {
-        let (lease, deadline, retry) = (
-            args.lease_seconds,
-            args.lease_renew_deadline_seconds,
-            args.lease_retry_seconds,
-        );
-        anyhow::ensure!(
-            retry >= 1 && retry < deadline && deadline < lease,
-            "Lease timing must satisfy 1 <= --lease-retry-seconds ({retry}) < \
-             --lease-renew-deadline-seconds ({deadline}) < --lease-seconds ({lease})"
-        );
-        Ok(LeaseTiming {
-            renew_deadline: Duration::from_secs(deadline),
-            retry: Duration::from_secs(retry),
-        })
-    }
-}
-
-/// Renew the Lease every retry period. Each success extends `authority` by the renew deadline
-/// from when it was sent; a Lease taken by another replica, or no success before the deadline,
-/// revokes it and stops the controller (the process exits non-zero and competes again).
-async fn keep_lease(
-    lock: LeaseLock,
-    authority: Authority,
-    timing: LeaseTiming,
-    stop: tokio::sync::watch::Sender<bool>,
-    lost: Arc<std::sync::atomic::AtomicBool>,
-    metrics: Arc<Metrics>,
-) {
-    loop {
-        tokio::time::sleep(timing.retry).await;
-        let sent = Instant::now();
-        let attempt = tokio::time::timeout(timing.renew_deadline, lock.try_acquire_or_renew());
-        let attempt = attempt.await;
-        metrics.lease_renewal(matches!(attempt, Ok(Ok(true))));
-        let why = match attempt {
-            Ok(Ok(true)) => {
-                authority.renewed(sent);
-                continue;
-            }
-            Ok(Ok(false)) => "lost the leader Lease to another replica".to_string(),
-            Ok(Err(e)) => match authority.check() {
-                Ok(()) => {
-                    tracing::warn!(error = %e, "Lease renewal failed; retrying");
-                    continue;
-                }
-                Err(why) => format!("cannot renew the leader Lease ({e}): {why}"),
-            },
-            Err(_) => match authority.check() {
-                Ok(()) => continue,
-                Err(why) => format!("Lease renewal hangs: {why}"),
-            },
-        };
-        authority.revoke();
-        tracing::error!("{why}: stopping");
-        lost.store(true, Ordering::Relaxed);
-        let _ = stop.send(true);
-        return;
-    }
+fn lease_timing(args: &KubeArgs) -> anyhow::Result<LeaseTiming> {
+    LeaseTiming::new(
+        Duration::from_secs(args.lease_seconds),
+        Duration::from_secs(args.lease_renew_deadline_seconds),
+        Duration::from_secs(args.lease_retry_seconds),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (--lease-retry-seconds, --lease-renew-deadline-seconds, --lease-seconds)"
+        )
+    })
 }
 
 async fn signalled() {
@@ -625,9 +620,16 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
             let _ = tx.send(true);
         });
     }
+    let timing = lease_timing(&args)?;
+    let liveness = Arc::new(Liveness::new(timing.lease, 2 * PASS_TIMEOUT));
     let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
     tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
-    let server = tokio::spawn(metrics::serve(listener, metrics.clone(), stopped()));
+    let server = tokio::spawn(metrics::serve(
+        listener,
+        metrics.clone(),
+        liveness.clone(),
+        stopped(),
+    ));
 
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME")
@@ -637,10 +639,10 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         Api::<Lease>::namespaced(client.clone(), &args.lease_namespace),
         &args.lease_name,
         &identity,
-        Duration::from_secs(args.lease_seconds),
-    );
+        timing.lease,
+    )
+    .with_call_timeout(timing.retry);
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let timing = LeaseTiming::from_args(&args)?;
     let authority = Authority::new(timing.renew_deadline);
     if !args.no_leader_election {
         loop {
@@ -648,6 +650,7 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
                 server.await.ok();
                 return Ok(());
             }
+            liveness.lease_beat();
             let sent = Instant::now();
             match lock.try_acquire_or_renew().await {
                 Ok(true) => {
@@ -663,14 +666,28 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
             }
         }
         tracing::info!(identity = %identity, lease = %args.lease_name, "leading");
-        tokio::spawn(keep_lease(
+        let (lock, authority, stop, lost, beats) = (
             lock.clone(),
             authority.clone(),
-            timing,
             stop_tx.clone(),
             lost.clone(),
-            metrics.clone(),
-        ));
+            liveness.clone(),
+        );
+        let renewals = metrics.clone();
+        tokio::spawn(async move {
+            let why = keep_lease(
+                lock,
+                authority,
+                timing,
+                || beats.lease_beat(),
+                |ok| renewals.lease_renewal(ok),
+            )
+            .await;
+            // keep_lease has revoked the authority: no pass acts from here on.
+            tracing::error!("{why}: stopping");
+            lost.store(true, Ordering::Relaxed);
+            let _ = stop.send(true);
+        });
     }
     metrics.leader.store(true, Ordering::Relaxed);
 
@@ -680,56 +697,69 @@ pub async fn run(args: KubeArgs) -> anyhow::Result<()> {
         router_image: args.router_image.clone(),
         router_replicas: args.router_replicas.max(2),
         pull_policy: args.pull_policy.clone(),
+        auth: !args.no_auth,
         ..BuildConfig::default()
     };
-    let mut ctx = Context::new(client.clone(), cfg, metrics.clone(), Some(identity));
+    let mut ctx = Context::new(client.clone(), cfg, metrics.clone(), Some(identity))
+        .with_liveness(liveness.clone());
+    if !args.no_auth {
+        let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+            client.clone(),
+            &args.lease_namespace,
+        );
+        let secret =
+            super::credential::installation_secret(&secrets, &args.lease_namespace).await?;
+        cleave_proto::auth::use_credential(Some(secret.clone()));
+        ctx = ctx.with_admin_secret(secret);
+    }
     if !args.no_leader_election {
         ctx = ctx.with_authority(authority.clone());
     }
     let ctx = Arc::new(ctx);
     let ours = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
-    let controller = Controller::new(
-        Api::<FileCluster>::all(client.clone()),
-        watcher::Config::default(),
+    // Passes start on spec changes, never on the status they publish themselves (triggers.rs).
+    let (reader, writer) = reflector::store();
+    let fileclusters = triggers::changed_specs(
+        watcher(
+            Api::<FileCluster>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer),
     );
+    let hashranges = triggers::changed_specs(
+        watcher(
+            Api::<HashRange>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    );
+    let controller = Controller::for_stream(fileclusters, reader);
     let store = controller.store();
     let store2 = store.clone();
-    let in_namespace = move |store: &kube::runtime::reflector::Store<FileCluster>,
-                             ns: Option<String>| {
-        store
-            .state()
-            .into_iter()
-            .filter(|fc| fc.namespace() == ns)
-            .map(|fc| ObjectRef::from_obj(&*fc))
-            .collect::<Vec<_>>()
-    };
     controller
         .owns(Api::<StatefulSet>::all(client.clone()), ours.clone())
         .owns(Api::<Service>::all(client.clone()), ours.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), ours.clone())
+        .owns(
+            Api::<ConfigMap>::all(client.clone()),
+            triggers::owned_config_maps(),
+        )
         .owns(
             Api::<PodDisruptionBudget>::all(client.clone()),
             ours.clone(),
         )
-        .watches(
-            Api::<HashRange>::all(client.clone()),
-            watcher::Config::default(),
-            move |hr| in_namespace(&store, hr.namespace()),
-        )
+        .watches_stream(hashranges, move |hr| {
+            triggers::representative(
+                store.state().iter().map(|fc| &**fc),
+                hr.namespace().as_deref(),
+            )
+        })
         .watches(
             Api::<Pod>::all(client.clone()),
-            watcher::Config::default().labels(&format!(
-                "{LABEL_COMPONENT}=node,{LABEL_MANAGED_BY}={FIELD_MANAGER}"
-            )),
+            watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}")),
             move |pod| {
-                let ns = pod.namespace();
-                let cluster = pod.labels().get(LABEL_INSTANCE).cloned();
-                store2
-                    .state()
-                    .into_iter()
-                    .filter(|fc| fc.namespace() == ns && Some(fc.name_any()) == cluster)
-                    .map(|fc| ObjectRef::from_obj(&*fc))
-                    .collect::<Vec<_>>()
+                let clusters = store2.state();
+                triggers::pod_owner(&pod, clusters.iter().map(|fc| &**fc))
             },
         )
         .graceful_shutdown_on(stopped())

@@ -12,14 +12,70 @@
 //!   stops acting before any candidate can consider the Lease expired.
 //! - **Compare-and-set.** Every write carries the `resourceVersion` that was read, so of two
 //!   replicas racing for an expired Lease only one succeeds.
+//! - **A deadline on every call.** kube's client has no read timeout by default (watches are
+//!   long polls), so a Lease call to a hung API server could wait forever; each one here is
+//!   bounded, and [`keep_lease`] revokes the [`Authority`] as soon as the Lease is seen taken or
+//!   the renew deadline passes without a successful renewal.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Why a Lease call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The API server answered with an error, or could not be reached.
+    #[error("Lease {what}: {source}")]
+    Kube {
+        /// The call.
+        what: &'static str,
+        /// The failure.
+        source: kube::Error,
+    },
+    /// The API server did not answer in time.
+    #[error("Lease {what}: no answer within {ms} ms")]
+    Timeout {
+        /// The call.
+        what: &'static str,
+        /// The bound.
+        ms: u64,
+    },
+}
+
+/// The Lease's three durations, as client-go names them, checked
+/// `1 s <= retry < renew deadline < lease duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTiming {
+    /// How long a Lease lasts without renewal.
+    pub lease: Duration,
+    /// How long after a renewal was sent the holder may act.
+    pub renew_deadline: Duration,
+    /// Time between attempts; also the bound on each Lease call.
+    pub retry: Duration,
+}
+
+impl LeaseTiming {
+    /// Check client-go's ordering of the three durations.
+    pub fn new(lease: Duration, renew_deadline: Duration, retry: Duration) -> Result<Self, String> {
+        if retry >= Duration::from_secs(1) && retry < renew_deadline && renew_deadline < lease {
+            Ok(LeaseTiming {
+                lease,
+                renew_deadline,
+                retry,
+            })
+        } else {
+            Err(format!(
+                "Lease timing must satisfy 1 s <= retry ({retry:?}) < renew deadline \
+                 ({renew_deadline:?}) < lease duration ({lease:?})"
+            ))
+        }
+    }
+}
 
 /// What to do with the Lease as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,9 +181,10 @@ impl Authority {
         }
     }
 
-    /// `Ok` while we may act now.
+    /// `Ok` while we may act now (on tokio's clock, which is the system's unless a test
+    /// paused it).
     pub fn check(&self) -> Result<(), String> {
-        self.check_at(Instant::now())
+        self.check_at(tokio::time::Instant::now().into_std())
     }
 }
 
@@ -156,6 +213,8 @@ pub struct LeaseLock {
     name: String,
     identity: String,
     duration: Duration,
+    /// The bound on each API call.
+    call_timeout: Duration,
     observed: Arc<Observer>,
 }
 
@@ -176,7 +235,28 @@ impl LeaseLock {
             name: name.into(),
             identity: identity.into(),
             duration,
+            call_timeout: Duration::from_secs(2),
             observed: Arc::default(),
+        }
+    }
+
+    /// Bound each API call by `limit` (default 2 s; [`keep_lease`] uses the retry period).
+    pub fn with_call_timeout(mut self, limit: Duration) -> LeaseLock {
+        self.call_timeout = limit;
+        self
+    }
+
+    async fn call<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = kube::Result<T>>,
+    ) -> Result<T, LeaseError> {
+        match tokio::time::timeout(self.call_timeout, call).await {
+            Err(_) => Err(LeaseError::Timeout {
+                what,
+                ms: self.call_timeout.as_millis() as u64,
+            }),
+            Ok(r) => r.map_err(|source| LeaseError::Kube { what, source }),
         }
     }
 
@@ -186,9 +266,9 @@ impl LeaseLock {
     }
 
     /// Try once to acquire or renew. `Ok(true)`: we hold the Lease now.
-    pub async fn try_acquire_or_renew(&self) -> kube::Result<bool> {
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, LeaseError> {
         let now = Timestamp::now();
-        match self.api.get_opt(&self.name).await? {
+        match self.call("get", self.api.get_opt(&self.name)).await? {
             None => {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -197,9 +277,14 @@ impl LeaseLock {
                     },
                     spec: Some(next_spec(None, &self.identity, self.duration, now)),
                 };
-                match self.api.create(&PostParams::default(), &lease).await {
+                let pp = PostParams::default();
+                let created = self.api.create(&pp, &lease);
+                match self.call("create", created).await {
                     Ok(_) => Ok(true),
-                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                    Err(LeaseError::Kube {
+                        source: kube::Error::Api(e),
+                        ..
+                    }) if e.code == 409 => Ok(false),
                     Err(e) => Err(e),
                 }
             }
@@ -218,13 +303,14 @@ impl LeaseLock {
                             now,
                         ));
                         // `replace` sends the resourceVersion we read: a racing writer gets 409.
-                        match self
-                            .api
-                            .replace(&self.name, &PostParams::default(), &lease)
-                            .await
-                        {
+                        let pp = PostParams::default();
+                        let replaced = self.api.replace(&self.name, &pp, &lease);
+                        match self.call("replace", replaced).await {
                             Ok(_) => Ok(true),
-                            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                            Err(LeaseError::Kube {
+                                source: kube::Error::Api(e),
+                                ..
+                            }) if e.code == 409 => Ok(false),
                             Err(e) => Err(e),
                         }
                     }
@@ -234,18 +320,57 @@ impl LeaseLock {
     }
 
     /// Give the Lease up (on a clean shutdown), so a standby takes over at once.
-    pub async fn release(&self) -> kube::Result<()> {
-        if let Some(mut lease) = self.api.get_opt(&self.name).await? {
+    pub async fn release(&self) -> Result<(), LeaseError> {
+        if let Some(mut lease) = self.call("get", self.api.get_opt(&self.name)).await? {
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
             if spec.holder_identity.as_deref() == Some(self.identity.as_str()) {
                 spec.holder_identity = None;
                 spec.lease_duration_seconds = Some(1);
-                self.api
-                    .replace(&self.name, &PostParams::default(), &lease)
-                    .await?;
+                let pp = PostParams::default();
+                let replaced = self.api.replace(&self.name, &pp, &lease);
+                self.call("replace", replaced).await?;
             }
         }
         Ok(())
+    }
+}
+
+/// Renew the Lease every retry period while we hold it; return why we stopped holding it.
+///
+/// Each success extends `authority` by the renew deadline from when it was *sent*. The Lease
+/// seen held by another replica revokes `authority` at once; failed or hung renewals are
+/// retried until the renew deadline has passed since the last success, then it is revoked.
+/// Every attempt (each call bounded by the retry period) beats `beat`, so a stuck loop shows.
+pub async fn keep_lease(
+    lock: LeaseLock,
+    authority: Authority,
+    timing: LeaseTiming,
+    beat: impl Fn(),
+    renewed: impl Fn(bool),
+) -> String {
+    let lock = lock.with_call_timeout(timing.retry);
+    loop {
+        tokio::time::sleep(timing.retry).await;
+        beat();
+        let sent = tokio::time::Instant::now().into_std();
+        let attempt = lock.try_acquire_or_renew().await;
+        renewed(matches!(attempt, Ok(true)));
+        let why = match attempt {
+            Ok(true) => {
+                authority.renewed(sent);
+                continue;
+            }
+            Ok(false) => "lost the leader Lease to another replica".to_string(),
+            Err(e) => match authority.check() {
+                Ok(()) => {
+                    tracing::warn!(error = %e, "Lease renewal failed; retrying");
+                    continue;
+                }
+                Err(why) => format!("cannot renew the leader Lease ({e}): {why}"),
+            },
+        };
+        authority.revoke();
+        return why;
     }
 }
 

@@ -288,16 +288,19 @@ impl Drop for PassGuard<'_> {
     }
 }
 
-/// Serve `/metrics`, `/healthz` and `/readyz` of `metrics` on `listener` until `shutdown`.
+/// Serve `/metrics`, `/healthz` and `/readyz` of `metrics` on `listener` until `shutdown`;
+/// `/healthz` also fails when `liveness` says a loop stopped beating (the Lease loop).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    liveness: Arc<super::liveness::Liveness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let Some(admin) = metrics.take_admin() else {
+    let Some(mut admin) = metrics.take_admin() else {
         tracing::error!("the operator's admin server was started twice");
         return;
     };
+    admin.liveness(move || liveness.check());
     cleave_admin::serve(listener, Arc::new(admin), shutdown).await;
 }
 

@@ -5,14 +5,20 @@
 //! - [`KubePlatform`]: one namespace, for one pass of the core: desired objects from the API,
 //!   state in the `cleave-range-table` ConfigMap, nodes and routers found by label;
 //! - [`controller`]: `cleave-operator kube` — watches, finalizer, events, error policy;
+//! - [`credential`]: the installation's admin secret;
 //! - [`leader_election`]: one active operator per Lease;
+//! - [`liveness`]: the loops' heartbeats, for `/healthz`;
+//! - [`triggers`]: what wakes a pass (spec changes, not status patches);
 //! - [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod apply;
 pub mod build;
 pub mod controller;
+pub mod credential;
 pub mod leader_election;
+pub mod liveness;
 pub mod metrics;
+pub mod triggers;
 
 use crate::crd::{FileCluster, HashRange};
 use crate::error::{Error, Result};
@@ -34,9 +40,9 @@ use std::sync::Arc;
 /// A Kubernetes API failure, as the core's error type.
 pub fn kube_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
-    move |e| Error::Process {
+    move |e| Error::Kube {
         what,
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -67,6 +73,9 @@ pub struct KubePlatform {
     authority: Option<Authority>,
     /// Address overrides.
     addresses: Option<PodAddresses>,
+    /// The installation's admin secret, copied into the namespace's `cleave-admin` Secret for
+    /// the pods (`None`: none is applied).
+    admin_secret: Option<Arc<cleave_proto::auth::Secret>>,
 }
 
 impl std::fmt::Debug for KubePlatform {
@@ -100,7 +109,14 @@ impl KubePlatform {
             state_version: None,
             authority: None,
             addresses: None,
+            admin_secret: None,
         }
+    }
+
+    /// Copy `secret` into the namespace (Secret `cleave-admin`) before any pod needs it.
+    pub fn with_admin_secret(mut self, secret: Arc<cleave_proto::auth::Secret>) -> KubePlatform {
+        self.admin_secret = Some(secret);
+        self
     }
 
     /// Reach pods where `addresses` says.
@@ -248,6 +264,20 @@ impl Platform for KubePlatform {
     }
 
     async fn ensure_clusters(&mut self, clusters: &[FileCluster]) -> Result<()> {
+        if let Some(secret) = &self.admin_secret {
+            let s = build::secret::admin_secret(
+                &self.ns,
+                secret.expose(),
+                shared_owners(&self.clusters),
+            );
+            apply::apply(&self.api::<k8s_openapi::api::core::v1::Secret>(), &s)
+                .await
+                .map_err(kube_error(format!(
+                    "apply Secret {}/{}",
+                    self.ns,
+                    build::ADMIN_SECRET
+                )))?;
+        }
         for fc in clusters {
             let what = |k: &str| format!("apply {k} {}/{}", self.ns, fc.name_any());
             apply::apply(&self.api::<ConfigMap>(), &node_config(fc))
@@ -289,6 +319,7 @@ impl Platform for KubePlatform {
                     address: self.address_of(p, node_address(&p.name_any(), &cluster, &self.ns)),
                     redis: format!("127.0.0.1:{} (pod {})", build::REDIS_PORT, p.name_any()),
                     pid: None,
+                    ready: pod_ready(p),
                 })
                 .collect();
             out.insert(cluster, eps);
@@ -372,7 +403,25 @@ impl Platform for KubePlatform {
     }
 }
 
-/// The routers that can take a push: running pods with an IP, not being deleted, by pod IP.
+/// Whether a pod passes its readiness probe (condition `Ready` is `True`).
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `ip:port`, with an IPv6 address in brackets.
+pub fn host_port(ip: &str, port: i32) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The routers that can take a push: running pods with an IP, not being deleted, by pod IP;
+/// `ready` from their readiness (only ready ones must acknowledge a table).
 pub fn router_endpoints(pods: &[Pod]) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = pods
         .iter()
@@ -385,9 +434,10 @@ pub fn router_endpoints(pods: &[Pod]) -> Vec<Endpoint> {
             let ip = st.pod_ip.as_ref()?;
             Some(Endpoint {
                 name: p.name_any(),
-                address: format!("{ip}:{}", build::ROUTER_PORT),
+                address: host_port(ip, build::ROUTER_PORT),
                 redis: String::new(),
                 pid: None,
+                ready: pod_ready(p),
             })
         })
         .collect();
@@ -398,7 +448,7 @@ pub fn router_endpoints(pods: &[Pod]) -> Vec<Endpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
 
     fn pod(name: &str, phase: &str, ip: Option<&str>) -> Pod {
         let mut p = Pod::default();
@@ -411,17 +461,34 @@ mod tests {
         p
     }
 
+    fn ready(mut p: Pod, status: &str) -> Pod {
+        p.status.as_mut().unwrap().conditions = Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: status.into(),
+            ..PodCondition::default()
+        }]);
+        p
+    }
+
     #[test]
-    fn routers_are_running_pods_by_ip() {
+    fn routers_are_running_pods_by_ip_with_their_readiness() {
         let pods = [
-            pod("cleave-router-b", "Running", Some("10.0.0.2")),
-            pod("cleave-router-a", "Running", Some("10.0.0.1")),
+            ready(pod("cleave-router-b", "Running", Some("10.0.0.2")), "True"),
+            ready(pod("cleave-router-a", "Running", Some("10.0.0.1")), "False"),
             pod("cleave-router-c", "Pending", None),
             pod("cleave-router-d", "Running", None),
+            ready(pod("cleave-router-e", "Running", Some("fd00::5")), "True"),
         ];
         let eps = router_endpoints(&pods);
-        let addrs: Vec<_> = eps.iter().map(|e| e.address.as_str()).collect();
-        assert_eq!(addrs, ["10.0.0.1:7000", "10.0.0.2:7000"]);
+        let got: Vec<_> = eps.iter().map(|e| (e.address.as_str(), e.ready)).collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.0.1:7000", false),
+                ("10.0.0.2:7000", true),
+                ("[fd00::5]:7000", true)
+            ]
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct LocalConfig {
     pub router_port: u16,
     /// Other ports are picked from here upwards.
     pub port_base: u16,
+    /// The admin secret file nodes and routers check (`--auth-file`); `None`: none.
+    pub auth_file: Option<PathBuf>,
 }
 
 /// One node's two children.
@@ -220,6 +222,9 @@ impl LocalPlatform {
         if let Some(port) = ports.admin_port {
             args.extend(["--admin-listen".into(), format!("127.0.0.1:{port}")]);
         }
+        if let Some(f) = &self.cfg.auth_file {
+            args.extend(["--auth-file".into(), f.display().to_string()]);
+        }
         let node = ChildSpec {
             name: name.to_string(),
             program: self.cfg.bin_dir.join("cleave-node"),
@@ -376,6 +381,7 @@ impl Platform for LocalPlatform {
                 address: format!("127.0.0.1:{}", n.ports.port),
                 redis: format!("127.0.0.1:{}", n.ports.redis_port),
                 pid: n.node.pid(),
+                ready: true,
             });
         }
         Ok(out)
@@ -422,6 +428,9 @@ impl Platform for LocalPlatform {
             if let Some(admin) = self.state.router_admin_ports.get(i) {
                 args.extend(["--admin-listen".into(), format!("127.0.0.1:{admin}")]);
             }
+            if let Some(f) = &self.cfg.auth_file {
+                args.extend(["--auth-file".into(), f.display().to_string()]);
+            }
             let spec = ChildSpec {
                 name: format!("router-{i}"),
                 program: self.cfg.bin_dir.join("cleave-router"),
@@ -442,16 +451,23 @@ impl Platform for LocalPlatform {
     }
 
     async fn routers(&mut self) -> Result<Vec<Endpoint>> {
-        Ok(self
-            .routers
-            .iter()
-            .map(|(name, port, s)| Endpoint {
+        let mut out = Vec::with_capacity(self.routers.len());
+        for (i, (name, port, s)) in self.routers.iter().enumerate() {
+            // Ready as the kubelet would see it: the router's `/readyz` ("serving the committed
+            // table"). A router restarted from its table file is not, until it is pushed to.
+            let ready = match self.state.router_admin_ports.get(i) {
+                Some(admin) => readyz(*admin).await,
+                None => true,
+            };
+            out.push(Endpoint {
                 name: name.clone(),
                 address: format!("127.0.0.1:{port}"),
                 redis: String::new(),
                 pid: s.pid(),
-            })
-            .collect())
+                ready,
+            });
+        }
+        Ok(out)
     }
 
     async fn publish(&mut self, report: &Report) -> Result<()> {
@@ -465,4 +481,27 @@ impl Platform for LocalPlatform {
         write_json(&self.layout.status(), &file)?;
         write_json(&self.layout.children(), &self.children())
     }
+}
+
+/// How long the local platform waits for a child's `/readyz`.
+const READYZ_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Whether `GET /readyz` on `127.0.0.1:port` answers 200 (a minimal HTTP/1.0 exchange: the
+/// admin server answers it and closes).
+async fn readyz(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 16];
+        let n = s.read(&mut head).await?;
+        std::io::Result::Ok(
+            head[..n].starts_with(b"HTTP/1.0 200") || head[..n].starts_with(b"HTTP/1.1 200"),
+        )
+    };
+    matches!(
+        tokio::time::timeout(READYZ_TIMEOUT, exchange).await,
+        Ok(Ok(true))
+    )
 }

@@ -189,7 +189,19 @@ pub async fn run(args: LocalArgs) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // Nodes and routers refuse admin and replication commands without this credential; the
+    // operator presents it on every connection it makes.
+    let auth_file = layout.admin_secret();
+    let secret = match crate::platform::secret::ensure(&auth_file) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(layout.pid_file());
+            return Err(e);
+        }
+    };
+    cleave_proto::auth::use_credential(Some(secret));
     let cfg = LocalConfig {
+        auth_file: Some(auth_file),
         manifests: absolute(&args.manifests)?,
         data,
         bin_dir,

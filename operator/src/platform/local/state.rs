@@ -86,6 +86,10 @@ impl Layout {
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("operator.pid")
     }
+    /// `DIR/admin.secret`: the installation's admin credential.
+    pub fn admin_secret(&self) -> PathBuf {
+        self.root.join("admin.secret")
+    }
     /// `DIR/children.json`.
     pub fn children(&self) -> PathBuf {
         self.root.join("children.json")

@@ -12,12 +12,16 @@
 pub mod configmap;
 pub mod pdb;
 pub mod router;
+pub mod secret;
 pub mod service;
 pub mod statefulset;
 
 use crate::crd::FileCluster;
-use k8s_openapi::api::core::v1::{Capabilities, SeccompProfile, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ContainerPort, HTTPGetAction, Probe, SeccompProfile, SecurityContext,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use std::collections::BTreeMap;
 
@@ -27,6 +31,12 @@ pub const NODE_PORT: i32 = 7100;
 pub const REDIS_PORT: i32 = 6379;
 /// Port of `cleave-router`.
 pub const ROUTER_PORT: i32 = 7000;
+/// Admin HTTP port of `cleave-node` (`--admin-listen`: `/readyz`, `/healthz`, `/metrics`).
+pub const NODE_ADMIN_PORT: i32 = 9121;
+/// Admin HTTP port of `cleave-router` (`--admin-listen`: `/readyz`, `/healthz`, `/metrics`).
+pub const ROUTER_ADMIN_PORT: i32 = 9122;
+/// Name of the admin HTTP port in node and router containers (what probes refer to).
+pub const ADMIN_PORT_NAME: &str = "admin";
 /// Name of the router Deployment and Service.
 pub const ROUTER_NAME: &str = "cleave-router";
 /// Name of the range-table ConfigMap (read by routers when they start).
@@ -35,6 +45,11 @@ pub const TABLE_CONFIGMAP: &str = "cleave-range-table";
 pub const TABLE_KEY: &str = "table.yaml";
 /// Key of the operator's recorded state in [`TABLE_CONFIGMAP`].
 pub const STATE_KEY: &str = "state.json";
+/// Name of the admin-secret Secret (in the operator's namespace, and its copy in each namespace
+/// with FileClusters).
+pub const ADMIN_SECRET: &str = "cleave-admin";
+/// Key of the admin secret in [`ADMIN_SECRET`].
+pub const ADMIN_SECRET_KEY: &str = "secret";
 /// Key of the node configuration in a FileCluster's ConfigMap.
 pub const NODE_CONFIG_KEY: &str = "node.yaml";
 /// Field manager for server-side apply.
@@ -69,6 +84,9 @@ pub struct BuildConfig {
     pub pull_policy: String,
     /// Volume size when a FileCluster does not say.
     pub default_storage: String,
+    /// Nodes and routers require the admin credential (`--auth-file` from the mounted
+    /// [`ADMIN_SECRET`]).
+    pub auth: bool,
 }
 
 impl Default for BuildConfig {
@@ -80,6 +98,7 @@ impl Default for BuildConfig {
             router_replicas: 2,
             pull_policy: "IfNotPresent".into(),
             default_storage: "1Gi".into(),
+            auth: true,
         }
     }
 }
@@ -134,6 +153,39 @@ pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
 /// The owner reference that makes Kubernetes delete an object with its FileCluster.
 pub fn owner(fc: &FileCluster) -> Vec<OwnerReference> {
     fc.controller_owner_ref(&()).into_iter().collect()
+}
+
+/// The admin HTTP port of a container, named [`ADMIN_PORT_NAME`].
+pub fn admin_port(port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(ADMIN_PORT_NAME.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+/// `--admin-listen 0.0.0.0:<port>`: where a node or router serves its admin HTTP endpoints.
+pub fn admin_listen_args(port: i32) -> [String; 2] {
+    ["--admin-listen".into(), format!("0.0.0.0:{port}")]
+}
+
+/// Readiness as the process itself judges it: `GET /readyz` on the admin port (a router is
+/// ready when it serves the committed table; a TCP check would pass as soon as it listens).
+pub fn readyz_probe() -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/readyz".into()),
+            port: IntOrString::String(ADMIN_PORT_NAME.into()),
+            scheme: Some("HTTP".into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(1),
+        period_seconds: Some(5),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
 }
 
 /// A restricted container security context: non-root, read-only root, nothing extra.

@@ -1,6 +1,7 @@
 //! The router Deployment of a namespace: `cleave-router` replicas that start from the committed
 //! range table in the `cleave-range-table` ConfigMap and then take the operator's pushes.
 
+use super::{admin_listen_args, admin_port, readyz_probe, secret, ROUTER_ADMIN_PORT};
 use super::{restricted, router_selector, with_common, BuildConfig, CLEAVE_UID};
 use super::{ROUTER_NAME, ROUTER_PORT, TABLE_CONFIGMAP, TABLE_KEY};
 use k8s_openapi::api::apps::v1::RollingUpdateDeployment;
@@ -44,7 +45,7 @@ pub fn deployment(ns: &str, cfg: &BuildConfig, owners: Vec<OwnerReference>) -> D
         ]),
         ..Container::default()
     };
-    let probe = |initial: i32, failures: i32| Probe {
+    let alive = |initial: i32, failures: i32| Probe {
         tcp_socket: Some(TCPSocketAction {
             port: IntOrString::String("cleave".into()),
             host: None,
@@ -60,22 +61,37 @@ pub fn deployment(ns: &str, cfg: &BuildConfig, owners: Vec<OwnerReference>) -> D
         image: Some(cfg.router_image.clone()),
         image_pull_policy: Some(cfg.pull_policy.clone()),
         command: Some(vec!["cleave-router".into()]),
-        args: Some(vec![
-            "--listen".into(),
-            format!("0.0.0.0:{ROUTER_PORT}"),
-            "--table".into(),
-            TABLE_PATH.into(),
+        args: Some(
+            [
+                "--listen".into(),
+                format!("0.0.0.0:{ROUTER_PORT}"),
+                "--table".into(),
+                TABLE_PATH.into(),
+            ]
+            .into_iter()
+            .chain(admin_listen_args(ROUTER_ADMIN_PORT))
+            .chain(cfg.auth.then(secret::auth_args).into_iter().flatten())
+            .collect(),
+        ),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("cleave".into()),
+                container_port: ROUTER_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            admin_port(ROUTER_ADMIN_PORT),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("cleave".into()),
-            container_port: ROUTER_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(probe(1, 3)),
-        liveness_probe: Some(probe(10, 6)),
+        // Ready = serving the committed table (`Tables::serves_committed` behind `/readyz`).
+        readiness_probe: Some(readyz_probe()),
+        liveness_probe: Some(alive(10, 6)),
         security_context: Some(restricted(CLEAVE_UID)),
-        volume_mounts: Some(vec![mount("state", "/var/lib/cleave", false)]),
+        volume_mounts: Some(
+            [mount("state", "/var/lib/cleave", false)]
+                .into_iter()
+                .chain(cfg.auth.then(secret::mount))
+                .collect(),
+        ),
         ..Container::default()
     };
     Deployment {
@@ -136,27 +152,32 @@ pub fn deployment(ns: &str, cfg: &BuildConfig, owners: Vec<OwnerReference>) -> D
                         }),
                         ..Affinity::default()
                     }),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "table".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: TABLE_CONFIGMAP.into(),
-                                items: Some(vec![KeyToPath {
-                                    key: TABLE_KEY.into(),
-                                    path: TABLE_KEY.into(),
-                                    mode: None,
-                                }]),
-                                optional: Some(true),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "state".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Volume::default()
-                        },
-                    ]),
+                    volumes: Some(
+                        vec![
+                            Volume {
+                                name: "table".into(),
+                                config_map: Some(ConfigMapVolumeSource {
+                                    name: TABLE_CONFIGMAP.into(),
+                                    items: Some(vec![KeyToPath {
+                                        key: TABLE_KEY.into(),
+                                        path: TABLE_KEY.into(),
+                                        mode: None,
+                                    }]),
+                                    optional: Some(true),
+                                    ..ConfigMapVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                            Volume {
+                                name: "state".into(),
+                                empty_dir: Some(EmptyDirVolumeSource::default()),
+                                ..Volume::default()
+                            },
+                        ]
+                        .into_iter()
+                        .chain(cfg.auth.then(secret::volume))
+                        .collect(),
+                    ),
                     ..PodSpec::default()
                 }),
             },
@@ -200,15 +221,35 @@ mod tests {
         assert_eq!(router.command, Some(vec!["cleave-router".to_string()]));
         assert_eq!(
             router.args.clone().unwrap(),
-            ["--listen", "0.0.0.0:7000", "--table", TABLE_PATH]
+            [
+                "--listen",
+                "0.0.0.0:7000",
+                "--table",
+                TABLE_PATH,
+                "--admin-listen",
+                "0.0.0.0:9122",
+                "--auth-file",
+                "/etc/cleave-auth/secret"
+            ]
         );
-        assert_eq!(router.ports.as_ref().unwrap()[0].container_port, 7000);
-        assert!(router
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .tcp_socket
-            .is_some());
+        // TABLE.PUSH needs the installation's credential: the Secret is mounted read-only.
+        let m = router.volume_mounts.as_ref().unwrap();
+        assert!(m
+            .iter()
+            .any(|m| m.mount_path == "/etc/cleave-auth" && m.read_only == Some(true)));
+        let ports = router.ports.as_ref().unwrap();
+        assert_eq!(ports[0].container_port, 7000);
+        assert_eq!(
+            (ports[1].name.as_deref(), ports[1].container_port),
+            (Some("admin"), 9122)
+        );
+        // Ready means serving the committed table, which only the router knows: a TCP check
+        // would pass as soon as it listens, stale table or not.
+        let ready = router.readiness_probe.as_ref().unwrap();
+        assert!(ready.tcp_socket.is_none());
+        let get = ready.http_get.as_ref().unwrap();
+        assert_eq!(get.path.as_deref(), Some("/readyz"));
+        assert_eq!(get.port, IntOrString::String("admin".into()));
         assert!(router.liveness_probe.is_some());
         let seed = &pod.init_containers.unwrap()[0];
         assert!(seed.args.as_ref().unwrap()[0]

@@ -3,6 +3,7 @@
 
 use super::configmap::node_config_name;
 use super::service::node_address;
+use super::{admin_listen_args, admin_port, readyz_probe, secret, NODE_ADMIN_PORT};
 use super::{name, namespace, node_selector, owner, restricted, with_common, BuildConfig};
 use super::{CLEAVE_UID, NODE_CONFIG_KEY, NODE_PORT, REDIS_PORT, REDIS_UID};
 use crate::crd::FileCluster;
@@ -47,6 +48,32 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// `redis-cli` asking the pod's own Redis on loopback (where it listens; the kubelet's TCP
+/// probes go to the pod IP, where it does not).
+fn redis_cli(check: &str) -> Vec<String> {
+    let ping = format!("redis-cli -h 127.0.0.1 -p {REDIS_PORT} ping");
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("{ping} | grep -Eq '{check}'"),
+    ]
+}
+
+/// Alive while Redis answers at all: `PONG`, or `LOADING` while it replays a large AOF after a
+/// restart (killing it then would only start the replay again).
+fn redis_liveness() -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(redis_cli("^(PONG|LOADING)")),
+        }),
+        initial_delay_seconds: Some(15),
+        period_seconds: Some(10),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(6),
+        ..Probe::default()
+    }
+}
+
 /// The arguments of `redis-server`: AOF on the volume, the spec's fsync policy, loopback only.
 pub fn redis_args(fc: &FileCluster) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -60,6 +87,10 @@ pub fn redis_args(fc: &FileCluster) -> Vec<String> {
         "yes",
         "--appendfsync",
         fc.spec.redis.appendfsync.as_str(),
+        // The AOF is the persistence; RDB snapshots would only fork and write the whole
+        // dataset again every few minutes.
+        "--save",
+        "",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -90,14 +121,20 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
         image: Some(node_image),
         image_pull_policy: Some(cfg.pull_policy.clone()),
         command: Some(vec!["cleave-node".into()]),
-        args: Some(vec![
-            "--config".into(),
-            format!("/etc/cleave/{NODE_CONFIG_KEY}"),
-            "--advertise".into(),
-            node_address("$(POD_NAME)", &cluster, &ns),
-            "--redis".into(),
-            format!("redis://127.0.0.1:{REDIS_PORT}"),
-        ]),
+        args: Some(
+            [
+                "--config".into(),
+                format!("/etc/cleave/{NODE_CONFIG_KEY}"),
+                "--advertise".into(),
+                node_address("$(POD_NAME)", &cluster, &ns),
+                "--redis".into(),
+                format!("redis://127.0.0.1:{REDIS_PORT}"),
+            ]
+            .into_iter()
+            .chain(admin_listen_args(NODE_ADMIN_PORT))
+            .chain(cfg.auth.then(secret::auth_args).into_iter().flatten())
+            .collect(),
+        ),
         env: Some(vec![
             EnvVar {
                 name: "POD_NAME".into(),
@@ -110,17 +147,25 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
                 value: None,
             },
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("cleave".into()),
-            container_port: NODE_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(tcp_probe("cleave", 2, 5, 3)),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("cleave".into()),
+                container_port: NODE_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            admin_port(NODE_ADMIN_PORT),
+        ]),
+        readiness_probe: Some(readyz_probe()),
         liveness_probe: Some(tcp_probe("cleave", 15, 10, 6)),
         resources: fc.spec.resources.clone(),
         security_context: Some(restricted(CLEAVE_UID)),
-        volume_mounts: Some(vec![mount("config", "/etc/cleave", true)]),
+        volume_mounts: Some(
+            [mount("config", "/etc/cleave", true)]
+                .into_iter()
+                .chain(cfg.auth.then(secret::mount))
+                .collect(),
+        ),
         ..Container::default()
     };
     let redis = Container {
@@ -137,14 +182,15 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
         }]),
         readiness_probe: Some(Probe {
             exec: Some(ExecAction {
-                command: Some(vec!["redis-cli".into(), "ping".into()]),
+                command: Some(redis_cli("^PONG$")),
             }),
             period_seconds: Some(5),
             timeout_seconds: Some(2),
             ..Probe::default()
         }),
-        liveness_probe: Some(tcp_probe("redis", 15, 10, 6)),
-        resources: fc.spec.resources.clone(),
+        liveness_probe: Some(redis_liveness()),
+        // Its own figures: the node container's would count the pod's requests twice.
+        resources: fc.spec.redis.resources.clone(),
         security_context: Some(restricted(REDIS_UID)),
         volume_mounts: Some(vec![mount(DATA_VOLUME, "/data", false)]),
         ..Container::default()
@@ -236,14 +282,19 @@ pub fn statefulset(fc: &FileCluster, cfg: &BuildConfig) -> StatefulSet {
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: node_config_name(&cluster),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(
+                        [Volume {
+                            name: "config".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: node_config_name(&cluster),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        }]
+                        .into_iter()
+                        .chain(cfg.auth.then(secret::volume))
+                        .collect(),
+                    ),
                     ..PodSpec::default()
                 }),
             },
@@ -319,9 +370,39 @@ mod tests {
                 "--advertise",
                 "$(POD_NAME).fc-a.store.svc:7100",
                 "--redis",
-                "redis://127.0.0.1:6379"
+                "redis://127.0.0.1:6379",
+                "--admin-listen",
+                "0.0.0.0:9121",
+                "--auth-file",
+                "/etc/cleave-auth/secret"
             ]
         );
+        // Role changes and replication need the credential: only the node container sees it.
+        let secret_mounts = |c: &Container| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.mount_path == "/etc/cleave-auth")
+                .count()
+        };
+        assert_eq!(secret_mounts(node), 1);
+        assert_eq!(secret_mounts(container(&s, "redis")), 0);
+        let pod = s.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let vol = pod.volumes.as_ref().unwrap().iter();
+        assert!(vol.clone().any(|v| v
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.secret_name.as_deref() == Some("cleave-admin"))));
+        // Without authentication (development): no flag, no Secret.
+        let open = statefulset(
+            &fc("fc-a", "{}"),
+            &BuildConfig {
+                auth: false,
+                ..BuildConfig::default()
+            },
+        );
+        let args = container(&open, "node").args.clone().unwrap();
+        assert!(!args.contains(&"--auth-file".to_string()));
         let env = node.env.clone().unwrap();
         // POD_NAME must come before its use in args; both come from the pod's name.
         assert_eq!(env[0].name, "POD_NAME");
@@ -333,14 +414,20 @@ mod tests {
             (port.name.as_deref(), port.container_port),
             (Some("cleave"), 7100)
         );
+        let admin = &node.ports.as_ref().unwrap()[1];
+        assert_eq!(
+            (admin.name.as_deref(), admin.container_port),
+            (Some("admin"), 9121)
+        );
         let ready = node
             .readiness_probe
             .as_ref()
             .unwrap()
-            .tcp_socket
+            .http_get
             .as_ref()
             .unwrap();
-        assert_eq!(ready.port, IntOrString::String("cleave".into()));
+        assert_eq!(ready.path.as_deref(), Some("/readyz"));
+        assert_eq!(ready.port, IntOrString::String("admin".into()));
         assert!(node.liveness_probe.is_some());
         let m = &node.volume_mounts.as_ref().unwrap()[0];
         assert_eq!(
@@ -366,12 +453,34 @@ mod tests {
         assert_eq!(after("--dir"), "/data");
         assert_eq!(after("--bind"), "127.0.0.1");
         assert_eq!(after("--maxmemory"), "2gb");
+        assert_eq!(after("--save"), "", "RDB snapshots are off");
         let m = &redis.volume_mounts.as_ref().unwrap()[0];
         assert_eq!(
             (m.name.as_str(), m.mount_path.as_str()),
             (DATA_VOLUME, "/data")
         );
         assert!(redis.readiness_probe.as_ref().unwrap().exec.is_some());
+        // Redis listens on 127.0.0.1 only: a TCP probe (sent to the pod IP) could never pass,
+        // and the kubelet would restart Redis every minute. Both probes ask it on loopback.
+        for probe in [&redis.liveness_probe, &redis.readiness_probe] {
+            let probe = probe.as_ref().unwrap();
+            assert!(probe.tcp_socket.is_none() && probe.http_get.is_none());
+            let cmd = probe
+                .exec
+                .as_ref()
+                .unwrap()
+                .command
+                .clone()
+                .unwrap()
+                .join(" ");
+            assert!(cmd.contains("redis-cli -h 127.0.0.1 -p 6379 ping"), "{cmd}");
+        }
+        let alive = redis.liveness_probe.as_ref().unwrap();
+        let cmd = alive.exec.as_ref().unwrap().command.clone().unwrap();
+        assert!(
+            cmd[2].contains("LOADING"),
+            "a Redis replaying its AOF is alive: {cmd:?}"
+        );
         let claim = &s
             .spec
             .as_ref()
@@ -411,11 +520,21 @@ mod tests {
             cs.resources.unwrap().requests.unwrap()["storage"],
             Quantity("20Gi".into())
         );
-        for c in ["node", "redis"] {
-            let r = container(&s, c).resources.clone().unwrap();
-            assert_eq!(r.requests.unwrap()["cpu"], Quantity("500m".into()));
-            assert_eq!(r.limits.unwrap()["memory"], Quantity("2Gi".into()));
-        }
+        let r = container(&s, "node").resources.clone().unwrap();
+        assert_eq!(r.requests.unwrap()["cpu"], Quantity("500m".into()));
+        assert_eq!(r.limits.unwrap()["memory"], Quantity("2Gi".into()));
+        // `resources` is the node container's alone (it used to be copied onto Redis too,
+        // doubling the pod's requests); Redis gets `redis.resources`.
+        assert!(container(&s, "redis").resources.is_none());
+        let f2 = fc(
+            "fc-b",
+            "{resources: {requests: {cpu: 100m}}, redis: {resources: {requests: {memory: 4Gi}}}}",
+        );
+        let split = statefulset(&f2, &BuildConfig::default());
+        let r = container(&split, "redis").resources.clone().unwrap();
+        assert_eq!(r.requests.unwrap()["memory"], Quantity("4Gi".into()));
+        let r = container(&split, "node").resources.clone().unwrap();
+        assert_eq!(r.requests.unwrap()["cpu"], Quantity("100m".into()));
         assert_eq!(container(&s, "node").image.as_deref(), Some("reg/node:1"));
         assert_eq!(
             container(&s, "redis").image.as_deref(),

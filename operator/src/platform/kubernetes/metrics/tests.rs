@@ -162,7 +162,11 @@ async fn serves_http() {
     let addr = listener.local_addr().unwrap().to_string();
     let m = Metrics::new();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, m.clone(), async {
+    let liveness = std::sync::Arc::new(crate::platform::kubernetes::liveness::Liveness::new(
+        std::time::Duration::from_secs(15),
+        std::time::Duration::from_secs(240),
+    ));
+    let server = tokio::spawn(serve(listener, m.clone(), liveness, async {
         let _ = rx.await;
     }));
     assert_eq!(get(&addr, "/healthz").await.unwrap(), (200, "ok\n".into()));
