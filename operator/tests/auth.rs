@@ -42,10 +42,12 @@ fn admin_and_replication_commands_need_the_installation_secret() {
     let table = rt().block_on(async { client(&router).await.table().await.unwrap() });
     let table_json = serde_json::to_string(&table).unwrap();
     rt().block_on(async {
-        let node_commands: [&[&str]; 6] = [
+        let node_commands: [&[&str]; 8] = [
             &["NODE.LEAD", "99"],
             &["NODE.FOLLOW", "99", "127.0.0.1:1"],
+            &["NODE.FOLLOW", "99", "127.0.0.1:1", "LEARNER"],
             &["NODE.FREEZE", "1", "1000"],
+            &["NODE.OWN", "99", "0-10", "fc-a"],
             &["REPL.FETCH", "1", "intruder", "0", "0", "0", "1048576"],
             &["REPL.INDEX", "1"],
             &["SNAP.NEXT", "1", "0"],

@@ -19,12 +19,14 @@ use std::sync::{Arc, RwLock};
 /// so `AUTH <secret>` works as with Redis.
 pub const ADMIN_USER: &str = "admin";
 
-/// Commands that need the admin credential: role changes, replication and resync (they read
-/// every key), and table pushes. `NODE.STATUS` and `TABLE.GET` stay open: they change nothing.
+/// Commands that need the admin credential: role changes, ownership (a split's fence),
+/// replication and resync (they read every key), and table pushes. `NODE.STATUS` and
+/// `TABLE.GET` stay open: they change nothing.
 pub const PRIVILEGED: &[&str] = &[
     "NODE.LEAD",
     "NODE.FOLLOW",
     "NODE.FREEZE",
+    "NODE.OWN",
     "REPL.FETCH",
     "REPL.INDEX",
     "SNAP.NEXT",
