@@ -66,6 +66,19 @@ async fn node_and_router_metrics_follow_real_traffic() {
     let router = RouterProc::start(&table_path, &[], &c.dir.join("router.log"));
     let (leader, follower) = (c.nodes[0].admin.clone(), c.nodes[1].admin.clone());
 
+    // A router that started from its table file serves it, but is not ready until the
+    // operator (here: the test) confirms it is the committed one by pushing it.
+    let (code, _) = get(&router.admin, "/readyz").await;
+    assert_eq!(
+        code, 503,
+        "a router on an unconfirmed table file is not ready"
+    );
+    router
+        .client()
+        .await
+        .push_table(&one_cluster_table(&c))
+        .await
+        .expect("the same table, pushed again, is acknowledged");
     for admin in [&leader, &follower, &router.admin] {
         assert_eq!(get(admin, "/healthz").await, (200, "ok\n".into()));
         assert_eq!(get(admin, "/readyz").await, (200, "ok\n".into()), "{admin}");

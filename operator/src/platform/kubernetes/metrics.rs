@@ -9,6 +9,7 @@
 //! Per-cluster figures come from the status each pass publishes ([`Metrics::observed`]), so
 //! counters kept in status (failovers) survive operator restarts.
 
+use crate::reconcile::split::SplitPhase;
 use cleave_admin::prometheus_client::metrics::counter::Counter;
 use cleave_admin::prometheus_client::metrics::gauge::Gauge;
 use cleave_admin::prometheus_client::registry::Unit;
@@ -36,6 +37,7 @@ pub struct Metrics {
     table_epoch: Gauges,
     table_switches: Counters,
     routers_behind: Gauges,
+    split_phase: Gauges,
     cluster_ready: Gauges,
     cluster_failovers: Counters,
     cluster_epoch: Gauges,
@@ -70,6 +72,7 @@ impl Metrics {
             table_epoch: Gauges::default(),
             table_switches: Counters::default(),
             routers_behind: Gauges::default(),
+            split_phase: Gauges::default(),
             cluster_ready: Gauges::default(),
             cluster_failovers: Counters::default(),
             cluster_epoch: Gauges::default(),
@@ -112,6 +115,11 @@ impl Metrics {
             "cleave_operator_routers_behind",
             "Routers not serving the committed table's epoch.",
             m.routers_behind.clone(),
+        );
+        r.register(
+            "cleave_operator_split_phase",
+            "The split in progress: 0 none, 1 cloning, 2 fencing, 3 cutting over, 4 cleaning.",
+            m.split_phase.clone(),
         );
         r.register(
             "cleave_filecluster_ready",
@@ -229,6 +237,13 @@ impl Metrics {
         self.routers_behind
             .get_or_create(&ns_label)
             .set(behind as i64);
+        let phase = report.split.as_ref().map_or(0, |s| match s.phase {
+            SplitPhase::Cloning => 1,
+            SplitPhase::Fencing => 2,
+            SplitPhase::CuttingOver => 3,
+            SplitPhase::Cleaning => 4,
+        });
+        self.split_phase.get_or_create(&ns_label).set(phase);
         let mut roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
         for c in &report.clusters {
             let l = cluster_labels(ns, &c.name);
