@@ -53,6 +53,9 @@ pub enum Command {
     /// Hand a FileCluster's leadership to another node (planned switchover): sets
     /// `spec.leader` in the local manifests folder, or on Kubernetes (`--kube` / `-n NS`).
     Switchover(cmd::switchover::Args),
+    /// Split a FileCluster online: a new FileCluster takes the upper half of its range (writes
+    /// the manifests the local operator watches; `--dry-run` prints them, for Kubernetes too).
+    Split(cmd::split::Args),
 }
 
 /// Run the chosen subcommand.
@@ -66,6 +69,7 @@ async fn dispatch(cli: Cli) -> error::Result<()> {
         Command::Stat(args) => cmd::stat::run(router, args).await,
         Command::Status(args) => cmd::status::run(&args).await,
         Command::Switchover(args) => cmd::switchover::run(args).await,
+        Command::Split(args) => cmd::split::run(args).await,
     }
 }
 

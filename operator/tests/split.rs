@@ -152,7 +152,9 @@ async fn a_split_under_load_moves_half_a_cluster_and_loses_nothing() {
         tokio::spawn(async move { w.run().await })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    split_in_half(&sys);
+    // As a user would: `cleave split fc-a --into fc-b --wait` writes the manifests and follows
+    // the split until it is done.
+    cli_split(&sys, "fc-a", "fc-b");
     let s = tokio::task::block_in_place(|| {
         sys.wait_for(120, "the split to complete", |s| {
             ready(s)
@@ -172,6 +174,78 @@ async fn a_split_under_load_moves_half_a_cluster_and_loses_nothing() {
     let mid = 2_147_483_647;
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
+}
+
+/// `cleave split CLUSTER --into INTO --wait`, as a user runs it; panics unless it reports the
+/// split done.
+fn cli_split(sys: &System, cluster: &str, into: &str) {
+    let cli = tokio::task::block_in_place(|| {
+        std::process::Command::new(bin_dir().join("cleave"))
+            .args([
+                "split",
+                cluster,
+                "--into",
+                into,
+                "--wait",
+                "--timeout",
+                "120",
+            ])
+            .arg("--manifests")
+            .arg(&sys.manifests)
+            .arg("--data")
+            .arg(&sys.data)
+            .output()
+            .expect("run cleave split")
+    });
+    let out = String::from_utf8_lossy(&cli.stdout);
+    println!(
+        "cleave split {cluster}:\n{out}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(
+        cli.status.success() && out.contains("split done"),
+        "cleave split {cluster} failed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_cluster_splits_into_two_then_four_under_load() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    one_cluster(&sys);
+    sys.start();
+    sys.wait_ready();
+    let w = workload(&sys, 20);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cli_split(&sys, "fc-a", "fc-b");
+    cli_split(&sys, "fc-a", "fc-c");
+    cli_split(&sys, "fc-b", "fc-d");
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(120, "four clusters, all Ready, no split left", |s| {
+            ready(s)
+                && s["split"].is_null()
+                && s["clusters"].as_array().is_some_and(|c| c.len() == 4)
+        })
+    });
+    let history = load.await.expect("the load ran");
+    println!("1 -> 2 -> 4 under load: {}", history.summary());
+    assert_eq!(
+        history.summary().unknown_writes,
+        0,
+        "splits cost clients no error"
+    );
+    finish(&w, history, &sys.router(), 100).await;
+    let q = 1_073_741_823u32;
+    assert_holds_exactly(&s, "fc-a", (0, q)).await;
+    assert_holds_exactly(&s, "fc-c", (q + 1, 2 * q + 1)).await;
+    assert_holds_exactly(&s, "fc-b", (2 * q + 2, 3 * q + 2)).await;
+    assert_holds_exactly(&s, "fc-d", (3 * q + 3, u32::MAX)).await;
 }
 
 /// The phase of the split in progress, as the status reports it (`None`: no split).

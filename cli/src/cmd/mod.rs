@@ -5,6 +5,7 @@ pub mod get;
 pub mod ls;
 pub mod put;
 pub mod rm;
+pub mod split;
 pub mod stat;
 pub mod status;
 pub mod switchover;

@@ -253,7 +253,7 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-async fn load(source: &Source) -> Result<Report> {
+pub(crate) async fn load(source: &Source) -> Result<Report> {
     match source {
         Source::Local(dir) => status::load(dir)
             .map(|s| s.report)
@@ -358,7 +358,7 @@ pub fn find_manifest(dir: &Path, cluster: &str) -> Result<PathBuf> {
     )))
 }
 
-fn doc_value(text: &str) -> serde_yaml::Value {
+pub(crate) fn doc_value(text: &str) -> serde_yaml::Value {
     serde_yaml::from_str(text).unwrap_or(serde_yaml::Value::Null)
 }
 
@@ -367,7 +367,7 @@ fn is_cluster(v: &serde_yaml::Value, cluster: &str) -> bool {
 }
 
 /// Byte ranges of the YAML documents of `text` (separated by `---` lines).
-fn documents(text: &str) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn documents(text: &str) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut pos = 0;
@@ -499,7 +499,7 @@ fn diff(old: &str, new: &str) -> String {
 
 /// Replace `file` with `text` atomically (a temporary file in the same folder, then a rename),
 /// so the operator never reads half a manifest.
-fn write_atomic(file: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomic(file: &Path, text: &str) -> Result<()> {
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     // A dot-file without a manifest extension: the operator ignores it.
     let tmp = file.with_file_name(format!(".{name}.cleave-tmp"));
