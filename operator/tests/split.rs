@@ -314,3 +314,82 @@ async fn an_operator_killed_again_and_again_during_a_split_resumes_it_and_loses_
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }
+
+/// The pid of node `name` as the status reports it.
+fn node_pid(s: &Value, name: &str) -> i32 {
+    s["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["nodes"].as_array().into_iter().flatten())
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["pid"].as_u64())
+        .unwrap_or(0) as i32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_completes_with_a_source_follower_frozen_and_its_leader_killed() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    one_cluster(&sys);
+    sys.start();
+    let s = sys.wait_ready();
+    let before = s["epoch"].as_u64().unwrap();
+    let w = workload(&sys, 16);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // One follower of the source is frozen through the clone and the cutover (the quorum of
+    // minInSync 1 still stands). It must come back before the split can end: every replica
+    // deletes the moved keys. Then the source's leader is killed while the split cleans up.
+    // (Killing the leader while a follower is frozen would leave no safe election: the frozen
+    // follower may hold a write nobody else has, so the operator waits, as it should.)
+    let s = sys.status();
+    let leader = cluster(&s, "fc-a")["leader"].as_str().unwrap().to_string();
+    let frozen = ["fc-a-0", "fc-a-1", "fc-a-2"]
+        .into_iter()
+        .find(|n| *n != leader)
+        .unwrap();
+    let frozen_pid = node_pid(&s, frozen);
+    kill(Pid::from_raw(frozen_pid), Signal::SIGSTOP).unwrap();
+    split_in_half(&sys);
+    tokio::task::block_in_place(|| {
+        sys.wait_for(
+            120,
+            "the split committed with a follower of the source frozen",
+            |s| phase(s).as_deref() == Some("cleaning"),
+        )
+    });
+    kill(Pid::from_raw(frozen_pid), Signal::SIGCONT).unwrap();
+    let leader_pid = node_pid(&sys.status(), &leader);
+    kill(Pid::from_raw(leader_pid), Signal::SIGKILL).unwrap();
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(120, "the split to complete after the failover", |s| {
+            ready(s)
+                && s["split"].is_null()
+                && s["epoch"].as_u64().unwrap_or(0) > before
+                && cond(cluster(s, "fc-b"), "Ready")
+                && cluster(s, "fc-a")["epoch"].as_u64() > Some(1)
+        })
+    });
+    println!(
+        "fc-a now led by {} at epoch {}",
+        cluster(&s, "fc-a")["leader"],
+        cluster(&s, "fc-a")["epoch"]
+    );
+    let history = load.await.expect("the load ran");
+    println!(
+        "split with a failover and a frozen follower: {}",
+        history.summary()
+    );
+    finish(&w, history, &sys.router(), 50).await;
+    let mid = 2_147_483_647;
+    assert_holds_exactly(&s, "fc-a", (0, mid)).await;
+    assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
+}
