@@ -84,17 +84,12 @@ impl Ownership {
 
     /// The spans as `NODE.OWN` and the store write them.
     pub fn ranges_text(&self) -> String {
-        format_ranges(&self.ranges)
+        self.ranges
+            .iter()
+            .map(|(s, e)| format!("{s}-{e}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
-}
-
-/// `start-end,start-end`.
-pub fn format_ranges(ranges: &[(u32, u32)]) -> String {
-    ranges
-        .iter()
-        .map(|(s, e)| format!("{s}-{e}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 impl fmt::Display for Ownership {

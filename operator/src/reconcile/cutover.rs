@@ -21,7 +21,7 @@
 //!   source is given back its served ranges under the new table epoch, then the split is
 //!   forgotten.
 
-use super::split::{SplitPhase, SplitState};
+use super::split::{merged, SplitPhase, SplitState};
 use super::{admin, plan, probe, CoreState, Observed, Platform};
 use crate::error::{Error, Result};
 use cleave_proto::owned::Ownership;
@@ -114,7 +114,7 @@ pub async fn abort<P: Platform>(
     let all = Ownership {
         cluster: sp.source.clone(),
         epoch: sp.table_epoch,
-        ranges: merge(ranges),
+        ranges: merged(ranges),
     };
     platform.may_act()?;
     admin(&addr, async |c| c.own(&all).await).await?;
@@ -301,18 +301,6 @@ fn split_ranges(table: &RangeTable, sp: &SplitState) -> Vec<cleave_proto::HashRa
     out
 }
 
-fn merge(mut spans: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
-    spans.sort();
-    let mut out: Vec<(u32, u32)> = Vec::new();
-    for (s, e) in spans {
-        match out.last_mut() {
-            Some(last) if last.1.checked_add(1) == Some(s) => last.1 = e,
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
-
 /// Record the split's new phase before acting on it.
 async fn record<P: Platform>(
     platform: &mut P,
@@ -371,7 +359,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            merge(vec![(5, 9), (0, 4), (20, 30)]),
+            merged(vec![(5, 9), (0, 4), (20, 30)]),
             vec![(0, 9), (20, 30)]
         );
     }

@@ -113,7 +113,7 @@ fn pieces(ranges: &[HashRange]) -> Vec<(u32, u32, &str)> {
 }
 
 /// Merge adjacent spans.
-fn merged(mut spans: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+pub(crate) fn merged(mut spans: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
     spans.sort();
     let mut out: Vec<(u32, u32)> = Vec::new();
     for (s, e) in spans {
