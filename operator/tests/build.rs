@@ -497,6 +497,58 @@ fn a_restarted_leader_is_replaced_by_the_most_up_to_date_node_at_a_newer_epoch()
 }
 
 #[test]
+fn a_leader_that_restarts_with_an_empty_store_is_never_told_to_lead_again() {
+    let v = validate(&samples()).unwrap();
+    let state = committed(&v);
+    // fc-a-0 led epoch 1; it was killed, its Redis data and AOF removed, and it restarted
+    // empty: epoch 0, nothing applied. Its followers still follow it and hold seq 100.
+    let wiped = |c: &str, i: usize| match (c, i) {
+        ("fc-a", 0) => Some(at(Role::Idle, 0, None, (0, 0))),
+        ("fc-a", 1) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 100))),
+        ("fc-a", 2) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 99))),
+        _ => settled(c, i),
+    };
+    let plan = build(&v, &state, &observed(wiped, &[Some(1)]));
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, NodeAction::Lead { node, .. } if node == "fc-a-0")),
+        "the emptied node must not lead (its followers would resync from it): {:?}",
+        plan.actions
+    );
+    assert_eq!(
+        leader_and_epoch(&plan.state, "fc-a"),
+        (Some("fc-a-1".into()), 2),
+        "the node holding the most leads a newer epoch"
+    );
+    let f = plan.state.clusters["fc-a"].last_failover.as_ref().unwrap();
+    assert!(
+        f.record.reason.contains("behind fc-a-1"),
+        "{}",
+        f.record.reason
+    );
+
+    // A leader chosen but not told to lead yet, with nobody ahead of it, is simply told again.
+    let mut chosen = state.clone();
+    chosen.clusters.get_mut("fc-a").unwrap().epoch = 2;
+    let pending = |c: &str, i: usize| match (c, i) {
+        ("fc-a", 0) => Some(at(Role::Follower, 1, Some("127.0.0.1:100"), (1, 100))),
+        ("fc-a", _) => Some(at(Role::Follower, 2, Some("127.0.0.1:100"), (1, 100))),
+        _ => settled(c, i),
+    };
+    let plan = build(&v, &chosen, &observed(pending, &[Some(1)]));
+    assert_eq!(
+        leader_and_epoch(&plan.state, "fc-a"),
+        (Some("fc-a-0".into()), 2)
+    );
+    assert!(plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, NodeAction::Lead { node, epoch: 2, .. } if node == "fc-a-0")));
+}
+
+#[test]
 fn an_election_waits_while_too_few_nodes_answer_and_never_picks_a_resyncing_node() {
     let v = validate(&samples()).unwrap();
     let state = committed(&v);
@@ -706,4 +758,48 @@ fn stale_routers_and_routers_not_ready_are_pushed_the_table() {
         .map(|e| e.name.as_str())
         .collect();
     assert_eq!(pushed, ["router-1", "router-2", "router-3"]);
+}
+
+#[test]
+fn a_failover_during_a_split_never_publishes_a_table_at_the_fence_epoch() {
+    use cleave_operator::reconcile::split::{SplitPhase, SplitState};
+    // fc-a halves into a new fc-c; the split recorded its fence (epoch 2) but perhaps did not
+    // send it yet, when fc-a's leader restarts and a failover publishes a new table.
+    let mut d = samples();
+    d.clusters.push(fc("fc-c"));
+    d.ranges[0] = hr("low", 0, 1073741823, "fc-a");
+    d.ranges.push(hr("mid", 1073741824, 2147483647, "fc-c"));
+    let v = validate(&d).unwrap();
+    let mut state = committed(&validate(&samples()).unwrap());
+    state.split = Some(SplitState {
+        source: "fc-a".into(),
+        target: "fc-c".into(),
+        start: 1073741824,
+        end: 2147483647,
+        kept: vec![(0, 1073741823)],
+        fence_epoch: 2,
+        table_epoch: 3,
+        phase: SplitPhase::Fencing,
+        fence_seq: None,
+        began_ms: 1,
+    });
+    let obs = observed(
+        |c, i| match (c, i) {
+            ("fc-a", 0) => Some(at(Role::Idle, 1, None, (1, 4))),
+            _ => settled(c, i),
+        },
+        &[Some(1), Some(1)],
+    );
+    let plan = build(&v, &state, &obs);
+    assert_eq!(plan.state.clusters["fc-a"].epoch, 2, "fc-a failed over");
+    let t = plan.table.expect("the failover's table is published");
+    assert!(
+        t.epoch > 2,
+        "table epoch {} collides with the split's fence epoch 2",
+        t.epoch
+    );
+    assert!(
+        t.ranges.iter().all(|r| r.cluster != "fc-c"),
+        "before its commit point the split moves nothing"
+    );
 }

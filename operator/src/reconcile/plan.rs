@@ -307,7 +307,14 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
             ranges: table_ranges.clone(),
             clusters: members,
         };
-        let floor = observed.max_router_epoch().max(next.owned_epoch);
+        // Never the epoch of a fence recorded but perhaps not sent yet (a split's fence and
+        // commit take epochs above every table's, chosen when they are taken).
+        let fence = next
+            .split
+            .as_ref()
+            .filter(|sp| sp.phase != super::split::SplitPhase::Cloning)
+            .map_or(0, |sp| sp.fence_epoch);
+        let floor = observed.max_router_epoch().max(next.owned_epoch).max(fence);
         t.epoch = match &next.table {
             Some(old) if same_content(old, &t) => old.epoch,
             Some(old) => old.epoch.max(floor) + 1,
@@ -511,18 +518,9 @@ fn trouble(
     let name = cs.leader.clone()?;
     let leader = nodes.iter().find(|n| n.name == name);
     match leader.and_then(|n| n.status.as_ref()) {
-        Some(st) => {
+        Some(_) => {
             cs.silent_since_ms = None;
-            needs_election(cs, nodes).then(|| {
-                (
-                    format!(
-                        "leader {name} is {:?} at epoch {} (it restarted or stepped down)",
-                        st.role, st.epoch
-                    )
-                    .to_lowercase(),
-                    now_ms,
-                )
-            })
+            needs_election(cs, nodes).map(|why| (why, now_ms))
         }
         None if cs.epoch == 0 => None,
         None => {
@@ -538,19 +536,44 @@ fn trouble(
     }
 }
 
-/// Whether the recorded leader answers but does not lead its epoch (it restarted — a restarted
-/// leader never resumes an epoch — or stepped down because its store lost data): a node that
-/// holds every acknowledged write must lead a newer epoch.
-fn needs_election(cs: &ClusterState, nodes: &[super::NodeObs]) -> bool {
-    let Some(name) = &cs.leader else { return false };
-    let Some(st) = nodes
+/// Why the recorded leader, which answers, must be replaced, if it must:
+/// - it is at the recorded epoch (or past it) but does not lead it: it restarted — a restarted
+///   leader never resumes an epoch — or stepped down because its store lost data;
+/// - it is below the recorded epoch (it was chosen but not told to lead yet, or it lost its
+///   store and restarted empty, at epoch 0) and another node that answers holds a log entry it
+///   lacks. Telling it to lead would make that node resync from it and lose the entry, which
+///   may be an acknowledged write; the most up-to-date node must lead a newer epoch instead.
+fn needs_election(cs: &ClusterState, nodes: &[super::NodeObs]) -> Option<String> {
+    let name = cs.leader.as_ref()?;
+    let st = nodes
         .iter()
         .find(|n| &n.name == name)
-        .and_then(|n| n.status.as_ref())
-    else {
-        return false;
-    };
-    st.epoch >= cs.epoch && cs.epoch > 0 && !(st.role == Role::Leader && st.epoch == cs.epoch)
+        .and_then(|n| n.status.as_ref())?;
+    if cs.epoch == 0 {
+        return None;
+    }
+    if st.epoch >= cs.epoch {
+        let leads = st.role == Role::Leader && st.epoch == cs.epoch;
+        return (!leads).then(|| {
+            format!(
+                "leader {name} is {:?} at epoch {} (it restarted or stepped down)",
+                st.role, st.epoch
+            )
+            .to_lowercase()
+        });
+    }
+    let mine = (st.last_epoch, st.applied_seq);
+    let ahead = nodes
+        .iter()
+        .filter(|n| &n.name != name)
+        .filter_map(|n| n.status.as_ref().map(|s| (n, s)))
+        .filter(|(_, s)| s.role != Role::Resyncing)
+        .find(|(_, s)| (s.last_epoch, s.applied_seq) > mine)?;
+    Some(format!(
+        "leader {name} (epoch {}, seq {}) is behind {} (epoch {}, seq {}): it lost data or missed \
+         writes before leading epoch {}",
+        mine.0, mine.1, ahead.0.name, ahead.1.last_epoch, ahead.1.applied_seq, cs.epoch
+    ))
 }
 
 /// Choose the node to lead a new epoch: the one whose log is the most up to date by

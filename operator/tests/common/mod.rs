@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod split;
+
 use cleave_e2e::ports::PortBlock;
 use cleave_proto::{Client, Selected};
 use nix::sys::signal::{kill, Signal};

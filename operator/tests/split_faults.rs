@@ -1,0 +1,192 @@
+//! Splits under faults, on the local platform with real processes and concurrent load, each
+//! ending with the history check (every acknowledged write readable with its last value, no
+//! stale or phantom read, no write applied twice) and each cluster holding exactly its range:
+//!
+//! - the source's leader killed during the clone with its Redis data and AOF removed: it comes
+//!   back empty, at epoch 0, and must never lead again (its followers would resync from it and
+//!   drop acknowledged writes); the clone goes on from the new leader;
+//! - a split abandoned before its commit point (the HashRanges edited back): nothing moves and
+//!   the source keeps serving everything.
+
+mod common;
+
+use common::split::*;
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::time::Duration;
+
+fn signal(pid: u32, sig: Signal) {
+    assert!(pid > 0, "no pid to signal");
+    let _ = kill(Pid::from_raw(pid as i32), sig);
+}
+
+/// The pid of child process `name` (`fc-a-0-redis`, ...) as the operator recorded it.
+fn child_pid(sys: &System, name: &str) -> u32 {
+    let children: Value = std::fs::read(sys.data.join("children.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    children[name].as_u64().unwrap_or(0) as u32
+}
+
+/// Add FileCluster `fc-b` (its nodes start idle: it owns nothing yet) and wait until every one
+/// of its nodes runs.
+fn add_target(sys: &System) {
+    std::fs::copy(
+        samples().join("filecluster-b.yaml"),
+        sys.manifests.join("filecluster-b.yaml"),
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| {
+        sys.wait_for(60, "fc-b's three nodes running", |s| {
+            ["fc-b-0", "fc-b-1", "fc-b-2"]
+                .iter()
+                .all(|n| node_pid(s, n) > 0)
+        })
+    });
+}
+
+/// Kill node `name` and its Redis (`kill -9`) and remove everything its Redis stored, while the
+/// operator is frozen (so that its supervisor cannot restart them before the data is gone).
+fn kill_and_wipe(sys: &System, name: &str) {
+    let operator = sys.child.as_ref().map(|c| c.id()).unwrap_or(0);
+    let node = node_pid(&sys.status(), name) as u32;
+    let redis = child_pid(sys, &format!("{name}-redis"));
+    signal(operator, Signal::SIGSTOP);
+    signal(node, Signal::SIGKILL);
+    signal(redis, Signal::SIGKILL);
+    let dir = sys.data.join("clusters/fc-a").join(name).join("redis");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(redis) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for entry in std::fs::read_dir(&dir).expect("the node's Redis folder") {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|f| f != "redis.conf") {
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
+    signal(operator, Signal::SIGCONT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_completes_when_the_sources_leader_loses_its_store_during_the_clone() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    one_cluster(&sys);
+    sys.start();
+    let s = sys.wait_ready();
+    let before = s["epoch"].as_u64().unwrap();
+    let w = workload(&sys, 18);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    add_target(&sys);
+    // One target node frozen keeps the split cloning (every target node must be in sync
+    // before the fence) for as long as the fault lasts.
+    let frozen = node_pid(&sys.status(), "fc-b-2") as u32;
+    signal(frozen, Signal::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    split_in_half(&sys);
+    tokio::task::block_in_place(|| {
+        sys.wait_for(60, "the split cloning", |s| {
+            phase(s).as_deref() == Some("cloning")
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = sys.status();
+    let (leader, epoch) = (
+        cluster(&s, "fc-a")["leader"].as_str().unwrap().to_string(),
+        cluster(&s, "fc-a")["epoch"].as_u64().unwrap(),
+    );
+    tokio::task::block_in_place(|| kill_and_wipe(&sys, &leader));
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(60, "fc-a led by another node at a newer epoch", |s| {
+            let c = cluster(s, "fc-a");
+            c["epoch"].as_u64() > Some(epoch) && c["leader"].as_str() != Some(leader.as_str())
+        })
+    });
+    println!(
+        "{leader} (wiped) replaced: {}",
+        cluster(&s, "fc-a")["lastFailover"]
+    );
+    signal(frozen, Signal::SIGCONT);
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(120, "the split to complete after the failover", |s| {
+            ready(s)
+                && s["split"].is_null()
+                && s["epoch"].as_u64().unwrap_or(0) > before
+                && cond(cluster(s, "fc-b"), "Ready")
+        })
+    });
+    let history = load.await.expect("the load ran");
+    println!(
+        "split with the source's leader wiped: {}",
+        history.summary()
+    );
+    finish(&w, history, &sys.router(), 50).await;
+    let mid = 2_147_483_647;
+    assert_holds_exactly(&s, "fc-a", (0, mid)).await;
+    assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_abandoned_before_its_commit_point_moves_nothing() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    one_cluster(&sys);
+    sys.start();
+    let s = sys.wait_ready();
+    let table_before = s["epoch"].as_u64().unwrap();
+    let w = workload(&sys, 12);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    add_target(&sys);
+    let frozen = node_pid(&sys.status(), "fc-b-2") as u32;
+    signal(frozen, Signal::SIGSTOP);
+    split_in_half(&sys);
+    tokio::task::block_in_place(|| {
+        sys.wait_for(60, "the split cloning", |s| {
+            phase(s).as_deref() == Some("cloning")
+        })
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The user changes their mind: the HashRanges as they were (fc-a owns everything).
+    std::fs::remove_file(sys.manifests.join("hashrange-high.yaml")).unwrap();
+    set_low_end(&sys, u32::MAX);
+    signal(frozen, Signal::SIGCONT);
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(60, "the split abandoned", |s| {
+            s["split"].is_null() && cond(cluster(s, "fc-a"), "Ready")
+        })
+    });
+    let history = load.await.expect("the load ran");
+    println!("split abandoned: {}", history.summary());
+    assert_eq!(
+        history.summary().unknown_writes,
+        0,
+        "an abandoned split costs clients no error"
+    );
+    let table = cleave_proto::Client::connect(&sys.router())
+        .await
+        .expect("router")
+        .table()
+        .await
+        .expect("the router's table");
+    assert!(
+        table.ranges.iter().all(|r| r.cluster == "fc-a"),
+        "fc-a still owns every hash: {table:?}"
+    );
+    assert!(table.epoch >= table_before);
+    finish(&w, history, &sys.router(), 50).await;
+    assert_holds_exactly(&s, "fc-a", (0, u32::MAX)).await;
+}
