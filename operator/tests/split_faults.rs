@@ -6,7 +6,9 @@
 //!   back empty, at epoch 0, and must never lead again (its followers would resync from it and
 //!   drop acknowledged writes); the clone goes on from the new leader;
 //! - a split abandoned before its commit point (the HashRanges edited back): nothing moves and
-//!   the source keeps serving everything.
+//!   the source keeps serving everything;
+//! - a router frozen across the commit point: when it continues with the old table, the
+//!   source refuses the moved half with `MOVED` until the new table reaches it.
 
 mod common;
 
@@ -189,4 +191,52 @@ async fn a_split_abandoned_before_its_commit_point_moves_nothing() {
     assert!(table.epoch >= table_before);
     finish(&w, history, &sys.router(), 50).await;
     assert_holds_exactly(&s, "fc-a", (0, u32::MAX)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_router_frozen_across_the_commit_point_loses_no_write() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    one_cluster(&sys);
+    sys.start();
+    let s = sys.wait_ready();
+    let before = s["epoch"].as_u64().unwrap();
+    let w = workload(&sys, 16);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The second router misses the push of the new table: frozen (SIGSTOP) from before the
+    // split until after its commit point, with the workload's requests queued on it. When it
+    // continues, it sends them with the old table — the moved half to fc-a, which refuses
+    // them with MOVED — until the operator pushes it the new table; nothing is lost.
+    let router = child_pid(&sys, "router-1");
+    signal(router, Signal::SIGSTOP);
+    split_in_half(&sys);
+    // The split commits without the frozen router, but cannot end while a router lacks the
+    // table: it stays `cleaning` until router-1 acknowledges it.
+    tokio::task::block_in_place(|| {
+        sys.wait_for(60, "the split committed with router-1 frozen", |s| {
+            phase(s).as_deref() == Some("cleaning")
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(router, Signal::SIGCONT);
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(120, "the split to complete once router-1 is back", |s| {
+            ready(s)
+                && s["split"].is_null()
+                && s["epoch"].as_u64().unwrap_or(0) > before
+                && cond(cluster(s, "fc-b"), "Ready")
+        })
+    });
+    let history = load.await.expect("the load ran");
+    println!("split with a frozen router: {}", history.summary());
+    finish(&w, history, &sys.router(), 50).await;
+    let mid = 2_147_483_647;
+    assert_holds_exactly(&s, "fc-a", (0, mid)).await;
+    assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }
