@@ -20,8 +20,7 @@ mod common;
 use cleave_e2e::history::History;
 use cleave_e2e::workload::{assert_history, Workload};
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -59,19 +58,6 @@ fn node_pid(s: &Value, name: &str) -> u32 {
         .find(|n| n["name"] == name)
         .and_then(|n| n["pid"].as_u64())
         .unwrap_or(0) as u32
-}
-
-fn redis_pid(sys: &System, node: &str) -> u32 {
-    let children: Value = std::fs::read(sys.data.join("children.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    children[format!("{node}-redis")].as_u64().unwrap_or(0) as u32
-}
-
-fn signal(pid: u32, sig: Signal) {
-    assert!(pid > 0, "no pid to signal");
-    let _ = kill(Pid::from_raw(pid as i32), sig);
 }
 
 /// A load through both routers over roots of both clusters.
@@ -160,7 +146,7 @@ async fn killing_the_leader_round_after_round_loses_no_acknowledged_write() {
         let (old, epoch, pid) = leader_of(&s, "fc-a");
         assert!(epochs.insert(epoch), "epoch {epoch} led twice");
         if round % 2 == 1 {
-            signal(redis_pid(&sys, &old), Signal::SIGKILL);
+            signal(sys.child_pid(&format!("{old}-redis")), Signal::SIGKILL);
         }
         signal(pid, Signal::SIGKILL);
         let s = tokio::task::block_in_place(|| wait_new_epoch(&sys, "fc-a", epoch));

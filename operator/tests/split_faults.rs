@@ -14,24 +14,8 @@ mod common;
 
 use common::split::*;
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use serde_json::Value;
+use nix::sys::signal::Signal;
 use std::time::Duration;
-
-fn signal(pid: u32, sig: Signal) {
-    assert!(pid > 0, "no pid to signal");
-    let _ = kill(Pid::from_raw(pid as i32), sig);
-}
-
-/// The pid of child process `name` (`fc-a-0-redis`, ...) as the operator recorded it.
-fn child_pid(sys: &System, name: &str) -> u32 {
-    let children: Value = std::fs::read(sys.data.join("children.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    children[name].as_u64().unwrap_or(0) as u32
-}
 
 /// Add FileCluster `fc-b` (its nodes start idle: it owns nothing yet) and wait until every one
 /// of its nodes runs.
@@ -55,7 +39,7 @@ fn add_target(sys: &System) {
 fn kill_and_wipe(sys: &System, name: &str) {
     let operator = sys.child.as_ref().map(|c| c.id()).unwrap_or(0);
     let node = node_pid(&sys.status(), name) as u32;
-    let redis = child_pid(sys, &format!("{name}-redis"));
+    let redis = sys.child_pid(&format!("{name}-redis"));
     signal(operator, Signal::SIGSTOP);
     signal(node, Signal::SIGKILL);
     signal(redis, Signal::SIGKILL);
@@ -213,7 +197,7 @@ async fn a_router_frozen_across_the_commit_point_loses_no_write() {
     // split until after its commit point, with the workload's requests queued on it. When it
     // continues, it sends them with the old table — the moved half to fc-a, which refuses
     // them with MOVED — until the operator pushes it the new table; nothing is lost.
-    let router = child_pid(&sys, "router-1");
+    let router = sys.child_pid("router-1");
     signal(router, Signal::SIGSTOP);
     split_in_half(&sys);
     // The split commits without the frozen router, but cannot end while a router lacks the

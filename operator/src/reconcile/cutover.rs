@@ -55,7 +55,7 @@ pub async fn advance<P: Platform>(
         }
         // The epochs reserved when the split began may have been taken since by tables a
         // failover published: the fence takes one above every epoch used so far.
-        sp.fence_epoch = sp.fence_epoch.max(epochs_used(state, observed) + 1);
+        sp.fence_epoch = sp.fence_epoch.max(plan::epochs_used(state, observed) + 1);
         sp.table_epoch = sp.table_epoch.max(sp.fence_epoch + 1);
         sp.phase = SplitPhase::Fencing;
         record(platform, state, &sp).await?;
@@ -115,7 +115,7 @@ pub async fn abort<P: Platform>(
         .filter(|r| r.cluster == sp.source)
         .map(|r| (r.start, r.end))
         .collect();
-    let epoch = sp.table_epoch.max(epochs_used(state, observed) + 1);
+    let epoch = sp.table_epoch.max(plan::epochs_used(state, observed) + 1);
     let all = Ownership {
         cluster: sp.source.clone(),
         epoch,
@@ -127,18 +127,6 @@ pub async fn abort<P: Platform>(
     state.owned_epoch = state.owned_epoch.max(epoch);
     state.split = None;
     platform.save_state(state).await
-}
-
-/// The highest table or ownership epoch used so far (recorded, or held by a router). A fence,
-/// a commit table or an abort must take an epoch above it: two tables of one epoch that route
-/// differently would leave the routers holding the first one never pushed the second.
-pub fn epochs_used(state: &CoreState, observed: &Observed) -> u64 {
-    state
-        .table
-        .as_ref()
-        .map_or(0, |t| t.epoch)
-        .max(observed.max_router_epoch())
-        .max(state.owned_epoch)
 }
 
 /// Whether every target node learns from the source's leader, in sync and close enough.
@@ -238,7 +226,7 @@ async fn commit<P: Platform>(
     };
     // Tables published since the fence (a failover's) may have taken the epoch reserved for
     // this one; a router that holds such a table would never be pushed an equal epoch.
-    sp.table_epoch = sp.table_epoch.max(epochs_used(state, observed) + 1);
+    sp.table_epoch = sp.table_epoch.max(plan::epochs_used(state, observed) + 1);
     table.epoch = sp.table_epoch;
     table.ranges = split_ranges(&table, &sp);
     let mut addrs = vec![leader.address.clone()];

@@ -307,18 +307,9 @@ pub fn build(valid: &Valid, state: &CoreState, observed: &Observed) -> Plan {
             ranges: table_ranges.clone(),
             clusters: members,
         };
-        // Never the epoch of a fence recorded but perhaps not sent yet (a split's fence and
-        // commit take epochs above every table's, chosen when they are taken).
-        let fence = next
-            .split
-            .as_ref()
-            .filter(|sp| sp.phase != super::split::SplitPhase::Cloning)
-            .map_or(0, |sp| sp.fence_epoch);
-        let floor = observed.max_router_epoch().max(next.owned_epoch).max(fence);
         t.epoch = match &next.table {
             Some(old) if same_content(old, &t) => old.epoch,
-            Some(old) => old.epoch.max(floor) + 1,
-            None => floor + 1,
+            _ => epochs_used(&next, observed) + 1,
         };
         push_to = observed
             .routers
@@ -382,10 +373,7 @@ fn plan_split(
         None => match wanted {
             Ok(None) => (desired.to_vec(), None),
             Ok(Some(m)) => {
-                let base = served
-                    .epoch
-                    .max(observed.max_router_epoch())
-                    .max(next.owned_epoch);
+                let base = epochs_used(next, observed);
                 if observed
                     .clusters
                     .get(&m.target)
@@ -406,6 +394,27 @@ fn plan_split(
             }
         },
     }
+}
+
+/// The highest table or ownership epoch used so far: the recorded table's, any router's, any
+/// ownership sent, and a split's fence once recorded (it may not have been sent yet). A new
+/// table, a fence or an abort takes an epoch above it: two tables of one epoch that route
+/// differently would leave the routers holding the first never pushed the second (a router
+/// takes only newer epochs) — and a split's clone lasts long enough for failovers to publish
+/// tables meanwhile.
+pub fn epochs_used(state: &CoreState, observed: &Observed) -> u64 {
+    let fence = state
+        .split
+        .as_ref()
+        .filter(|sp| sp.phase != super::split::SplitPhase::Cloning)
+        .map_or(0, |sp| sp.fence_epoch);
+    state
+        .table
+        .as_ref()
+        .map_or(0, |t| t.epoch)
+        .max(observed.max_router_epoch())
+        .max(state.owned_epoch)
+        .max(fence)
 }
 
 /// The leader of `cluster` as recorded, with its address as observed: name, address, epoch.

@@ -75,7 +75,7 @@ impl SplitState {
     /// A new split of `m`, whose table epochs come after `base` (the highest table or ownership
     /// epoch used so far): the fence takes `base + 1`, the new table `base + 2` — at least: each
     /// is raised above every epoch used meanwhile when it is taken (see
-    /// [`super::cutover::epochs_used`]).
+    /// [`super::plan::epochs_used`]).
     pub fn begin(m: &Move, base: u64, now_ms: u64) -> SplitState {
         SplitState {
             source: m.source.clone(),

@@ -208,13 +208,22 @@ impl System {
         std::fs::write(&file, edited).unwrap();
     }
 
-    /// Every pid the status and children files name.
-    pub fn child_pids(&self) -> Vec<u32> {
-        let children: Value = std::fs::read(self.data.join("children.json"))
+    /// The operator's record of its child processes (`children.json`: name → pid).
+    fn children(&self) -> Value {
+        std::fs::read(self.data.join("children.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null);
-        children
+            .unwrap_or(Value::Null)
+    }
+
+    /// The pid of child process `name` (`fc-a-0-redis`, `router-1`, ...), 0 when unknown.
+    pub fn child_pid(&self, name: &str) -> u32 {
+        self.children()[name].as_u64().unwrap_or(0) as u32
+    }
+
+    /// Every pid the status and children files name.
+    pub fn child_pids(&self) -> Vec<u32> {
+        self.children()
             .as_object()
             .map(|m| {
                 m.values()
@@ -251,6 +260,12 @@ impl Drop for System {
             let _ = kill(Pid::from_raw(-(p as i32)), Signal::SIGKILL);
         }
     }
+}
+
+/// Send `sig` to process `pid` (which must be known: not 0).
+pub fn signal(pid: u32, sig: Signal) {
+    assert!(pid > 0, "no pid to signal");
+    let _ = kill(Pid::from_raw(pid as i32), sig);
 }
 
 pub fn cond(obj: &Value, ty: &str) -> bool {
