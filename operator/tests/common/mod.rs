@@ -14,6 +14,7 @@ use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long one request through the router may take before the test fails.
@@ -30,15 +31,51 @@ pub const BLOCK: u16 = cleave_e2e::ports::BLOCK;
 /// rebind the same ports), and each also bound until the operator starts (so that a test can
 /// keep one bound to make it "in use").
 pub fn reserve_block() -> (PortBlock, Vec<TcpListener>) {
-    let block = cleave_e2e::ports::reserve_block();
-    let held = block
-        .ports()
-        .map(|p| {
-            TcpListener::bind(("127.0.0.1", p))
-                .unwrap_or_else(|e| panic!("port {p} of a reserved block: {e}"))
-        })
-        .collect();
-    (block, held)
+    /// Blocks found in use by something else after they were claimed: kept claimed (so this
+    /// process never tries them again) for the life of the test process.
+    static SKIPPED: Mutex<Vec<PortBlock>> = Mutex::new(Vec::new());
+    const ATTEMPTS: usize = 20;
+    let mut last_error = String::new();
+    for _ in 0..ATTEMPTS {
+        let block = cleave_e2e::ports::reserve_block();
+        match block
+            .ports()
+            .map(|p| TcpListener::bind(("127.0.0.1", p)).map_err(|e| format!("port {p}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(held) => return (block, held),
+            // Something outside the claims (a process of another test that is still exiting,
+            // a service of the machine) bound a port between the check and now: take another.
+            Err(e) => {
+                eprintln!("block {} is in use ({e}); trying another", block.base);
+                last_error = e;
+                SKIPPED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(block);
+            }
+        }
+    }
+    panic!("no free block of {BLOCK} ports after {ATTEMPTS} attempts; last: {last_error}");
+}
+
+/// Wait (bounded) until every port of `block` can be bound again, so that a block is released
+/// only once the processes that used it are gone, not while they are still exiting.
+fn wait_until_released(block: &PortBlock) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if block
+            .ports()
+            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "ports of block {} still in use 10 s after the test",
+        block.base
+    );
 }
 
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_cleave-operator");
@@ -259,6 +296,8 @@ impl Drop for System {
         for p in pids {
             let _ = kill(Pid::from_raw(-(p as i32)), Signal::SIGKILL);
         }
+        self.reserved.clear();
+        wait_until_released(&self.ports);
     }
 }
 
