@@ -87,6 +87,7 @@ async fn learners_copy_the_leader_but_never_count_towards_its_quorum() {
         cluster: a.name.clone(),
         epoch: 2,
         ranges: vec![(0, mid)],
+        fenced: false,
     };
     let seq = leader.own(&fence).await.expect("NODE.OWN on the source");
     wait_until(

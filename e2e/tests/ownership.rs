@@ -44,6 +44,99 @@ async fn all_keys(redis: &RedisProc) -> Vec<Vec<u8>> {
     }
 }
 
+/// How long a replica's cleaner takes at most to notice a record (a few of its 500 ms rounds).
+const CLEANER_ROUNDS: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_range_is_refused_but_its_keys_stay_until_the_record_is_settled() {
+    let c = Cluster::start("fence", ClusterOptions::default()).await;
+    let mut leader = c.nodes[0].client().await;
+    let paths: Vec<String> = (0..40).map(|i| format!("/r{i}/f")).collect();
+    for p in &paths {
+        leader.insert(p, format!("v1 {p}")).await.unwrap();
+    }
+    let own = |epoch, ranges, fenced| Ownership {
+        cluster: c.name.clone(),
+        epoch,
+        ranges,
+        fenced,
+    };
+    // A split's fence: the upper half is refused from here on, on every replica.
+    leader
+        .own(&own(2, vec![(0, mid())], true))
+        .await
+        .expect("the fence");
+    for p in paths.iter().filter(|p| !kept(p)) {
+        assert!(
+            is_moved(&leader.update(p, "v2").await),
+            "write of fenced {p}"
+        );
+    }
+    c.wait_converged(CONVERGE).await;
+    for n in &c.nodes {
+        let mut client = n.client().await;
+        for p in paths.iter().filter(|p| !kept(p)) {
+            assert!(is_moved(&client.select(p).await), "read of fenced {p}");
+        }
+    }
+    // ... but no replica deletes its keys: the split may still be aborted. (A cleaner that
+    // acted on the fence would have done so within a few of its rounds.)
+    let mut before = vec![];
+    for r in &c.redis {
+        before.push(all_keys(r).await.len());
+    }
+    tokio::time::sleep(CLEANER_ROUNDS).await;
+    for (i, r) in c.redis.iter().enumerate() {
+        assert_eq!(
+            all_keys(r).await.len(),
+            before[i],
+            "node {i} deleted keys of a fence"
+        );
+        assert_eq!(c.nodes[i].status().await.map(|s| s.cleaned_epoch), Some(0));
+    }
+    // The abort: the cluster owns everything again, and every file is there.
+    leader
+        .own(&own(3, vec![(0, HASH_MAX)], false))
+        .await
+        .expect("the abort");
+    c.wait_converged(CONVERGE).await;
+    for n in &c.nodes {
+        let mut client = n.client().await;
+        for p in &paths {
+            assert_eq!(
+                client.select(p).await.unwrap(),
+                Selected::File(format!("v1 {p}").into()),
+                "{p} at {} after the abort",
+                n.addr
+            );
+        }
+    }
+    // A settled record (after a commit point) does let the replicas delete the other half.
+    leader
+        .own(&own(4, vec![(0, mid())], false))
+        .await
+        .expect("settled");
+    wait_until(CONVERGE, "every replica cleaned table epoch 4", || async {
+        let mut all = true;
+        for n in &c.nodes {
+            all &= n.status().await.is_some_and(|s| s.cleaned_epoch == 4);
+        }
+        all
+    })
+    .await;
+    for (i, r) in c.redis.iter().enumerate() {
+        let foreign = all_keys(r)
+            .await
+            .into_iter()
+            .filter(|k| hash_of_key(k).is_some_and(|h| h > mid()))
+            .count();
+        assert_eq!(
+            foreign, 0,
+            "node {i} still holds keys of the half it gave away"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_refuses_and_deletes_what_it_gave_away_and_keeps_exactly_its_range() {
     let c = Cluster::start("own", ClusterOptions::default()).await;
@@ -68,6 +161,7 @@ async fn a_cluster_refuses_and_deletes_what_it_gave_away_and_keeps_exactly_its_r
         cluster: c.name.clone(),
         epoch: 2,
         ranges: vec![(0, mid())],
+        fenced: false,
     };
     let fence = leader.own(&half).await.expect("NODE.OWN");
     assert!(
@@ -146,6 +240,7 @@ async fn a_cluster_refuses_and_deletes_what_it_gave_away_and_keeps_exactly_its_r
         cluster: c.name.clone(),
         epoch: 1,
         ranges: vec![(0, HASH_MAX)],
+        fenced: false,
     };
     let r = leader.own(&older).await;
     assert!(
@@ -156,6 +251,7 @@ async fn a_cluster_refuses_and_deletes_what_it_gave_away_and_keeps_exactly_its_r
         cluster: c.name.clone(),
         epoch: 2,
         ranges: vec![(0, 10)],
+        fenced: false,
     };
     assert!(
         leader.own(&other).await.is_err(),
@@ -168,6 +264,8 @@ async fn a_cluster_refuses_and_deletes_what_it_gave_away_and_keeps_exactly_its_r
         vec!["NODE.OWN", "3", "x"],
         vec!["NODE.OWN", "3"],
         vec!["NODE.OWN", "-1", "0-1"],
+        vec!["NODE.OWN", "3", "0-1", "own", "FENCE"],
+        vec!["NODE.OWN", "3", "0-1", "own", "FENCED", "extra"],
     ] {
         let reply = leader.raw(&Frame::command(words.clone())).await.unwrap();
         assert!(matches!(reply, Frame::Error(_)), "{words:?}: {reply:?}");
@@ -230,6 +328,7 @@ async fn a_stale_routers_writes_are_refused_then_land_in_order_once_at_the_new_o
         cluster: a.name.clone(),
         epoch: 3,
         ranges: vec![(0, mid())],
+        fenced: false,
     };
     a.nodes[0].client().await.own(&low).await.unwrap();
     let b_before = b.nodes[0].status().await.unwrap().applied_seq;
@@ -253,6 +352,7 @@ async fn a_stale_routers_writes_are_refused_then_land_in_order_once_at_the_new_o
         cluster: b.name.clone(),
         epoch: 3,
         ranges: vec![(mid() + 1, HASH_MAX)],
+        fenced: false,
     };
     b.nodes[0].client().await.own(&high).await.unwrap();
     let mut table = sys.table.clone();

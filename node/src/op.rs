@@ -18,7 +18,7 @@
 //! | `commit` | path, upload id, parts, content type, mtime (ms) |
 //! | `abort` | path, upload id |
 //! | `noop` | (nothing: the first entry of a leader's epoch) |
-//! | `own` | table epoch, ranges (`start-end,...`), cluster: that cluster owns exactly these from here on |
+//! | `own` | table epoch, ranges (`start-end,...`), cluster, fenced (1: a split's fence, the keys outside are kept): that cluster owns exactly these from here on |
 //!
 //! Everything time- or content-derived (mtime, etag) is decided by the leader and carried in the
 //! op, so every replica stores identical metadata.
@@ -146,8 +146,11 @@ impl Op {
 
     /// `NODE.OWN`: the cluster owns exactly `own.ranges` from this entry on.
     pub fn own(own: &Ownership) -> Op {
-        let mut w = Writer::new("own", None, 3, 0);
-        w.uint(own.epoch).str(&own.ranges_text()).str(&own.cluster);
+        let mut w = Writer::new("own", None, 4, 0);
+        w.uint(own.epoch)
+            .str(&own.ranges_text())
+            .str(&own.cluster)
+            .uint(u64::from(own.fenced));
         w.done()
     }
 

@@ -803,3 +803,102 @@ fn a_failover_during_a_split_never_publishes_a_table_at_the_fence_epoch() {
         "before its commit point the split moves nothing"
     );
 }
+
+/// The split of the test above (fc-a's upper half into a new fc-c), recorded at `phase`.
+fn split_at(
+    phase: cleave_operator::reconcile::split::SplitPhase,
+) -> cleave_operator::reconcile::split::SplitState {
+    cleave_operator::reconcile::split::SplitState {
+        source: "fc-a".into(),
+        target: "fc-c".into(),
+        start: 1073741824,
+        end: 2147483647,
+        kept: vec![(0, 1073741823)],
+        fence_epoch: 2,
+        table_epoch: 3,
+        phase,
+        fence_seq: Some(7),
+        began_ms: 1,
+    }
+}
+
+#[test]
+fn a_fenced_split_no_longer_asked_for_is_aborted_and_moves_nothing() {
+    use cleave_operator::reconcile::split::SplitPhase;
+    for phase in [SplitPhase::Fencing, SplitPhase::CuttingOver] {
+        let mut d = samples();
+        d.clusters.push(fc("fc-c"));
+        let v = validate(&d).unwrap();
+        let mut state = committed(&validate(&samples()).unwrap());
+        state.split = Some(split_at(phase));
+        let plan = build(&v, &state, &observed(settled, &[Some(1), Some(1)]));
+        let abort = plan.abort.expect("the fenced split is aborted");
+        assert_eq!(
+            abort.phase, phase,
+            "the abort starts from the recorded phase"
+        );
+        assert!(
+            plan.table
+                .iter()
+                .flat_map(|t| t.ranges.iter())
+                .all(|r| r.cluster != "fc-c"),
+            "an aborted split moves nothing"
+        );
+    }
+}
+
+#[test]
+fn an_aborting_split_is_never_resumed_even_when_asked_for_again() {
+    use cleave_operator::reconcile::split::SplitPhase;
+    // The abort was recorded (and perhaps sent: fc-a may own everything again under epoch 3),
+    // then the user puts the split back. Committing it now would let fc-a and fc-c both accept
+    // writes for the moved range.
+    let mut d = samples();
+    d.clusters.push(fc("fc-c"));
+    d.ranges[0] = hr("low", 0, 1073741823, "fc-a");
+    d.ranges.push(hr("mid", 1073741824, 2147483647, "fc-c"));
+    let v = validate(&d).unwrap();
+    let mut state = committed(&validate(&samples()).unwrap());
+    state.split = Some(split_at(SplitPhase::Aborting));
+    let plan = build(&v, &state, &observed(settled, &[Some(1), Some(1)]));
+    let abort = plan.abort.expect("the abort goes on");
+    assert_eq!(abort.phase, SplitPhase::Aborting);
+    assert_eq!(
+        plan.state.split.as_ref().map(|s| s.phase),
+        Some(SplitPhase::Aborting),
+        "no new split begins before the abort is done"
+    );
+    assert!(
+        plan.table
+            .iter()
+            .flat_map(|t| t.ranges.iter())
+            .all(|r| r.cluster != "fc-c"),
+        "nothing moves while the abort is in progress"
+    );
+}
+
+#[test]
+fn a_failover_during_an_abort_never_takes_the_aborts_epoch() {
+    use cleave_operator::reconcile::split::SplitPhase;
+    let mut d = samples();
+    d.clusters.push(fc("fc-c"));
+    let v = validate(&d).unwrap();
+    let mut state = committed(&validate(&samples()).unwrap());
+    let mut sp = split_at(SplitPhase::Aborting);
+    sp.table_epoch = 5; // the abort's epoch, recorded before it was sent
+    state.split = Some(sp);
+    let obs = observed(
+        |c, i| match (c, i) {
+            ("fc-a", 0) => Some(at(Role::Idle, 1, None, (1, 4))),
+            _ => settled(c, i),
+        },
+        &[Some(1), Some(1)],
+    );
+    let plan = build(&v, &state, &obs);
+    let t = plan.table.expect("the failover's table is published");
+    assert!(
+        t.epoch > 5,
+        "table epoch {} is not above the abort's epoch 5",
+        t.epoch
+    );
+}

@@ -7,6 +7,9 @@
 //!   drop acknowledged writes); the clone goes on from the new leader;
 //! - a split abandoned before its commit point (the HashRanges edited back): nothing moves and
 //!   the source keeps serving everything;
+//! - a split aborted after its fence (the HashRanges edited back while the fence cannot commit,
+//!   because the source's followers are frozen): the split never commits, the source takes the
+//!   range back under a new epoch, and the writes it refused meanwhile go through afterwards;
 //! - a router frozen across the commit point: when it continues with the old table, the
 //!   source refuses the moved half with `MOVED` until the new table reaches it.
 
@@ -223,4 +226,109 @@ async fn a_router_frozen_across_the_commit_point_loses_no_write() {
     let mid = 2_147_483_647;
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_aborted_after_its_fence_gives_the_range_back_and_loses_nothing() {
+    if !have_router() {
+        return;
+    }
+    let mut sys = System::new();
+    one_cluster(&sys);
+    sys.start();
+    let s = sys.wait_ready();
+    let leader = cluster(&s, "fc-a")["leader"]
+        .as_str()
+        .expect("fc-a's leader")
+        .to_string();
+    let followers: Vec<u32> = ["fc-a-0", "fc-a-1", "fc-a-2"]
+        .iter()
+        .filter(|n| **n != leader)
+        .map(|n| node_pid(&s, n) as u32)
+        .collect();
+    let w = workload(&sys, 30);
+    let load = {
+        let w = w.clone();
+        tokio::spawn(async move { w.run().await })
+    };
+    add_target(&sys);
+    // A frozen target node holds the split in `cloning` until the source's followers are
+    // frozen too.
+    let target = node_pid(&sys.status(), "fc-b-2") as u32;
+    signal(target, Signal::SIGSTOP);
+    split_in_half(&sys);
+    tokio::task::block_in_place(|| {
+        sys.wait_for(60, "the split cloning", |s| {
+            phase(s).as_deref() == Some("cloning")
+        })
+    });
+    // With its followers frozen, fc-a's leader cannot commit anything: the fence is sent (and
+    // applied by the leader, which refuses the moving range from then on) but never confirmed,
+    // so the split stays in `fencing`.
+    for &f in &followers {
+        signal(f, Signal::SIGSTOP);
+    }
+    signal(target, Signal::SIGCONT);
+    let held = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| {
+            sys.wait_for(60, "the split held in fencing", |s| {
+                phase(s).as_deref() == Some("fencing")
+            });
+            // The user changes their mind: the HashRanges as they were.
+            std::fs::remove_file(sys.manifests.join("hashrange-high.yaml")).unwrap();
+            set_low_end(&sys, u32::MAX);
+            sys.wait_for(60, "the abort recorded", |s| {
+                phase(s).as_deref() == Some("aborting")
+            });
+        })
+    }));
+    for &f in &followers {
+        signal(f, Signal::SIGCONT);
+    }
+    if let Err(e) = held {
+        std::panic::resume_unwind(e);
+    }
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(60, "the abort done", |s| {
+            s["split"].is_null() && cond(cluster(s, "fc-a"), "Ready")
+        })
+    });
+    let leader_addr = cluster(&s, "fc-a")["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["name"] == leader.as_str())
+        .and_then(|n| n["address"].as_str())
+        .expect("fc-a's leader's address")
+        .to_string();
+    let own = cleave_proto::Client::connect(&leader_addr)
+        .await
+        .expect("fc-a's leader")
+        .node_status()
+        .await
+        .expect("NODE.STATUS");
+    assert_eq!(
+        own.owned_ranges, "0-4294967295",
+        "fc-a owns every hash again"
+    );
+    let fence_epoch = s["epoch"].as_u64().unwrap_or(0);
+    assert!(
+        own.own_epoch > fence_epoch,
+        "the abort's epoch {} is above every table epoch ({fence_epoch})",
+        own.own_epoch
+    );
+    let history = load.await.expect("the load ran");
+    println!("split aborted after its fence: {}", history.summary());
+    let table = cleave_proto::Client::connect(&sys.router())
+        .await
+        .expect("router")
+        .table()
+        .await
+        .expect("the router's table");
+    assert!(
+        table.ranges.iter().all(|r| r.cluster == "fc-a"),
+        "an aborted split moves nothing: {table:?}"
+    );
+    finish(&w, history, &sys.router(), 50).await;
+    assert_holds_exactly(&s, "fc-a", (0, u32::MAX)).await;
 }

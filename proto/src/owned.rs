@@ -26,6 +26,10 @@ pub struct Ownership {
     pub epoch: u64,
     /// Inclusive `(start, end)` spans, sorted, disjoint, non-empty.
     pub ranges: Vec<(u32, u32)>,
+    /// A split's fence, before its commit point: hashes outside `ranges` are refused, but their
+    /// keys are kept, because the split may still be aborted and the range given back. Only a
+    /// record that is not fenced lets a replica delete the keys it does not own.
+    pub fenced: bool,
 }
 
 /// Why an ownership record does not parse.
@@ -104,7 +108,11 @@ impl fmt::Display for Ownership {
             },
             self.ranges_text(),
             self.epoch
-        )
+        )?;
+        if self.fenced {
+            write!(f, " (fenced: the keys outside are kept)")?;
+        }
+        Ok(())
     }
 }
 
@@ -139,6 +147,7 @@ mod tests {
             cluster: "a".into(),
             epoch: 3,
             ranges: r,
+            fenced: false,
         };
         assert!(o.contains(0) && o.contains(10) && o.contains(11) && o.contains(u32::MAX));
         assert_eq!(o.ranges_text(), "0-10,11-4294967295");
@@ -146,6 +155,7 @@ mod tests {
             cluster: String::new(),
             epoch: 3,
             ranges: vec![(0, 99)],
+            fenced: false,
         };
         assert!(half.contains(99) && !half.contains(100));
     }

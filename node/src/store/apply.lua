@@ -136,7 +136,7 @@ local function plan(op, h, seq, fx)
   local kind, path = op[1], op[2]
   if kind == 'noop' then return true end
   if kind == 'own' then
-    -- {'own', table epoch, ranges, cluster}: never back to an older table; one table, one
+    -- {'own', table epoch, ranges, cluster, fenced}: never back to an older table; one table, one
     -- answer per cluster; another cluster's record (copied from a split's source) is replaced
     -- only by a newer table.
     local same = (op[4] or '') == own_cluster
@@ -219,7 +219,9 @@ local function effect(op, h, seq, fx)
   if kind == 'noop' then return end
   if kind == 'own' then
     own_epoch, own_text, own_cluster = op[2], op[3], op[4] or ''
-    redis.call('HSET', 'own', 'epoch', own_epoch, 'ranges', own_text, 'cluster', own_cluster)
+    -- fenced (1): a split's fence before its commit point; replicas keep the keys outside.
+    redis.call('HSET', 'own', 'epoch', own_epoch, 'ranges', own_text, 'cluster', own_cluster,
+      'fenced', op[5] or 0)
     owned = parse_ranges(own_text, own_cluster)
     return
   end

@@ -61,7 +61,7 @@ impl Store {
                 .hget("meta", "applied")
                 .cmd("HMGET")
                 .arg("own")
-                .arg(&["epoch", "ranges", "cluster"])
+                .arg(OWN_FIELDS)
                 .query_async(self.conn())
                 .await
                 .map_err(|e| Error::redis("stat", e))?;
@@ -115,7 +115,7 @@ impl Store {
             .hget("meta", "applied")
             .cmd("HMGET")
             .arg("own")
-            .arg(&["epoch", "ranges", "cluster"])
+            .arg(OWN_FIELDS)
             .query_async(self.conn())
             .await
             .map_err(|e| Error::redis("list", e))?;
@@ -127,7 +127,7 @@ impl Store {
     pub async fn ownership(&mut self) -> Result<Option<Ownership>> {
         let own: OwnRecord = redis::cmd("HMGET")
             .arg("own")
-            .arg(&["epoch", "ranges", "cluster"])
+            .arg(OWN_FIELDS)
             .query_async(self.conn())
             .await
             .map_err(|e| Error::redis("ownership", e))?;
@@ -135,11 +135,14 @@ impl Store {
     }
 }
 
-/// The `own` hash's `epoch`, `ranges` and `cluster`, read atomically with a read.
-type OwnRecord = (Option<u64>, Option<String>, Option<String>);
+/// The fields of the `own` hash, in the order of [`OwnRecord`].
+const OWN_FIELDS: &[&str] = &["epoch", "ranges", "cluster", "fenced"];
+
+/// The `own` hash's `epoch`, `ranges`, `cluster` and `fenced`, read atomically with a read.
+type OwnRecord = (Option<u64>, Option<String>, Option<String>, Option<u64>);
 
 fn parse_own(own: &OwnRecord) -> Result<Option<Ownership>> {
-    let (Some(epoch), Some(text), cluster) = own else {
+    let (Some(epoch), Some(text), cluster, fenced) = own else {
         return Ok(None);
     };
     let ranges = Ownership::parse_ranges(text)
@@ -148,6 +151,7 @@ fn parse_own(own: &OwnRecord) -> Result<Option<Ownership>> {
         cluster: cluster.clone().unwrap_or_default(),
         epoch: *epoch,
         ranges,
+        fenced: fenced.unwrap_or(0) == 1,
     }))
 }
 

@@ -46,6 +46,9 @@ pub async fn advance<P: Platform>(
     let Some(mut sp) = state.split.clone() else {
         return Ok(None);
     };
+    if sp.phase == SplitPhase::Aborting {
+        return Ok(None); // an aborting split never moves forward (see `abort`)
+    }
     let Some((_, src_addr, src_epoch)) = plan::recorded_leader(state, observed, &sp.source) else {
         return Ok(None);
     };
@@ -61,10 +64,12 @@ pub async fn advance<P: Platform>(
         record(platform, state, &sp).await?;
     }
     if sp.phase == SplitPhase::Fencing {
+        // Fenced: the source refuses the moving range but keeps its keys, for an abort.
         let kept = Ownership {
             cluster: sp.source.clone(),
             epoch: sp.fence_epoch,
             ranges: sp.kept.clone(),
+            fenced: true,
         };
         platform.may_act()?;
         let seq = admin(&src_addr, async |c| c.own(&kept).await).await?;
@@ -77,34 +82,39 @@ pub async fn advance<P: Platform>(
     if sp.phase == SplitPhase::CuttingOver {
         return commit(platform, state, sp, observed, (&src_addr, src_epoch)).await;
     }
-    // Cleaning: the target must own the moved range (repeated until its status shows it).
+    // Cleaning: the target must own the moved range, and the source's record must no longer be
+    // the fence (so that its replicas delete the moved keys); each repeated until the leader's
+    // status shows it.
     if let Some((_, addr, _)) = plan::recorded_leader(state, observed, &sp.target) {
-        let owns = observed
-            .clusters
-            .get(&sp.target)
-            .into_iter()
-            .flatten()
-            .any(|n| {
-                n.address == addr
-                    && n.status
-                        .as_ref()
-                        .is_some_and(|s| s.own_epoch >= sp.table_epoch)
-            });
-        if !owns {
+        if !owns_at(observed, &sp.target, &addr, sp.table_epoch) {
             give_target(platform, &sp, &addr).await?;
+        }
+    }
+    if let Some((_, addr, _)) = plan::recorded_leader(state, observed, &sp.source) {
+        if !owns_at(observed, &sp.source, &addr, sp.table_epoch) {
+            settle_source(platform, &sp, &addr).await?;
         }
     }
     Ok(None)
 }
 
-/// Undo a split whose fence was sent: the source owns its served ranges again (under the new
-/// table epoch, above the fence's), then the split is forgotten.
+/// Undo a split whose fence may have been sent: the source owns its served ranges again, then
+/// the split is forgotten. The abort's epoch (above every epoch used, the fence's included) is
+/// recorded with phase `aborting` before it is sent: from then on the split never commits (the
+/// source may own the range again under that epoch even if its answer was lost) and no later
+/// table takes that epoch. Repeated on every pass until the source confirms.
 pub async fn abort<P: Platform>(
     platform: &mut P,
     state: &mut CoreState,
     sp: &SplitState,
     observed: &Observed,
 ) -> Result<()> {
+    let mut sp = sp.clone();
+    if sp.phase != SplitPhase::Aborting {
+        sp.table_epoch = sp.table_epoch.max(plan::epochs_used(state, observed) + 1);
+        sp.phase = SplitPhase::Aborting;
+        record(platform, state, &sp).await?;
+    }
     let Some((_, addr, _)) = plan::recorded_leader(state, observed, &sp.source) else {
         return Ok(());
     };
@@ -115,11 +125,12 @@ pub async fn abort<P: Platform>(
         .filter(|r| r.cluster == sp.source)
         .map(|r| (r.start, r.end))
         .collect();
-    let epoch = sp.table_epoch.max(plan::epochs_used(state, observed) + 1);
+    let epoch = sp.table_epoch;
     let all = Ownership {
         cluster: sp.source.clone(),
         epoch,
         ranges: merged(ranges),
+        fenced: false,
     };
     platform.may_act()?;
     admin(&addr, async |c| c.own(&all).await).await?;
@@ -261,6 +272,10 @@ async fn commit<P: Platform>(
     platform.may_act()?;
     admin(&leader.address, async |c| c.lead(epoch).await).await?;
     give_target(platform, &sp, &leader.address).await?;
+    // Repeated in the cleaning phase until it took: the table must not wait for it.
+    if let Err(e) = settle_source(platform, &sp, src_addr).await {
+        tracing::warn!("split: {} keeps its fence record for now: {e}", sp.source);
+    }
     Ok(Some(table))
 }
 
@@ -270,10 +285,35 @@ async fn give_target<P: Platform>(platform: &mut P, sp: &SplitState, addr: &str)
         cluster: sp.target.clone(),
         epoch: sp.table_epoch,
         ranges: vec![(sp.start, sp.end)],
+        fenced: false,
     };
     platform.may_act()?;
     admin(addr, async |c| c.own(&moved).await).await?;
     Ok(())
+}
+
+/// `NODE.OWN table-epoch kept` on the source's leader, after the commit point: the same ranges
+/// as the fence, no longer fenced, so the source's replicas delete the moved keys.
+async fn settle_source<P: Platform>(platform: &mut P, sp: &SplitState, addr: &str) -> Result<()> {
+    let kept = Ownership {
+        cluster: sp.source.clone(),
+        epoch: sp.table_epoch,
+        ranges: sp.kept.clone(),
+        fenced: false,
+    };
+    platform.may_act()?;
+    admin(addr, async |c| c.own(&kept).await).await?;
+    Ok(())
+}
+
+/// Whether the node of `cluster` at `addr` reports an ownership record of `epoch` or later.
+fn owns_at(observed: &Observed, cluster: &str, addr: &str, epoch: u64) -> bool {
+    observed
+        .clusters
+        .get(cluster)
+        .into_iter()
+        .flatten()
+        .any(|n| n.address == addr && n.status.as_ref().is_some_and(|s| s.own_epoch >= epoch))
 }
 
 /// The table's ranges with the moving range cut out of the source's and given to the target.

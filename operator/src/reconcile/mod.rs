@@ -592,16 +592,19 @@ pub async fn reconcile<P: Platform>(
             }
             let mut table = plan.table.clone().filter(|_| !held_back);
             if let Some(sp) = &plan.abort {
+                // An abort that failed is retried on the next pass; the split never advances
+                // once asked to abort.
                 if let Err(e) = cutover::abort(platform, &mut state, sp, &observed).await {
                     outcome.apply_errors.push(format!("split abort: {e}"));
                 }
-            }
-            match cutover::advance(platform, &mut state, &observed).await {
-                Ok(Some(committed)) => table = Some(committed),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!("split: {e}");
-                    outcome.apply_errors.push(format!("split: {e}"));
+            } else {
+                match cutover::advance(platform, &mut state, &observed).await {
+                    Ok(Some(committed)) => table = Some(committed),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!("split: {e}");
+                        outcome.apply_errors.push(format!("split: {e}"));
+                    }
                 }
             }
             if let Some(table) = table.as_ref() {

@@ -357,6 +357,11 @@ fn plan_split(
             }
             (desired.to_vec(), None)
         }
+        Some(sp) if sp.phase == super::split::SplitPhase::Aborting => {
+            // Finish the abort first, whatever the desired set asks now.
+            waiting.insert(sp.target.clone(), progress(&sp, observed));
+            (served.ranges, Some(sp))
+        }
         Some(sp) => {
             if matches!(&wanted, Ok(Some(m)) if sp.is(m)) {
                 waiting.insert(sp.target.clone(), progress(&sp, observed));
@@ -403,11 +408,14 @@ fn plan_split(
 /// takes only newer epochs) — and a split's clone lasts long enough for failovers to publish
 /// tables meanwhile.
 pub fn epochs_used(state: &CoreState, observed: &Observed) -> u64 {
-    let fence = state
-        .split
-        .as_ref()
+    let split = state.split.as_ref();
+    let fence = split
         .filter(|sp| sp.phase != super::split::SplitPhase::Cloning)
         .map_or(0, |sp| sp.fence_epoch);
+    // An abort's epoch, recorded before it is sent.
+    let abort = split
+        .filter(|sp| sp.phase == super::split::SplitPhase::Aborting)
+        .map_or(0, |sp| sp.table_epoch);
     state
         .table
         .as_ref()
@@ -415,6 +423,7 @@ pub fn epochs_used(state: &CoreState, observed: &Observed) -> u64 {
         .max(observed.max_router_epoch())
         .max(state.owned_epoch)
         .max(fence)
+        .max(abort)
 }
 
 /// The leader of `cluster` as recorded, with its address as observed: name, address, epoch.
@@ -480,7 +489,7 @@ fn split_done(sp: &SplitState, state: &CoreState, observed: &Observed) -> bool {
         })
     };
     state.committed_epoch >= sp.table_epoch
-        && cleaned(&sp.source, sp.fence_epoch)
+        && cleaned(&sp.source, sp.table_epoch)
         && cleaned(&sp.target, sp.table_epoch)
 }
 
@@ -507,6 +516,9 @@ fn progress(sp: &SplitState, observed: &Observed) -> String {
             format!("cutting over at seq {}", sp.fence_seq.unwrap_or_default())
         }
         super::split::SplitPhase::Cleaning => "cleaning moved keys".into(),
+        super::split::SplitPhase::Aborting => {
+            format!("aborting: {} takes back the range", sp.source)
+        }
     };
     format!(
         "splitting [{}, {}] from {} (table epoch {}): {what}",

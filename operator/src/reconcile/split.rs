@@ -41,6 +41,12 @@ pub enum SplitPhase {
     /// Committed: the target leads the moved range under the new table; both sides delete the
     /// other's keys.
     Cleaning,
+    /// The desired set stopped asking for a split whose fence may have been sent: the source is
+    /// being given back all its served ranges under `table_epoch` (recorded before it is sent).
+    /// An aborting split never commits, even if the split is asked for again meanwhile: the
+    /// source may already own the range again under that epoch, so a table giving it to the
+    /// target would let both accept writes for it.
+    Aborting,
 }
 
 /// A split in progress, as the operator records it.

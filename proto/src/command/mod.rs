@@ -242,6 +242,19 @@ impl Command {
                     true => String::new(),
                     false => args.string("cluster")?,
                 };
+                let fenced =
+                    match args.is_empty() {
+                        true => false,
+                        false => match args.string("FENCED")?.to_ascii_uppercase().as_str() {
+                            "FENCED" => true,
+                            other => return Err(Reply::new(
+                                ErrorCode::Err,
+                                format!(
+                                    "NODE.OWN: expected FENCED after the cluster, got {other:?}"
+                                ),
+                            )),
+                        },
+                    };
                 args.finish()?;
                 let ranges = crate::owned::Ownership::parse_ranges(&text)
                     .map_err(|e| Reply::new(ErrorCode::Err, format!("NODE.OWN: {e}")))?;
@@ -249,6 +262,7 @@ impl Command {
                     cluster,
                     epoch,
                     ranges,
+                    fenced,
                 })
             }
             "NODE.FREEZE" => {
@@ -414,8 +428,11 @@ impl Command {
                     num(own.epoch),
                     Bytes::from(own.ranges_text()),
                 ];
-                if !own.cluster.is_empty() {
+                if !own.cluster.is_empty() || own.fenced {
                     words.push(Bytes::from(own.cluster.clone()));
+                }
+                if own.fenced {
+                    words.push(Bytes::from("FENCED"));
                 }
                 Frame::command(words)
             }
@@ -672,11 +689,19 @@ mod tests {
                 cluster: String::new(),
                 epoch: 7,
                 ranges: vec![(0, 9), (20, u32::MAX)],
+                fenced: false,
+            }),
+            Command::NodeOwn(crate::owned::Ownership {
+                cluster: String::new(),
+                epoch: 8,
+                ranges: vec![(0, 9)],
+                fenced: true,
             }),
             Command::NodeOwn(crate::owned::Ownership {
                 cluster: "fc-b".into(),
                 epoch: 7,
                 ranges: vec![(0, 9)],
+                fenced: false,
             }),
             Command::SnapNext {
                 epoch: 4,

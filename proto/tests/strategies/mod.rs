@@ -447,6 +447,7 @@ pub fn command() -> impl Strategy<Value = Command> {
                     cluster,
                     epoch,
                     ranges,
+                    fenced: epoch % 2 == 0,
                 })
             }),
         (any::<u64>(), text()).prop_map(|(epoch, cursor)| Command::SnapNext { epoch, cursor }),

@@ -118,7 +118,7 @@ impl Metrics {
         );
         r.register(
             "cleave_operator_split_phase",
-            "The split in progress: 0 none, 1 cloning, 2 fencing, 3 cutting over, 4 cleaning.",
+            "The split in progress: 0 none, 1 cloning, 2 fencing, 3 cutting over, 4 cleaning, 5 aborting.",
             m.split_phase.clone(),
         );
         r.register(
@@ -242,6 +242,7 @@ impl Metrics {
             SplitPhase::Fencing => 2,
             SplitPhase::CuttingOver => 3,
             SplitPhase::Cleaning => 4,
+            SplitPhase::Aborting => 5,
         });
         self.split_phase.get_or_create(&ns_label).set(phase);
         let mut roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
