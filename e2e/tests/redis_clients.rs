@@ -56,7 +56,11 @@ async fn redis_rs_in_resp2_and_resp3() {
     for (query, prefix, resp3) in [("", "/rs2", false), ("?protocol=resp3", "/rs3", true)] {
         let url = format!("redis://{}/{query}", sys.router.addr);
         let client = redis::Client::open(url.as_str()).unwrap();
-        let mut con = tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection())
+        // redis-rs times a reply out after 500 ms by default: a 5 MiB SET, replicated before it
+        // is acknowledged, can take longer than that on a loaded 2-core CI machine.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(TIMEOUT));
+        let connect = client.get_multiplexed_async_connection_with_config(&config);
+        let mut con = tokio::time::timeout(TIMEOUT, connect)
             .await
             .expect("connect in time")
             .unwrap_or_else(|e| panic!("redis-rs connect {url}: {e}"));

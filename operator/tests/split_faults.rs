@@ -311,10 +311,10 @@ async fn a_split_aborted_after_its_fence_gives_the_range_back_and_loses_nothing(
         own.owned_ranges, "0-4294967295",
         "fc-a owns every hash again"
     );
-    let fence_epoch = s["epoch"].as_u64().unwrap_or(0);
+    let table_epoch = s["epoch"].as_u64().unwrap_or(0);
     assert!(
-        own.own_epoch > fence_epoch,
-        "the abort's epoch {} is above every table epoch ({fence_epoch})",
+        own.own_epoch > table_epoch,
+        "the abort's epoch {} is above every table epoch ({table_epoch})",
         own.own_epoch
     );
     let history = load.await.expect("the load ran");

@@ -9,7 +9,7 @@
 //! | `u:<h>:<path>\n<upload>\n<i>` | string | part `i` of a multipart upload (stays in place after `COMMIT`) |
 //! | `up:<h>:<path>\n<upload>` | hash | part index → part etag, for `COMMIT` and `ABORT` |
 //! | `dir:<h>:<path>` | sorted set | a directory's entries (score 0, lexicographic; sub-directories end in `/`) |
-//! | `own` | hash | `epoch`, `ranges`, `cluster`: the hash ranges `cluster` owns under that table epoch (absent: all) |
+//! | `own` | hash | `epoch`, `ranges`, `cluster`, `fenced`: the hash ranges `cluster` owns under that table epoch (absent: all); `fenced` 1 for a split's fence, whose refused keys are kept |
 //! | `meta:cleaned` | string | the table epoch whose foreign keys this replica has deleted (local, not replicated) |
 //! | `meta:cluster` | string | the FileCluster this node belongs to (local; an `own` record of another cluster gives it nothing) |
 //! | `meta` | hash | `applied` and `appliedepoch` (seq and epoch of the last applied entry, written in the same script as the change), `logfirst` (first seq held in the log), `baseepoch` (epoch of the entry before it), `logbytes` (its size) |

@@ -242,19 +242,20 @@ impl Command {
                     true => String::new(),
                     false => args.string("cluster")?,
                 };
-                let fenced =
-                    match args.is_empty() {
-                        true => false,
-                        false => match args.string("FENCED")?.to_ascii_uppercase().as_str() {
-                            "FENCED" => true,
-                            other => return Err(Reply::new(
+                let fenced = match args.is_empty() {
+                    true => false,
+                    false => match args.string("FENCED")?.to_ascii_uppercase().as_str() {
+                        "FENCED" => true,
+                        other => {
+                            return Err(Reply::new(
                                 ErrorCode::Err,
                                 format!(
                                     "NODE.OWN: expected FENCED after the cluster, got {other:?}"
                                 ),
-                            )),
-                        },
-                    };
+                            ))
+                        }
+                    },
+                };
                 args.finish()?;
                 let ranges = crate::owned::Ownership::parse_ranges(&text)
                     .map_err(|e| Reply::new(ErrorCode::Err, format!("NODE.OWN: {e}")))?;
