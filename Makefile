@@ -46,10 +46,11 @@ bench-failover: deps release
 	$(CARGO) test --release -p cleave-operator --test failover -- --ignored bench_failover --nocapture
 
 ## soak: the fault scenarios with many rounds (50 leader kills under load, with the history check),
-## and the resync fault tests again.
+## the resync fault tests again, and a split of 256 MiB and multipart files.
 soak: deps build
 	CLEAVE_FAILOVER_ROUNDS=50 $(CARGO) test -p cleave-operator --test failover -- --nocapture
 	$(CARGO) test -p cleave-e2e --test resync_faults
+	CLEAVE_SPLIT_LARGE_MIB=256 $(CARGO) test -p cleave-operator --test split_large -- --ignored --nocapture
 
 ## crds: write crds/*.yaml from the Rust types (operator/src/crd).
 crds:

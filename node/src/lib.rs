@@ -21,6 +21,7 @@ pub mod ownership;
 pub mod role;
 pub mod server;
 pub mod store;
+pub mod store_view;
 
 use crate::config::{Config, StartRole};
 use crate::error::Result;
@@ -121,6 +122,7 @@ async fn run_node(
     tokio::spawn(leader::commit::run(node.clone(), queue).in_current_span());
     tokio::spawn(supervise_role(node.clone()).in_current_span());
     tokio::spawn(ownership::clean_foreign_keys(node.clone()).in_current_span());
+    tokio::spawn(store_view::refresh(node.clone()).in_current_span());
     let ctx = handler::Ctx {
         node: node.clone(),
         read_index: follower::read_index::ReadIndex::start(node.clone()),

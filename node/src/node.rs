@@ -106,6 +106,8 @@ pub struct Node {
     pub applying: tokio::sync::Mutex<()>,
     /// What the node counts, for `/metrics`.
     pub metrics: crate::metrics::NodeMetrics,
+    /// The store's log extent and ownership as last read, for `NODE.STATUS`.
+    pub store_view: Mutex<crate::store_view::StoreView>,
 }
 
 impl Node {
@@ -143,6 +145,7 @@ impl Node {
             frozen_until: Mutex::new(None),
             applying: tokio::sync::Mutex::new(()),
             metrics: Default::default(),
+            store_view: Mutex::new(Default::default()),
         }
     }
 
@@ -312,8 +315,9 @@ impl Node {
     /// The status report (`NODE.STATUS`).
     pub async fn status(&self) -> NodeStatus {
         let st = self.role_state();
-        let at = self.store.clone().positions().await.unwrap_or_default();
-        let own = self.store.clone().ownership().await.ok().flatten();
+        // From memory: a status must answer even while the store is busy (see `store_view`).
+        let view = self.store_view.lock().expect("lock").clone();
+        let own = view.own;
         let in_sync = match st.role {
             Role::Leader => true,
             Role::Follower => self.follower_in_sync(),
@@ -340,8 +344,8 @@ impl Node {
             committed_seq: *self.committed.borrow(),
             leader: st.leader,
             in_sync,
-            log_first_seq: at.first,
-            log_len: at.len,
+            log_first_seq: view.log_first,
+            log_len: view.log_len,
             full_resyncs: self.full_resyncs.load(Ordering::Relaxed),
             followers,
             learner: st.learner,

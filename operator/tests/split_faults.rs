@@ -301,12 +301,18 @@ async fn a_split_aborted_after_its_fence_gives_the_range_back_and_loses_nothing(
         .and_then(|n| n["address"].as_str())
         .expect("fc-a's leader's address")
         .to_string();
-    let own = cleave_proto::Client::connect(&leader_addr)
+    // The status reports the store's ownership as refreshed in the background: poll, bounded.
+    let mut leader_client = cleave_proto::Client::connect(&leader_addr)
         .await
-        .expect("fc-a's leader")
-        .node_status()
-        .await
-        .expect("NODE.STATUS");
+        .expect("fc-a's leader");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let own = loop {
+        let st = leader_client.node_status().await.expect("NODE.STATUS");
+        if st.owned_ranges == "0-4294967295" || std::time::Instant::now() > deadline {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         own.owned_ranges, "0-4294967295",
         "fc-a owns every hash again"

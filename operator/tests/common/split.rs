@@ -135,6 +135,11 @@ pub async fn assert_holds_exactly(s: &Value, name: &str, ranges: (u32, u32)) {
 /// `cleave split CLUSTER --into INTO --wait`, as a user runs it; panics unless it reports the
 /// split done.
 pub fn cli_split(sys: &System, cluster: &str, into: &str) {
+    cli_split_within(sys, cluster, into, 120)
+}
+
+/// [`cli_split`] with `cleave split --wait --timeout secs`.
+pub fn cli_split_within(sys: &System, cluster: &str, into: &str, secs: u64) {
     let cli = tokio::task::block_in_place(|| {
         std::process::Command::new(bin_dir().join("cleave"))
             .args([
@@ -144,7 +149,7 @@ pub fn cli_split(sys: &System, cluster: &str, into: &str) {
                 into,
                 "--wait",
                 "--timeout",
-                "120",
+                &secs.to_string(),
             ])
             .arg("--manifests")
             .arg(&sys.manifests)
