@@ -50,7 +50,7 @@ bench-failover: deps release
 soak: deps build
 	CLEAVE_FAILOVER_ROUNDS=50 $(CARGO) test -p cleave-operator --test failover -- --nocapture
 	$(CARGO) test -p cleave-e2e --test resync_faults
-	CLEAVE_SPLIT_LARGE_MIB=256 $(CARGO) test -p cleave-operator --test split_large -- --ignored --nocapture
+	CLEAVE_SPLIT_LARGE_MIB=256 $(CARGO) test -p cleave-operator --test split_large -- --nocapture
 
 ## crds: write crds/*.yaml from the Rust types (operator/src/crd).
 crds:

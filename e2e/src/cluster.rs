@@ -84,6 +84,8 @@ impl Cluster {
                 opts.log_capacity.to_string(),
                 "--min-in-sync".into(),
                 opts.min_in_sync.to_string(),
+                "--replicas".into(),
+                opts.size.to_string(),
                 "--sync-timeout-ms".into(),
                 opts.sync_timeout_ms.to_string(),
             ];

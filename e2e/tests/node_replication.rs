@@ -148,6 +148,41 @@ async fn a_killed_follower_restarts_and_catches_up_from_the_log() {
     checker.verify(&mut c.nodes[2].client().await).await;
 }
 
+/// Entries of [`LARGE_ENTRY_MIB`] each that a frozen follower falls behind by: 192 MiB of log,
+/// far past the leader's 32 MiB memory cache but within the log's 256 MiB.
+const LARGE_ENTRIES: usize = 16;
+/// Size of each large write, above a fetch's 16 MiB budget.
+const LARGE_ENTRY_MIB: usize = 12;
+
+/// A follower behind a log of large entries catches up from the log, one budget per fetch.
+/// Before the log read was bounded in bytes inside Redis, the leader read a fixed 256 entries
+/// (here all 192 MiB) for every fetch and trimmed afterwards; the follower's fetch timed out
+/// each time and it never caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_a_log_of_large_entries_catches_up_from_the_log() {
+    let c = Cluster::start("bigfetch", ClusterOptions::default()).await;
+    let mut leader = c.nodes[0].client().await;
+    leader.insert("/b/first", "x").await.unwrap();
+    c.wait_converged(CONVERGE).await;
+    c.nodes[2].proc.stop();
+    for i in 0..LARGE_ENTRIES {
+        let body = bytes::Bytes::from(vec![i as u8; LARGE_ENTRY_MIB << 20]);
+        leader.insert(&format!("/b/{i}"), body).await.unwrap();
+    }
+    let target = c.nodes[0].status().await.unwrap().applied_seq;
+    c.nodes[2].proc.signal(Signal::SIGCONT);
+    wait_until(CONVERGE, "node 2 catches up the large entries", || async {
+        c.nodes[2]
+            .status()
+            .await
+            .is_some_and(|s| s.applied_seq >= target)
+    })
+    .await;
+    let st = c.nodes[2].status().await.unwrap();
+    assert_eq!(st.full_resyncs, 0, "caught up from the log, no full resync");
+    c.assert_identical().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_stalled_past_the_log_discards_its_data_and_resyncs_fully() {
     let opts = ClusterOptions {

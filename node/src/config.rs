@@ -47,9 +47,19 @@ pub struct Args {
     /// Followers that must apply a write before the leader acknowledges it.
     #[arg(long, env = "CLEAVE_NODE_MIN_IN_SYNC")]
     pub min_in_sync: Option<usize>,
+    /// Nodes in the cluster, this one included (the operator sets it). Read leases need it, to
+    /// know how many followers must back a lease; unset, every read takes a confirmation round.
+    #[arg(long, env = "CLEAVE_NODE_REPLICAS")]
+    pub replicas: Option<usize>,
     /// Milliseconds of silence from the leader after which a follower counts itself out of sync.
     #[arg(long, env = "CLEAVE_NODE_SYNC_TIMEOUT_MS")]
     pub sync_timeout_ms: Option<u64>,
+    /// Milliseconds a leader serves reads after a confirmation round without another one (a
+    /// read lease); 0 confirms every read with a round. Every node of a cluster must use the
+    /// same value: followers hold back from a newer epoch for 1.1 times it (the clock-drift
+    /// bound). Default: half of `sync-timeout-ms`.
+    #[arg(long, env = "CLEAVE_NODE_READ_LEASE_MS")]
+    pub read_lease_ms: Option<u64>,
     /// Milliseconds a write waits for `min-in-sync` followers before the client is told to retry.
     #[arg(long, env = "CLEAVE_NODE_WRITE_TIMEOUT_MS")]
     pub write_timeout_ms: Option<u64>,
@@ -92,7 +102,9 @@ struct FileConfig {
     log_capacity: Option<u64>,
     log_max_bytes: Option<u64>,
     min_in_sync: Option<usize>,
+    replicas: Option<usize>,
     sync_timeout_ms: Option<u64>,
+    read_lease_ms: Option<u64>,
     write_timeout_ms: Option<u64>,
     write_queue_bytes: Option<u64>,
     resync_buffer_bytes: Option<u64>,
@@ -138,8 +150,12 @@ pub struct Config {
     pub log_max_bytes: u64,
     /// The acknowledgement quorum, in followers.
     pub min_in_sync: usize,
+    /// Nodes in the cluster, this one included (0: unknown, no read lease).
+    pub replicas: usize,
     /// Silence after which a follower is out of sync.
     pub sync_timeout: Duration,
+    /// How long a confirmation round lets the leader serve reads without another (0: none).
+    pub read_lease: Duration,
     /// How long a write waits for its quorum.
     pub write_timeout: Duration,
     /// Bytes of writes queued across all connections before the node stops reading requests.
@@ -166,7 +182,9 @@ impl Default for Config {
             log_capacity: 10_000,
             log_max_bytes: 256 * 1024 * 1024,
             min_in_sync: 1,
+            replicas: 0,
             sync_timeout: Duration::from_millis(2000),
+            read_lease: Duration::from_millis(1000),
             write_timeout: Duration::from_millis(10_000),
             write_queue_bytes: 256 * 1024 * 1024,
             resync_buffer_bytes: 1024 * 1024 * 1024,
@@ -197,6 +215,10 @@ impl Config {
             (false, Some(addr)) => StartRole::Follow(addr),
             (false, None) => StartRole::Resume,
         };
+        let sync_timeout = args
+            .sync_timeout_ms
+            .or(file.sync_timeout_ms)
+            .map_or(d.sync_timeout, Duration::from_millis);
         let config = Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             admin_listen: args.admin_listen.or(file.admin_listen),
@@ -216,11 +238,12 @@ impl Config {
                 .min_in_sync
                 .or(file.min_in_sync)
                 .unwrap_or(d.min_in_sync),
-            sync_timeout: args
-                .sync_timeout_ms
-                .or(file.sync_timeout_ms)
-                .map(Duration::from_millis)
-                .unwrap_or(d.sync_timeout),
+            replicas: args.replicas.or(file.replicas).unwrap_or(d.replicas),
+            sync_timeout,
+            read_lease: args
+                .read_lease_ms
+                .or(file.read_lease_ms)
+                .map_or(sync_timeout / 2, Duration::from_millis),
             write_timeout: args
                 .write_timeout_ms
                 .or(file.write_timeout_ms)
@@ -259,6 +282,16 @@ impl Config {
         if config.sync_timeout < Duration::from_millis(100) {
             return Err(Error::Config("sync-timeout-ms must be at least 100".into()));
         }
+        if config.replicas > 0 && config.min_in_sync >= config.replicas {
+            return Err(Error::Config(
+                "min-in-sync counts followers: it must be smaller than replicas".into(),
+            ));
+        }
+        if config.read_lease > config.sync_timeout * 10 {
+            return Err(Error::Config(
+                "read-lease-ms must be at most ten times sync-timeout-ms".into(),
+            ));
+        }
         Ok(config)
     }
 }
@@ -291,6 +324,25 @@ mod tests {
         assert_eq!(c.log_capacity, 50);
         assert_eq!(c.sync_timeout, Duration::from_millis(2000));
         assert_eq!(c.start_role, StartRole::Resume);
+        assert_eq!(c.replicas, 0, "unknown unless the operator says");
+        assert_eq!(c.read_lease, Duration::from_millis(1000), "half of sync-timeout");
+        let c = resolve(&["--sync-timeout-ms", "600"], Some("replicas: 3
+")).unwrap();
+        assert_eq!((c.replicas, c.read_lease), (3, Duration::from_millis(300)));
+        let c = resolve(&["--read-lease-ms", "0"], None).unwrap();
+        assert!(c.read_lease.is_zero());
+    }
+
+    #[test]
+    fn a_lease_or_a_size_that_cannot_hold_is_refused() {
+        let e = resolve(&["--min-in-sync", "3", "--replicas", "3"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("smaller than replicas"), "{e}");
+        let e = resolve(&["--sync-timeout-ms", "100", "--read-lease-ms", "5000"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("read-lease-ms"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod follower;
 pub mod handler;
 pub mod leader;
+pub mod lease;
 pub mod metrics;
 pub mod node;
 pub mod op;

@@ -42,6 +42,7 @@ pub struct NodeMetrics {
     resyncs: Counters,
     resync_seconds: Histogram,
     snapshot_bytes: Counters,
+    read_confirmations: Counters,
     log_entries: Gauge,
     /// Leader: when recent seqs were applied, oldest first, for lag in seconds.
     applied_at: Mutex<VecDeque<(u64, Instant)>>,
@@ -60,6 +61,7 @@ impl Default for NodeMetrics {
             resyncs: Counters::default(),
             resync_seconds: seconds_histogram(),
             snapshot_bytes: Counters::default(),
+            read_confirmations: Counters::default(),
             log_entries: Gauge::default(),
             applied_at: Mutex::new(VecDeque::new()),
         }
@@ -118,6 +120,14 @@ impl NodeMetrics {
             .inc_by(bytes);
     }
 
+    /// Leader: a read proved leadership, by its lease (`lease`) or by a confirmation round.
+    pub fn read_confirmed(&self, by_lease: bool) {
+        let how = if by_lease { "lease" } else { "round" };
+        self.read_confirmations
+            .get_or_create(&label("by", how))
+            .inc();
+    }
+
     /// Seconds since the first entry after `acked` was applied here (0 when none is missing).
     fn lag_seconds(&self, acked: u64, applied: u64) -> f64 {
         if acked >= applied {
@@ -155,6 +165,9 @@ pub fn register(admin: &mut Admin, node: &Arc<Node>) {
     }
     for dir in ["sent", "received"] {
         let _ = m.snapshot_bytes.get_or_create(&label("direction", dir));
+    }
+    for how in ["lease", "round"] {
+        let _ = m.read_confirmations.get_or_create(&label("by", how));
     }
     let r = admin.registry().sub_registry_with_prefix("cleave_node");
     r.register(
@@ -206,6 +219,12 @@ pub fn register(admin: &mut Admin, node: &Arc<Node>) {
         "Duration of full resyncs, successful or not.",
         Unit::Seconds,
         m.resync_seconds.clone(),
+    );
+    r.register(
+        "read_confirmations",
+        "Leader: reads (and follower read barriers) that proved leadership, by how (lease: \
+         within a read lease; round: a confirmation round with the followers).",
+        m.read_confirmations.clone(),
     );
     r.register_with_unit(
         "snapshot",

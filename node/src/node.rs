@@ -108,6 +108,10 @@ pub struct Node {
     pub metrics: crate::metrics::NodeMetrics,
     /// The store's log extent and ownership as last read, for `NODE.STATUS`.
     pub store_view: Mutex<crate::store_view::StoreView>,
+    /// Leader: the read lease and its renewal ([`crate::lease`]).
+    pub lease: Mutex<crate::lease::LeaseState>,
+    /// This node's promise not to help a newer epoch commit yet ([`crate::lease`]).
+    pub promise: Mutex<crate::lease::Promise>,
 }
 
 impl Node {
@@ -122,6 +126,7 @@ impl Node {
         writes: mpsc::UnboundedSender<WriteRequest>,
     ) -> Node {
         let cache = LogCache::new(config.log_capacity as usize);
+        let promise = crate::lease::Promise::at_start(crate::lease::hold(config.read_lease));
         Node {
             config,
             id,
@@ -146,6 +151,8 @@ impl Node {
             applying: tokio::sync::Mutex::new(()),
             metrics: Default::default(),
             store_view: Mutex::new(Default::default()),
+            lease: Mutex::new(Default::default()),
+            promise: Mutex::new(promise),
         }
     }
 
@@ -257,7 +264,14 @@ impl Node {
             .collect();
         drop(followers);
         self.acks_changed.send_modify(|n| *n += 1);
+        let epoch = self.role.borrow().epoch;
+        crate::lease::on_ack(self, epoch);
         if acks.len() < k {
+            return;
+        }
+        // Bound by a promise to an older epoch (or the start-up hold): count nothing yet. The
+        // followers' next fetches (at least every sync_timeout / 4) count again afterwards.
+        if crate::lease::held_until(self, epoch).is_some() {
             return;
         }
         acks.sort_unstable_by(|a, b| b.cmp(a));

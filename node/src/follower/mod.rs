@@ -19,8 +19,13 @@ use std::time::{Duration, Instant};
 
 /// Bytes of entries asked for per fetch.
 pub const FETCH_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Time allowed, beyond the leader's silence limit, to move the largest reply: a full batch
+/// plus one entry of the largest write (16 MiB + 2 x 64 MiB with its effects) at 80 MiB/s.
+/// Without it, a log of 32 MiB entries could never be fetched within the silence limit.
+pub const FETCH_TRANSFER_ALLOWANCE: Duration = Duration::from_secs(2);
 
-/// Send one `REPL.FETCH` from `(from, from_epoch)` and decode the answer.
+/// Send one `REPL.FETCH` from `(from, from_epoch)` and decode the answer. `timeout` is how
+/// long the leader may stay silent; [`FETCH_TRANSFER_ALLOWANCE`] is added for the transfer.
 pub async fn fetch(
     client: &mut Client,
     epoch: u64,
@@ -39,7 +44,7 @@ pub async fn fetch(
         max_bytes: FETCH_MAX_BYTES,
         learner,
     };
-    let frame = tokio::time::timeout(timeout, client.call(&cmd))
+    let frame = tokio::time::timeout(timeout + FETCH_TRANSFER_ALLOWANCE, client.call(&cmd))
         .await
         .map_err(|_| Error::Peer(cleave_proto::Error::Timeout))??;
     let reply = FetchReply::from_frame(frame).map_err(|r| Error::Apply(r.message))?;
@@ -128,6 +133,17 @@ fn lost_contact(node: &Node) {
 /// Fetch and apply until the connection fails, the leader goes silent, or a resync is needed.
 async fn follow(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
     reset_to_store(node).await?;
+    let learner = node.role_state().learner;
+    if let Some(until) = crate::lease::held_until(node, epoch).filter(|_| !learner) {
+        // Bound by a promise to the old leader's lease (or the start-up hold): fetching now
+        // would help the new epoch commit while the old leader may still serve lease reads.
+        tracing::info!(
+            "{}: holding {:?} before following epoch {epoch} (read lease of an older epoch)",
+            node.id,
+            until - Instant::now()
+        );
+        tokio::time::sleep_until(until.into()).await;
+    }
     let mut client = Client::connect(leader).await?;
     // A fetch that long-polls for a heartbeat answers within sync_timeout / 4; silence for the
     // whole sync_timeout means we are cut off.
@@ -139,7 +155,9 @@ async fn follow(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
             node.last_epoch.load(Ordering::SeqCst),
         );
         let round = node.heard_round.load(Ordering::SeqCst);
-        let learner = node.role_state().learner;
+        if !learner {
+            crate::lease::promise(node, epoch);
+        }
         match fetch(&mut client, epoch, &node.id, from, round, learner, silence).await {
             Ok(FetchReply::Entries {
                 committed,

@@ -9,8 +9,8 @@
 //! matched fetch counts as an acknowledgement, so the commit index never counts a replica whose
 //! log differs from the leader's.
 
+use crate::lease;
 use crate::node::{Node, RoleState};
-use crate::store::Entry;
 use cleave_proto::command::repl::{FetchReply, SnapBatch};
 use cleave_proto::status::Role;
 use cleave_proto::{ErrorCode, Frame, Reply};
@@ -76,7 +76,7 @@ async fn locate(node: &Node, from: u64, from_epoch: u64) -> Result<Position, Rep
             let log = node
                 .store
                 .clone()
-                .read_log(from, 0)
+                .read_log(from, 0, 0)
                 .await
                 .map_err(|e| e.to_reply())?;
             (log.from_epoch, log.first)
@@ -147,8 +147,13 @@ pub async fn fetch(
             .after(from, max_bytes as usize);
         match cached {
             Some(entries) => entries,
-            None => match node.store.clone().read_log(from, LOG_READ_BATCH).await {
-                Ok(log) if !log.entries.is_empty() => trim_to(log.entries, max_bytes as usize),
+            None => match node
+                .store
+                .clone()
+                .read_log(from, LOG_READ_BATCH, max_bytes)
+                .await
+            {
+                Ok(log) if !log.entries.is_empty() => log.entries,
                 Ok(log) => return FetchReply::FullSync { first: log.first }.to_frame(),
                 Err(e) => return e.to_reply().to_frame(),
             },
@@ -164,24 +169,9 @@ pub async fn fetch(
     .to_frame()
 }
 
-fn trim_to(mut entries: Vec<Entry>, max_bytes: usize) -> Vec<Entry> {
-    let mut size = 0;
-    let keep = entries
-        .iter()
-        .position(|e| {
-            size += e.size();
-            size > max_bytes
-        })
-        .unwrap_or(entries.len())
-        .max(1);
-    entries.truncate(keep);
-    entries
-}
-
-/// Prove this node still leads: start a new confirmation round and wait until `min_in_sync`
-/// followers fetched with it (each such fetch was sent after the round began, by a follower
-/// still at this epoch), and until the first entry of the epoch is committed. Returns the
-/// commit index, which then covers every write acknowledged before the call.
+/// Prove this node still leads, and return the commit index, which then covers every write
+/// acknowledged before the call: under a read lease ([`crate::lease`]) at once, otherwise by a
+/// new confirmation round (which also renews the lease).
 pub async fn confirm(node: &Node) -> Result<u64, Reply> {
     let st = node.role_state();
     if st.role != Role::Leader {
@@ -190,8 +180,23 @@ pub async fn confirm(node: &Node) -> Result<u64, Reply> {
             st.leader.unwrap_or_else(|| "?".into()),
         ));
     }
-    let k = node.config.min_in_sync;
     let start = node.epoch_start.load(std::sync::atomic::Ordering::SeqCst);
+    if node.config.min_in_sync > 0 {
+        if let Some(index) = lease::read_index(node, st.epoch, start) {
+            node.metrics.read_confirmed(true);
+            return Ok(index);
+        }
+    }
+    node.metrics.read_confirmed(false);
+    confirm_by_round(node, st.epoch, start).await
+}
+
+/// Start a new confirmation round and wait until `min_in_sync` followers fetched with it (each
+/// such fetch was sent after the round began, by a follower still at this epoch), and until
+/// the first entry of the epoch is committed.
+async fn confirm_by_round(node: &Node, epoch: u64, start: u64) -> Result<u64, Reply> {
+    let k = node.config.min_in_sync;
+    let started = std::time::Instant::now();
     let mut round = 0;
     if k > 0 {
         node.round.send_modify(|r| {
@@ -205,7 +210,7 @@ pub async fn confirm(node: &Node) -> Result<u64, Reply> {
     let wait = async {
         loop {
             let now = role.borrow_and_update().clone();
-            if now.epoch != st.epoch || now.role != Role::Leader {
+            if now.epoch != epoch || now.role != Role::Leader {
                 return Err(Reply::new(
                     ErrorCode::TryAgain,
                     "leadership changed during a read; retry",
@@ -214,6 +219,9 @@ pub async fn confirm(node: &Node) -> Result<u64, Reply> {
             acks.borrow_and_update();
             let index = *committed.borrow_and_update();
             if node.confirmed(round) >= k && (k == 0 || index >= start) {
+                if k > 0 {
+                    lease::round_confirmed(node, epoch, round, started);
+                }
                 return Ok(index);
             }
             tokio::select! {

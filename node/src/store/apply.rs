@@ -201,11 +201,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Log entries after `from` (at most `max`), with the log's bounds and the epoch of the
-    /// entry at `from`.
-    pub async fn read_log(&mut self, from: u64, max: u64) -> Result<LogRead> {
+    /// Log entries after `from` (at most `max` of them and about `max_bytes`, but at least
+    /// one), with the log's bounds and the epoch of the entry at `from`. The byte budget is
+    /// applied inside Redis, entry by entry, so a log of large entries is never read whole.
+    pub async fn read_log(&mut self, from: u64, max: u64, max_bytes: u64) -> Result<LogRead> {
         let mut pipe = redis::pipe();
-        self.scripts.read_log(&mut pipe, from, max);
+        self.scripts.read_log(&mut pipe, from, max, max_bytes);
         let reply = self.run(&pipe).await?.pop().unwrap_or(Value::Nil);
         let mut it = array(reply).into_iter();
         let num = |it: &mut std::vec::IntoIter<Value>| match it.next() {

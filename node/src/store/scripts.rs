@@ -87,8 +87,13 @@ impl Scripts {
             .arg(key_hash(path.hash()));
     }
 
-    /// Queue a log read.
-    pub fn read_log(&self, pipe: &mut redis::Pipeline, from: u64, max: u64) {
-        pipe.cmd("EVALSHA").arg(&self.log).arg(0).arg(from).arg(max);
+    /// Queue a log read of at most `max` entries and about `max_bytes` (at least one entry).
+    pub fn read_log(&self, pipe: &mut redis::Pipeline, from: u64, max: u64, max_bytes: u64) {
+        pipe.cmd("EVALSHA")
+            .arg(&self.log)
+            .arg(0)
+            .arg(from)
+            .arg(max)
+            .arg(max_bytes);
     }
 }

@@ -213,6 +213,8 @@ impl LocalPlatform {
             fc.metadata.name.clone().unwrap_or_default(),
             "--min-in-sync".into(),
             fc.spec.min_in_sync.to_string(),
+            "--replicas".into(),
+            fc.spec.replicas.to_string(),
             "--log-capacity".into(),
             fc.spec.log_capacity.to_string(),
         ];

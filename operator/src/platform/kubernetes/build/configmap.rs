@@ -16,10 +16,11 @@ pub fn node_config_name(cluster: &str) -> String {
 /// see `docs/contracts.md`). Per-pod values (id, advertise address) come from the pod.
 pub fn node_yaml(fc: &FileCluster) -> String {
     let mut s = format!(
-        "listen: 0.0.0.0:{NODE_PORT}\nredis: redis://127.0.0.1:{REDIS_PORT}\ncluster: {}\nlog-capacity: {}\nmin-in-sync: {}\n",
+        "listen: 0.0.0.0:{NODE_PORT}\nredis: redis://127.0.0.1:{REDIS_PORT}\ncluster: {}\nlog-capacity: {}\nmin-in-sync: {}\nreplicas: {}\n",
         name(fc),
         fc.spec.log_capacity,
-        fc.spec.min_in_sync
+        fc.spec.min_in_sync,
+        fc.spec.replicas
     );
     if let Some(ms) = fc.spec.sync_timeout_ms {
         s.push_str(&format!("sync-timeout-ms: {ms}\n"));
