@@ -223,7 +223,7 @@ pub fn register(admin: &mut Admin, node: &Arc<Node>) {
     r.register(
         "read_confirmations",
         "Leader: reads (and follower read barriers) that proved leadership, by how (lease: \
-         within a read lease; round: a confirmation round with the followers).",
+         within a read lease; round: a confirmation round with the followers)",
         m.read_confirmations.clone(),
     );
     r.register_with_unit(
