@@ -325,9 +325,19 @@ mod tests {
         assert_eq!(c.sync_timeout, Duration::from_millis(2000));
         assert_eq!(c.start_role, StartRole::Resume);
         assert_eq!(c.replicas, 0, "unknown unless the operator says");
-        assert_eq!(c.read_lease, Duration::from_millis(1000), "half of sync-timeout");
-        let c = resolve(&["--sync-timeout-ms", "600"], Some("replicas: 3
-")).unwrap();
+        assert_eq!(
+            c.read_lease,
+            Duration::from_millis(1000),
+            "half of sync-timeout"
+        );
+        let c = resolve(
+            &["--sync-timeout-ms", "600"],
+            Some(
+                "replicas: 3
+",
+            ),
+        )
+        .unwrap();
         assert_eq!((c.replicas, c.read_lease), (3, Duration::from_millis(300)));
         let c = resolve(&["--read-lease-ms", "0"], None).unwrap();
         assert!(c.read_lease.is_zero());
@@ -339,9 +349,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("smaller than replicas"), "{e}");
-        let e = resolve(&["--sync-timeout-ms", "100", "--read-lease-ms", "5000"], None)
-            .unwrap_err()
-            .to_string();
+        let e = resolve(
+            &["--sync-timeout-ms", "100", "--read-lease-ms", "5000"],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("read-lease-ms"), "{e}");
     }
 

@@ -117,11 +117,12 @@ async fn run_node(
         writes,
     ));
     apply_start_role(&node, start_role, start_epoch).await;
-    tracing::Span::current().record("epoch", node.role_state().epoch);
+    let epoch = node.role_state().epoch;
+    tracing::Span::current().record("epoch", epoch);
 
     let shutdown = Shutdown::new(shutdown);
     tokio::spawn(leader::commit::run(node.clone(), queue).in_current_span());
-    tokio::spawn(supervise_role(node.clone()).in_current_span());
+    tokio::spawn(supervise_role(node.clone(), epoch).in_current_span());
     tokio::spawn(ownership::clean_foreign_keys(node.clone()).in_current_span());
     tokio::spawn(store_view::refresh(node.clone()).in_current_span());
     let ctx = handler::Ctx {
@@ -162,12 +163,19 @@ async fn apply_start_role(node: &Node, start: StartRole, epoch: u64) {
 }
 
 /// Start and stop the follower loop as the role changes.
-async fn supervise_role(node: Arc<Node>) {
+async fn supervise_role(node: Arc<Node>, recorded_epoch: u64) {
     let mut role = node.role.subscribe();
     let mut current: Option<(String, u64, tokio::task::JoinHandle<()>)> = None;
+    // Recorded only when it changes: the text log format appends each recorded value to the
+    // span's fields (JSON replaces it), so recording at every role change made every later
+    // line longer.
+    let mut logged_epoch = Some(recorded_epoch);
     loop {
         let st = role.borrow_and_update().clone();
-        tracing::Span::current().record("epoch", st.epoch);
+        if logged_epoch != Some(st.epoch) {
+            tracing::Span::current().record("epoch", st.epoch);
+            logged_epoch = Some(st.epoch);
+        }
         let want = match (st.role, st.leader) {
             (Role::Follower | Role::Resyncing, Some(leader)) => Some((leader, st.epoch)),
             _ => None,

@@ -287,14 +287,24 @@ local function append_log(seq, epoch, op_blob, fx_blob)
   applied, appliedepoch = seq, epoch
   redis.call('RPUSH', 'log', epoch, op_blob, fx_blob)
   bytes = bytes + string.len(op_blob) + string.len(fx_blob)
+end
+
+-- Drop the oldest entries beyond the log's capacity and size cap, once per batch (the script is
+-- atomic, so nobody sees the log over its bounds): one LPOP for the whole excess in entries,
+-- then one per entry while the bytes are over the cap (always keeping the newest entry).
+local function trim_log()
+  if first == 0 then return end
   local len = applied - first + 1
-  while len > cap or (bytes > maxbytes and len > 1) do
-    local e = redis.call('LPOP', 'log', 3)
-    bytes = bytes - string.len(e[2]) - string.len(e[3])
-    baseepoch = tonumber(e[1])
-    first = first + 1
-    len = len - 1
+  local function dropped(items)
+    for j = 1, #items, 3 do
+      bytes = bytes - string.len(items[j + 1]) - string.len(items[j + 2])
+      baseepoch = tonumber(items[j])
+      first = first + 1
+      len = len - 1
+    end
   end
+  if len > cap then dropped(redis.call('LPOP', 'log', (len - cap) * 3)) end
+  while bytes > maxbytes and len > 1 do dropped(redis.call('LPOP', 'log', 3)) end
 end
 
 local function lead_one(op_blob, sess, cseq)
@@ -370,6 +380,7 @@ for i = 6, #ARGV, 6 do
   results[#results + 1] = r
   if r[1] == 'gap' then break end
 end
+trim_log()
 redis.call('HSET', 'meta', 'applied', applied, 'appliedepoch', appliedepoch, 'logfirst', first,
   'logbytes', bytes, 'baseepoch', baseepoch)
 return results
