@@ -145,7 +145,6 @@ async fn run_node(
         let mut admin = cleave_admin::Admin::new();
         metrics::register(&mut admin, &node);
         cleave_admin::spawn("cleave-node", listener, Arc::new(admin), shutdown.wait())?;
-        tokio::spawn(metrics::sample_store(node.clone()).in_current_span());
     }
     server::serve(listener, ctx, shutdown.wait()).await;
     Ok(())

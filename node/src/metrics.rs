@@ -4,8 +4,9 @@
 //! calls where things happen (dispatch, group commit, follower apply, resync). Figures that
 //! are already state — applied and committed seq, role, epoch, each follower's acknowledged
 //! seq — are not counted twice: [`register`] reads them from the node at scrape time. The
-//! replication log's length and a Redis round trip are sampled by [`sample_store`] every
-//! [`SAMPLE_EVERY`], since reading them needs Redis and a scrape must not wait on it.
+//! replication log's length and a Redis round trip come from the store view's refresh
+//! ([`crate::store_view`], every 100 ms), since reading them needs Redis and a scrape must not
+//! wait on it.
 //!
 //! Readiness (`/readyz`): a leader that is not handing over, or a follower that hears from its
 //! leader and is not resyncing ([`ready`]).
@@ -24,8 +25,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the log length and a Redis round trip are sampled.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 /// Applied positions remembered for the lag in seconds (older ones count from the oldest).
 const APPLIED_TIMES: usize = 4096;
 
@@ -118,6 +117,11 @@ impl NodeMetrics {
         self.snapshot_bytes
             .get_or_create(&label("direction", dir))
             .inc_by(bytes);
+    }
+
+    /// The replication log's length, as the store view last read it.
+    pub fn log_entries(&self, entries: u64) {
+        self.log_entries.set(entries as i64);
     }
 
     /// Leader: a read proved leadership, by its lease (`lease`) or by a confirmation round.
@@ -315,17 +319,4 @@ pub fn register(admin: &mut Admin, node: &Arc<Node>) {
     });
     let n = node.clone();
     admin.readiness(move || ready(&n));
-}
-
-/// Sample the log length and a Redis round trip every [`SAMPLE_EVERY`], for the node's life.
-pub async fn sample_store(node: Arc<Node>) {
-    let mut store = node.store.clone();
-    loop {
-        let started = Instant::now();
-        if let Ok(at) = store.positions().await {
-            node.metrics.redis("positions", started.elapsed());
-            node.metrics.log_entries.set(at.len as i64);
-        }
-        tokio::time::sleep(SAMPLE_EVERY).await;
-    }
 }

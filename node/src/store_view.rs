@@ -12,7 +12,7 @@
 use crate::node::Node;
 use cleave_proto::owned::Ownership;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the view is refreshed from the store.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(100);
@@ -28,10 +28,14 @@ pub struct StoreView {
     pub own: Option<Ownership>,
 }
 
-/// Read the view once, now (`None` when the store did not answer).
+/// Read the view once, now (`None` when the store did not answer). The positions read also
+/// feeds `/metrics`: its round trip (`redis_duration{op="positions"}`) and the log's length.
 pub async fn read(node: &Node) -> Option<StoreView> {
     let mut store = node.store.clone();
+    let started = Instant::now();
     let at = store.positions().await.ok()?;
+    node.metrics.redis("positions", started.elapsed());
+    node.metrics.log_entries(at.len);
     let own = store.ownership().await.ok()?;
     Some(StoreView {
         log_first: at.first,
