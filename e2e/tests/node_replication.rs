@@ -154,10 +154,9 @@ const LARGE_ENTRIES: usize = 16;
 /// Size of each large write, above a fetch's 16 MiB budget.
 const LARGE_ENTRY_MIB: usize = 12;
 
-/// A follower behind a log of large entries catches up from the log, one budget per fetch.
-/// Before the log read was bounded in bytes inside Redis, the leader read a fixed 256 entries
-/// (here all 192 MiB) for every fetch and trimmed afterwards; the follower's fetch timed out
-/// each time and it never caught up.
+/// A follower behind a log of large entries catches up from the log (not by a full resync),
+/// one fetch budget at a time. (That each fetch reads only its budget from Redis is checked by
+/// `a_fetch_reads_no_more_than_its_budget_from_the_leaders_redis`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_a_log_of_large_entries_catches_up_from_the_log() {
     let c = Cluster::start("bigfetch", ClusterOptions::default()).await;
@@ -181,6 +180,72 @@ async fn a_follower_behind_a_log_of_large_entries_catches_up_from_the_log() {
     let st = c.nodes[2].status().await.unwrap();
     assert_eq!(st.full_resyncs, 0, "caught up from the log, no full resync");
     c.assert_identical().await;
+}
+
+/// `used_memory_peak` of the Redis at `addr`, in bytes.
+async fn redis_peak(addr: &str) -> u64 {
+    let mut redis = Client::connect_timeout(addr, CONVERGE).await.unwrap();
+    let info = redis
+        .raw(&cleave_proto::Frame::command(["INFO", "memory"]))
+        .await
+        .unwrap();
+    let text = match info {
+        cleave_proto::Frame::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("INFO memory answered {other:?}"),
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("used_memory_peak:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no used_memory_peak in {text}"))
+}
+
+/// A fetch reads at most its byte budget (or one entry) from the leader's Redis, however many
+/// entries it may take: while a reader fetches a log of 40 entries of 4 MiB from the start,
+/// past the leader's 32 MiB memory cache, the Redis's peak memory grows by far less than the
+/// log. Before the budget was applied inside Redis, a fetch read 256 entries (here the whole
+/// 160 MiB log) into the script and trimmed the batch afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_reads_no_more_than_its_budget_from_the_leaders_redis() {
+    let c = Cluster::start("fetchbudget", ClusterOptions::default()).await;
+    let mut leader = c.nodes[0].client().await;
+    for i in 0..40u8 {
+        let body = bytes::Bytes::from(vec![i; 4 << 20]);
+        leader.insert(&format!("/fb/{i}"), body).await.unwrap();
+    }
+    c.wait_converged(CONVERGE).await;
+    let redis = format!("127.0.0.1:{}", c.redis[0].port);
+    let before = redis_peak(&redis).await;
+    let epoch = c.nodes[0].status().await.unwrap().epoch;
+    // As a new learner would: from seq 0, asking for 1 MiB (the reply holds one entry).
+    let fetch = cleave_proto::Command::ReplFetch {
+        epoch,
+        follower: "-".into(),
+        from: 0,
+        from_epoch: 0,
+        round: 0,
+        max_bytes: 1 << 20,
+        learner: false,
+    };
+    let reply = leader.call(&fetch).await.expect("REPL.FETCH");
+    let reply = cleave_proto::command::repl::FetchReply::from_frame(reply).expect("a fetch reply");
+    match reply {
+        cleave_proto::command::repl::FetchReply::Entries { entries, .. } => {
+            assert_eq!(
+                entries.len(),
+                1,
+                "one 4 MiB entry exceeds a 1 MiB budget alone"
+            )
+        }
+        other => panic!("expected entries from seq 1, got {other:?}"),
+    }
+    let after = redis_peak(&redis).await;
+    let grew = after.saturating_sub(before);
+    assert!(
+        grew < 32 << 20,
+        "the leader's Redis peak grew by {} MiB for one fetch of a 1 MiB budget: the log was \
+         read whole, not within the budget",
+        grew >> 20
+    );
 }
 
 /// The log holds exactly its capacity in entries, and stays under its byte cap, however the
