@@ -330,14 +330,7 @@ mod tests {
             Duration::from_millis(1000),
             "half of sync-timeout"
         );
-        let c = resolve(
-            &["--sync-timeout-ms", "600"],
-            Some(
-                "replicas: 3
-",
-            ),
-        )
-        .unwrap();
+        let c = resolve(&["--sync-timeout-ms", "600"], Some("replicas: 3\n")).unwrap();
         assert_eq!((c.replicas, c.read_lease), (3, Duration::from_millis(300)));
         let c = resolve(&["--read-lease-ms", "0"], None).unwrap();
         assert!(c.read_lease.is_zero());

@@ -45,6 +45,19 @@ pub struct LeaseState {
     renewal: Option<(u64, Instant)>,
 }
 
+impl LeaseState {
+    /// The state for `epoch`: a lease or renewal of another epoch is dropped.
+    fn of_epoch(&mut self, epoch: u64) -> &mut LeaseState {
+        if self.epoch != epoch {
+            *self = LeaseState {
+                epoch,
+                ..LeaseState::default()
+            };
+        }
+        self
+    }
+}
+
 /// A node's promise not to help a newer epoch commit before `until`.
 #[derive(Debug, Clone, Copy)]
 pub struct Promise {
@@ -116,22 +129,12 @@ pub fn read_index(node: &Node, epoch: u64, epoch_start: u64) -> Option<u64> {
     let lease = node.config.read_lease;
     let now = Instant::now();
     {
-        let mut s = node.lease.lock().expect("lock");
-        if s.epoch != epoch {
-            *s = LeaseState {
-                epoch,
-                ..LeaseState::default()
-            };
-        }
+        let mut guard = node.lease.lock().expect("lock");
+        let s = guard.of_epoch(epoch);
         let until = s.until.filter(|u| now < *u)?;
         let stale_renewal = s.renewal.is_some_and(|(_, at)| now - at > lease);
         if until - now < lease / 2 && (s.renewal.is_none() || stale_renewal) {
-            let mut round = 0;
-            node.round.send_modify(|r| {
-                *r += 1;
-                round = *r;
-            });
-            s.renewal = Some((round, now));
+            s.renewal = Some((node.start_round(), now));
         }
     }
     // Read after the lease check: it covers every write acknowledged before the check.
@@ -144,13 +147,8 @@ pub fn read_index(node: &Node, epoch: u64, epoch_start: u64) -> Option<u64> {
 pub fn round_confirmed(node: &Node, epoch: u64, round: u64, started: Instant) {
     let Some(q) = lease_quorum(node) else { return };
     let backed = node.confirmed(round) >= q;
-    let mut s = node.lease.lock().expect("lock");
-    if s.epoch != epoch {
-        *s = LeaseState {
-            epoch,
-            ..LeaseState::default()
-        };
-    }
+    let mut guard = node.lease.lock().expect("lock");
+    let s = guard.of_epoch(epoch);
     if backed {
         let until = started + node.config.read_lease;
         s.until = Some(s.until.map_or(until, |u| u.max(until)));

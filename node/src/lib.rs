@@ -168,12 +168,12 @@ async fn supervise_role(node: Arc<Node>, recorded_epoch: u64) {
     // Recorded only when it changes: the text log format appends each recorded value to the
     // span's fields (JSON replaces it), so recording at every role change made every later
     // line longer.
-    let mut logged_epoch = Some(recorded_epoch);
+    let mut logged_epoch = recorded_epoch;
     loop {
         let st = role.borrow_and_update().clone();
-        if logged_epoch != Some(st.epoch) {
+        if logged_epoch != st.epoch {
             tracing::Span::current().record("epoch", st.epoch);
-            logged_epoch = Some(st.epoch);
+            logged_epoch = st.epoch;
         }
         let want = match (st.role, st.leader) {
             (Role::Follower | Role::Resyncing, Some(leader)) => Some((leader, st.epoch)),

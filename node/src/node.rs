@@ -298,6 +298,17 @@ impl Node {
         }
     }
 
+    /// Leader: start a new confirmation round (waking every follower's long poll) and return
+    /// its number.
+    pub fn start_round(&self) -> u64 {
+        let mut round = 0;
+        self.round.send_modify(|r| {
+            *r += 1;
+            round = *r;
+        });
+        round
+    }
+
     /// Followers whose fetches proved they took part in round `round` or a later one.
     pub fn confirmed(&self, round: u64) -> usize {
         self.followers

@@ -181,11 +181,9 @@ pub async fn confirm(node: &Node) -> Result<u64, Reply> {
         ));
     }
     let start = node.epoch_start.load(std::sync::atomic::Ordering::SeqCst);
-    if node.config.min_in_sync > 0 {
-        if let Some(index) = lease::read_index(node, st.epoch, start) {
-            node.metrics.read_confirmed(true);
-            return Ok(index);
-        }
+    if let Some(index) = lease::read_index(node, st.epoch, start) {
+        node.metrics.read_confirmed(true);
+        return Ok(index);
     }
     node.metrics.read_confirmed(false);
     confirm_by_round(node, st.epoch, start).await
@@ -197,13 +195,7 @@ pub async fn confirm(node: &Node) -> Result<u64, Reply> {
 async fn confirm_by_round(node: &Node, epoch: u64, start: u64) -> Result<u64, Reply> {
     let k = node.config.min_in_sync;
     let started = std::time::Instant::now();
-    let mut round = 0;
-    if k > 0 {
-        node.round.send_modify(|r| {
-            *r += 1;
-            round = *r;
-        });
-    }
+    let round = if k > 0 { node.start_round() } else { 0 };
     let mut acks = node.acks_changed.subscribe();
     let mut committed = node.committed.subscribe();
     let mut role = node.role.subscribe();
