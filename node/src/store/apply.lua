@@ -39,7 +39,7 @@
 -- SESSION_STEP requests, for eviction).
 local mode = ARGV[1]
 local cap, maxbytes = tonumber(ARGV[2]), tonumber(ARGV[3])
-local lead_epoch = tonumber(ARGV[4])
+local lead_epoch, lead_epoch_s = tonumber(ARGV[4]), ARGV[4]
 local m = redis.call('HMGET', 'meta', 'applied', 'logfirst', 'logbytes', 'appliedepoch', 'baseepoch')
 local applied, first, bytes = tonumber(m[1] or '0'), tonumber(m[2] or '0'), tonumber(m[3] or '0')
 local appliedepoch, baseepoch = tonumber(m[4] or '0'), tonumber(m[5] or '0')
@@ -75,6 +75,19 @@ local MAX_SESSIONS = 10000
 local SESSION_WINDOW = 256
 local SESSION_STEP = 32
 
+-- Lua turns a number into a string with a floating-point printf, a few percent of a write's
+-- cost: numbers written to Redis are passed as strings wherever one is at hand (the ARGV, the
+-- leader's effects), and small indices are converted once per batch.
+local index_strings = {}
+local function istr(n)
+  local s = index_strings[n]
+  if not s then
+    s = tostring(n)
+    index_strings[n] = s
+  end
+  return s
+end
+
 local function parent_of(p)
   local i = string.find(p, '/[^/]*$')
   if i == nil or i == 1 then return nil, string.sub(p, 2) end
@@ -84,7 +97,7 @@ end
 local function index_add(h, p)
   local dir, name = parent_of(p)
   while dir ~= nil do
-    redis.call('ZADD', 'dir:' .. h .. ':' .. dir, 0, name)
+    redis.call('ZADD', 'dir:' .. h .. ':' .. dir, '0', name)
     local up, upname = parent_of(dir)
     name = upname .. '/'
     dir = up
@@ -119,7 +132,7 @@ local function deleted_keys(fx, each)
   for _, k in ipairs(fx.dels or {}) do each(k) end
   local v = fx.old
   if v then
-    for i = 0, v[2] - 1 do each(v[1] .. i) end
+    for i = 0, v[2] - 1 do each(v[1] .. istr(i)) end
     if v[3] ~= '' then each(v[3]) end
   end
   if fx.up then
@@ -132,7 +145,7 @@ local function del(k) redis.call('DEL', k) end
 
 -- Lead mode: check the preconditions of an op and compute its effects. Returns nil, code,
 -- message when the op is refused.
-local function plan(op, h, seq, fx)
+local function plan(op, h, seq_s, fx)
   local kind, path = op[1], op[2]
   if kind == 'noop' then return true end
   if kind == 'own' then
@@ -160,9 +173,9 @@ local function plan(op, h, seq, fx)
     if nchunks > 0 then csize = string.len(op[8]) end
     -- Chunk keys name the hash and the (epoch, seq) that wrote them, never just a seq: after
     -- a split both clusters go on from the same seq, each in its own ranges.
-    local blob = 'c:' .. h .. ':' .. lead_epoch .. '.' .. seq .. ':'
-    fx.meta = {size = op[7], etag = op[4], ctype = op[5], mtime = op[6], blob = blob,
-               chunks = nchunks, csize = csize}
+    local blob = 'c:' .. h .. ':' .. lead_epoch_s .. '.' .. seq_s .. ':'
+    fx.meta = {size = tostring(op[7]), etag = op[4], ctype = op[5], mtime = tostring(op[6]),
+               blob = blob, chunks = istr(nchunks), csize = tostring(csize)}
   elseif kind == 'del' then
     if redis.call('EXISTS', meta_key) == 0 then return nil, 'NOTFOUND', 'no such file ' .. path end
     fx.old = old_version(meta_key)
@@ -196,8 +209,9 @@ local function plan(op, h, seq, fx)
     local extra = redis.call('HLEN', upset) - n
     if extra > 0 then return nil, 'ERR', 'upload ' .. op[3] .. ' has ' .. extra .. ' part(s) beyond ' .. n end
     fx.old = old_version(meta_key)
-    fx.meta = {size = size, etag = redis.sha1hex(table.concat(tags)) .. '-' .. n, ctype = op[5],
-               mtime = op[6], blob = prefix, chunks = n, csize = csize, upset = upset}
+    fx.meta = {size = tostring(size), etag = redis.sha1hex(table.concat(tags)) .. '-' .. n,
+               ctype = op[5], mtime = tostring(op[6]), blob = prefix, chunks = istr(n),
+               csize = tostring(csize), upset = upset}
   elseif kind == 'abort' then
     local upset = 'up:' .. h .. ':' .. path .. '\n' .. op[3]
     local prefix = 'u:' .. h .. ':' .. path .. '\n' .. op[3] .. '\n'
@@ -213,8 +227,8 @@ local function plan(op, h, seq, fx)
   return true
 end
 
--- Apply an op's effects (both modes).
-local function effect(op, h, seq, fx)
+-- Apply an op's effects (both modes); `seq_s` is the entry's seq as a string.
+local function effect(op, h, seq_s, fx)
   local kind, path = op[1], op[2]
   if kind == 'noop' then return end
   if kind == 'own' then
@@ -228,11 +242,11 @@ local function effect(op, h, seq, fx)
   local meta_key = 'f:' .. h .. ':' .. path
   local function set_meta(m)
     redis.call('HSET', meta_key, 'size', m.size, 'etag', m.etag, 'type', m.ctype, 'mtime', m.mtime,
-      'seq', seq, 'blob', m.blob, 'chunks', m.chunks, 'csize', m.csize, 'upset', m.upset or '')
+      'seq', seq_s, 'blob', m.blob, 'chunks', m.chunks, 'csize', m.csize, 'upset', m.upset or '')
   end
   if kind == 'put' then
     deleted_keys(fx, del)
-    for i = 8, #op do redis.call('SET', fx.meta.blob .. (i - 8), op[i]) end
+    for i = 8, #op do redis.call('SET', fx.meta.blob .. istr(i - 8), op[i]) end
     set_meta(fx.meta)
     index_add(h, path)
   elseif kind == 'del' then
@@ -262,13 +276,15 @@ end
 local function record_session(seq, fx)
   if not fx.s then return end
   local key = 'sess:' .. fx.s
+  -- fx.q is the request's seq in its session: a string (a number in entries of older nodes).
+  local q = tonumber(fx.q)
   redis.call('HSET', key, 'last', fx.q, 'r' .. fx.q, fx.r)
-  if fx.new == 1 or fx.q % SESSION_STEP == 0 then
+  if fx.new == 1 or q % SESSION_STEP == 0 then
     redis.call('ZADD', 'sess', seq, fx.s)
   end
-  if fx.q % SESSION_STEP == 0 and fx.q > SESSION_WINDOW then
+  if q % SESSION_STEP == 0 and q > SESSION_WINDOW then
     local old = {}
-    for i = math.max(1, fx.q - SESSION_WINDOW - SESSION_STEP + 1), fx.q - SESSION_WINDOW do
+    for i = math.max(1, q - SESSION_WINDOW - SESSION_STEP + 1), q - SESSION_WINDOW do
       old[#old + 1] = 'r' .. i
     end
     redis.call('HDEL', key, unpack(old))
@@ -279,13 +295,13 @@ local function record_session(seq, fx)
   end
 end
 
-local function append_log(seq, epoch, op_blob, fx_blob)
+local function append_log(seq, epoch, epoch_s, op_blob, fx_blob)
   if first == 0 then
     first = seq
     baseepoch = appliedepoch
   end
   applied, appliedepoch = seq, epoch
-  redis.call('RPUSH', 'log', epoch, op_blob, fx_blob)
+  redis.call('RPUSH', 'log', epoch_s, op_blob, fx_blob)
   bytes = bytes + string.len(op_blob) + string.len(fx_blob)
 end
 
@@ -307,8 +323,10 @@ local function trim_log()
   while bytes > maxbytes and len > 1 do dropped(redis.call('LPOP', 'log', 3)) end
 end
 
-local function lead_one(op_blob, sess, cseq)
+local function lead_one(op_blob, sess, cseq_s)
   local seq = applied + 1
+  local seq_s = tostring(seq)
+  local cseq = tonumber(cseq_s)
   local op = cmsgpack.unpack(op_blob)
   local h = table.remove(op, 2)
   local fx = {}
@@ -323,7 +341,7 @@ local function lead_one(op_blob, sess, cseq)
     if cseq > last + 1 then
       return {'err', 'TRYAGAIN', 'out of order: session ' .. sess .. ' expects request ' .. (last + 1) .. ', got ' .. cseq, applied}
     end
-    fx.s, fx.q = sess, cseq
+    fx.s, fx.q = sess, cseq_s
     if last == 0 then
       fx.new = 1
       if redis.call('ZCARD', 'sess') >= MAX_SESSIONS then
@@ -337,7 +355,7 @@ local function lead_one(op_blob, sess, cseq)
   if not owns(h) then
     return {'err', 'MOVED', own_epoch .. ' ' .. tonumber(h, 16), applied}
   end
-  local ok, code, msg = plan(op, h, seq, fx)
+  local ok, code, msg = plan(op, h, seq_s, fx)
   if not ok then
     if sess == '' then return {'err', code, msg, applied} end
     -- A tagged refusal is logged (no data change), so the session advances everywhere.
@@ -346,26 +364,27 @@ local function lead_one(op_blob, sess, cseq)
     fx.r = 'e' .. fx.fail
     local fx_blob = cmsgpack.pack(fx)
     record_session(seq, fx)
-    append_log(seq, lead_epoch, op_blob, fx_blob)
+    append_log(seq, lead_epoch, lead_epoch_s, op_blob, fx_blob)
     return {'fail', seq, fx_blob, code, msg}
   end
-  fx.r = 'o' .. seq
-  effect(op, h, seq, fx)
+  fx.r = 'o' .. seq_s
+  effect(op, h, seq_s, fx)
   record_session(seq, fx)
   local fx_blob = cmsgpack.pack(fx)
-  append_log(seq, lead_epoch, op_blob, fx_blob)
+  append_log(seq, lead_epoch, lead_epoch_s, op_blob, fx_blob)
   return {'ok', seq, fx_blob}
 end
 
-local function replay_one(seq, epoch, op_blob, fx_blob)
+local function replay_one(seq_s, epoch_s, op_blob, fx_blob)
+  local seq, epoch = tonumber(seq_s), tonumber(epoch_s)
   if seq <= applied then return {'dup', applied} end
   if seq ~= applied + 1 then return {'gap', applied} end
   local op = cmsgpack.unpack(op_blob)
   local h = table.remove(op, 2)
   local fx = cmsgpack.unpack(fx_blob)
-  if not fx.fail then effect(op, h, seq, fx) end
+  if not fx.fail then effect(op, h, seq_s, fx) end
   record_session(seq, fx)
-  append_log(seq, epoch, op_blob, fx_blob)
+  append_log(seq, epoch, epoch_s, op_blob, fx_blob)
   return {'ok', seq}
 end
 
@@ -373,9 +392,9 @@ local results = {}
 for i = 6, #ARGV, 6 do
   local r
   if mode == 'lead' then
-    r = lead_one(ARGV[i + 2], ARGV[i + 4], tonumber(ARGV[i + 5]))
+    r = lead_one(ARGV[i + 2], ARGV[i + 4], ARGV[i + 5])
   else
-    r = replay_one(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+    r = replay_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
   end
   results[#results + 1] = r
   if r[1] == 'gap' then break end
