@@ -2,10 +2,13 @@
 //! recorded state and observations. No processes, no network.
 
 use cleave_operator::crd::{FileCluster, HashRange};
+use cleave_operator::reconcile::ownership;
 use cleave_operator::reconcile::plan::{build, NodeAction};
+use cleave_operator::reconcile::split::{Move, SplitState};
 use cleave_operator::reconcile::status::{compute, Outcome, Report};
 use cleave_operator::reconcile::validate::validate;
 use cleave_operator::reconcile::{CoreState, Desired, NodeObs, Observed, RouterObs};
+use cleave_proto::owned::Ownership;
 use cleave_proto::status::{NodeStatus, Role};
 
 fn fc(name: &str) -> FileCluster {
@@ -901,4 +904,78 @@ fn a_failover_during_an_abort_never_takes_the_aborts_epoch() {
         "table epoch {} is not above the abort's epoch 5",
         t.epoch
     );
+}
+
+/// The committed table of the samples, with the state that committed it.
+fn committed_table() -> (CoreState, cleave_proto::range::RangeTable) {
+    let v = validate(&samples()).unwrap();
+    let plan = build(&v, &CoreState::default(), &observed(settled, &[None]));
+    let table = plan.table.expect("a first table");
+    let mut state = plan.state;
+    state.committed_epoch = table.epoch;
+    (state, table)
+}
+
+#[test]
+fn leaders_without_an_ownership_record_are_given_their_ranges_of_the_committed_table() {
+    let (state, table) = committed_table();
+    let got = ownership::missing(&table, &state, &observed(settled, &[None]));
+    let own = |cluster: &str, ranges| Ownership {
+        cluster: cluster.into(),
+        epoch: table.epoch,
+        ranges,
+        fenced: false,
+    };
+    assert_eq!(
+        got,
+        vec![
+            (
+                leader_addr("fc-a").into(),
+                own("fc-a", vec![(0, 2147483647)])
+            ),
+            (
+                leader_addr("fc-b").into(),
+                own("fc-b", vec![(2147483648, u32::MAX)])
+            ),
+        ]
+    );
+}
+
+#[test]
+fn no_ownership_is_given_twice_during_a_split_before_the_table_commits_or_to_a_non_leader() {
+    let (state, table) = committed_table();
+    let owning = |c: &str, i: usize| {
+        settled(c, i).map(|mut s| {
+            s.own_epoch = 1;
+            s
+        })
+    };
+    assert!(ownership::missing(&table, &state, &observed(owning, &[None])).is_empty());
+
+    let mut uncommitted = state.clone();
+    uncommitted.committed_epoch = table.epoch - 1;
+    assert!(ownership::missing(&table, &uncommitted, &observed(settled, &[None])).is_empty());
+
+    let mut splitting = state.clone();
+    splitting.split = Some(SplitState::begin(
+        &Move {
+            source: "fc-a".into(),
+            target: "fc-c".into(),
+            start: 0,
+            end: 10,
+            kept: vec![(11, 2147483647)],
+        },
+        table.epoch,
+        0,
+    ));
+    assert!(ownership::missing(&table, &splitting, &observed(settled, &[None])).is_empty());
+
+    // A leader that answers at another epoch than recorded (a failover under way) waits.
+    let older = |c: &str, i: usize| {
+        settled(c, i).map(|mut s| {
+            s.epoch = 0;
+            s
+        })
+    };
+    assert!(ownership::missing(&table, &state, &observed(older, &[None])).is_empty());
 }

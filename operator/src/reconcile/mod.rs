@@ -10,6 +10,7 @@
 //! - status ([`status`]): conditions and per-node state, published by the platform.
 
 pub mod cutover;
+pub mod ownership;
 pub mod plan;
 pub mod split;
 pub mod status;
@@ -609,6 +610,11 @@ pub async fn reconcile<P: Platform>(
             }
             if let Some(table) = table.as_ref() {
                 publish_table(platform, table, &observed, &mut state, &mut outcome).await?;
+                if outcome.table_committed && plan.abort.is_none() {
+                    let errors =
+                        ownership::give_missing(platform, table, &mut state, &observed).await?;
+                    outcome.apply_errors.extend(errors);
+                }
             }
         }
     }
