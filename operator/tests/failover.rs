@@ -4,7 +4,9 @@
 //!
 //! - the leader killed (`kill -9`, some rounds with its Redis), round after round;
 //! - the leader frozen (`SIGSTOP`) past `failoverTimeout`: a follower takes over; after
-//!   `SIGCONT` the old leader rejoins as a follower and ends identical;
+//!   `SIGCONT` the old leader rejoins as a follower and ends identical, and clients connected
+//!   to it directly (their reads in the same history) never read a value the new leader had
+//!   already replaced;
 //! - the leader cut off by a loopback partition (nftables drops every packet to or from its
 //!   port) past `failoverTimeout`: a follower takes over; after the heal the old leader rejoins
 //!   as a follower and ends identical;
@@ -17,7 +19,7 @@
 
 mod common;
 
-use cleave_e2e::history::History;
+use cleave_e2e::history::{History, Outcome};
 use cleave_e2e::workload::{assert_history, Workload};
 use common::*;
 use nix::sys::signal::Signal;
@@ -170,15 +172,35 @@ async fn a_frozen_leader_is_replaced_and_rejoins_as_an_identical_follower() {
     let mut sys = System::new();
     sys.start();
     sys.wait_ready();
-    let w = workload(&sys, "z", 14);
-    let load = {
-        let w = w.clone();
-        tokio::spawn(async move { w.run().await })
+    let s = sys.status();
+    let (old, epoch, pid) = leader_of(&s, "fc-a");
+    let old_addr = address(&s, &old);
+    wait_owning(&old_addr).await;
+    // Readers connected to the old leader itself, not through a router, for the whole test.
+    let readers = pinned_readers(&workload(&sys, "z", 16), old_addr.clone());
+    let reads = {
+        let r = readers.clone();
+        tokio::spawn(async move { r.run_tagged(100).await })
     };
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (old, epoch, pid) = leader_of(&sys.status(), "fc-a");
+    // Writes before the freeze, all answered before it: the old leader then holds no write it
+    // applied but did not commit, so nothing but its own proof of leadership (the lease, the
+    // confirmation round) stands between a read and its old store: a leader that served reads
+    // without that proof fails this test, which it would pass if writes ran throughout.
+    let mut before = workload(&sys, "z", 3);
+    before.clock = readers.clock;
+    let mut history = before.run().await;
+    wait_until_committed(&old_addr).await;
     signal(pid, Signal::SIGSTOP);
     let s = tokio::task::block_in_place(|| wait_new_leader(&sys, "fc-a", &old, epoch));
+    // Writes again, only once the routers send them to the new leader: none is parked at the
+    // old one, which would otherwise apply it on waking and hold every read back until it
+    // commits (never), hiding whether the read checked its leadership at all.
+    let mut after = workload(&sys, "z", 8);
+    after.clock = readers.clock;
+    let load = {
+        let w = after.clone();
+        tokio::spawn(async move { w.run_tagged(50).await })
+    };
     let f = &cluster(&s, "fc-a")["lastFailover"];
     assert!(
         f["reason"]
@@ -188,8 +210,21 @@ async fn a_frozen_leader_is_replaced_and_rejoins_as_an_identical_follower() {
         "{f}"
     );
     assert!(cond(cluster(&s, "fc-a"), "FailedOver"));
+    // New values acknowledged by the new leader meanwhile.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // The old leader wakes up while nobody can tell it that it was deposed (the operator is
+    // frozen too): it still believes it leads, and the reads parked at it and those sent for
+    // the next seconds must be refused, not answered from its own store.
+    let operator = sys
+        .child
+        .as_ref()
+        .map(|c| c.id())
+        .expect("the operator runs");
+    signal(operator, Signal::SIGSTOP);
     signal(pid, Signal::SIGCONT);
+    let resumed = readers.clock.now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(operator, Signal::SIGCONT);
     // The old leader comes back at the old epoch: it must rejoin as a follower, in sync.
     tokio::task::block_in_place(|| {
         sys.wait_for(
@@ -201,10 +236,76 @@ async fn a_frozen_leader_is_replaced_and_rejoins_as_an_identical_follower() {
             },
         )
     });
-    let history = load.await.expect("the load ran");
+    history.extend(load.await.expect("the load ran"));
+    let direct = reads.await.expect("the readers ran");
+    let answered = |after: u64| {
+        direct
+            .ops()
+            .iter()
+            .filter(|o| o.invoke >= after && matches!(o.outcome, Outcome::Read(_)))
+            .count()
+    };
+    println!(
+        "reads at the old leader {old}: {} in all, {} answered, {} of them begun after SIGCONT",
+        direct.ops().len(),
+        answered(0),
+        answered(resumed)
+    );
+    assert!(answered(0) > 0, "the readers never read at {old}");
+    history.extend(direct);
     tokio::task::block_in_place(|| sys.wait_ready());
-    finish(&w, history, &sys.router(), 50).await;
+    finish(&after, history, &sys.router(), 50).await;
     assert_identical(&sys, "fc-a").await;
+}
+
+/// Wait (bounded) until the leader at `addr` has committed everything it applied.
+async fn wait_until_committed(addr: &str) {
+    cleave_e2e::wait_until(
+        Duration::from_secs(30),
+        &format!("{addr} commits all it applied"),
+        || async {
+            let mut c = cleave_proto::Client::connect(addr).await.expect("connect");
+            let st = c.node_status().await.expect("NODE.STATUS");
+            st.committed_seq == st.applied_seq
+        },
+    )
+    .await;
+}
+
+/// A node's client address as the status reports it.
+fn address(s: &Value, name: &str) -> String {
+    node(s, name)["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Wait (bounded) until the node at `addr` holds its cluster's ownership record: the operator
+/// gives it once the first table is committed, and from then on the node answers `-MOVED` for
+/// the other cluster's paths instead of `NotFound`.
+async fn wait_owning(addr: &str) {
+    cleave_e2e::wait_until(
+        Duration::from_secs(30),
+        &format!("{addr} holds an ownership record"),
+        || async {
+            let mut c = cleave_proto::Client::connect(addr).await.expect("connect");
+            c.node_status().await.expect("NODE.STATUS").own_epoch > 0
+        },
+    )
+    .await;
+}
+
+/// Clients of `w`'s paths that only read, all at `addr` (they come back to it after every
+/// error), with a short timeout so that new reads keep arriving while it is frozen.
+fn pinned_readers(w: &Workload, addr: String) -> Workload {
+    let mut r = w.clone();
+    r.write_addrs = vec![addr];
+    r.read_addrs = vec![];
+    r.clients = 3;
+    r.read_ratio = 1.0;
+    r.timeout = Duration::from_secs(2);
+    r.error_backoff = Duration::from_millis(20);
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
