@@ -193,6 +193,9 @@ async fn what_a_reconcile_logs_names_its_object() {
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test's thread may have registered the reconcile span's callsite while no
+    // subscriber wanted it, caching "never": recompute with this one in place.
+    tracing::callsite::rebuild_interest_cache();
     let (ctx, handle) = context();
     let boom = failure(500, "InternalError", "etcd is sad");
     let script = vec![step("GET", &format!("{CRD}/fileclusters")).answer(500, boom)];
