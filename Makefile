@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build release deps test fuzz lint fmt bench run clean crds crds-check k8s-check images e2e-kind
+.PHONY: all build release deps test fuzz lint fmt bench bench-split bench-failover soak run clean crds crds-check k8s-check images e2e-kind
 
 all: build
 
@@ -44,6 +44,12 @@ bench: deps release
 ## its successor (local platform, default settings, 20 rounds each; CLEAVE_BENCH_ROUNDS=N).
 bench-failover: deps release
 	$(CARGO) test --release -p cleave-operator --test failover -- --ignored bench_failover --nocapture
+
+## bench-split: split a cluster holding 1 GiB under load (CLEAVE_BENCH_SPLIT_MIB=N) beside a raw
+## Redis full sync of the same bytes; prints the total time, the write pause on the moving half
+## and the other half's throughput, with issue 9's targets.
+bench-split: deps release
+	$(CARGO) test --release -p cleave-operator --test bench_split -- --ignored --nocapture
 
 ## soak: the fault scenarios with many rounds (50 leader kills under load, with the history check),
 ## the resync fault tests again, and a split of 256 MiB and multipart files.

@@ -10,6 +10,7 @@
 //! - a split aborted after its fence (the HashRanges edited back while the fence cannot commit,
 //!   because the source's followers are frozen): the split never commits, the source takes the
 //!   range back under a new epoch, and the writes it refused meanwhile go through afterwards;
+//!   asked again, the split starts afresh and completes;
 //! - a router frozen across the commit point: when it continues with the old table, the
 //!   source refuses the moved half with `MOVED` until the new table reaches it.
 
@@ -229,7 +230,8 @@ async fn a_router_frozen_across_the_commit_point_loses_no_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_split_aborted_after_its_fence_gives_the_range_back_and_loses_nothing() {
+async fn a_split_aborted_after_its_fence_gives_the_range_back_loses_nothing_and_can_be_asked_again()
+{
     if !have_router() {
         return;
     }
@@ -246,7 +248,7 @@ async fn a_split_aborted_after_its_fence_gives_the_range_back_and_loses_nothing(
         .filter(|n| **n != leader)
         .map(|n| node_pid(&s, n) as u32)
         .collect();
-    let w = workload(&sys, 30);
+    let w = workload(&sys, 45);
     let load = {
         let w = w.clone();
         tokio::spawn(async move { w.run().await })
@@ -323,8 +325,6 @@ async fn a_split_aborted_after_its_fence_gives_the_range_back_and_loses_nothing(
         "the abort's epoch {} is above every table epoch ({table_epoch})",
         own.own_epoch
     );
-    let history = load.await.expect("the load ran");
-    println!("split aborted after its fence: {}", history.summary());
     let table = cleave_proto::Client::connect(&sys.router())
         .await
         .expect("router")
@@ -335,6 +335,24 @@ async fn a_split_aborted_after_its_fence_gives_the_range_back_and_loses_nothing(
         table.ranges.iter().all(|r| r.cluster == "fc-a"),
         "an aborted split moves nothing: {table:?}"
     );
+    // Asked again, the split starts afresh (its fence above the abort's epoch, fc-b's nodes
+    // still learners of fc-a) and completes, still under load.
+    split_in_half(&sys);
+    let s = tokio::task::block_in_place(|| {
+        sys.wait_for(120, "the split asked again to complete", |s| {
+            ready(s)
+                && s["split"].is_null()
+                && s["epoch"].as_u64().unwrap_or(0) > own.own_epoch
+                && cond(cluster(s, "fc-b"), "Ready")
+        })
+    });
+    let history = load.await.expect("the load ran");
+    println!(
+        "split aborted after its fence, then asked again: {}",
+        history.summary()
+    );
     finish(&w, history, &sys.router(), 50).await;
-    assert_holds_exactly(&s, "fc-a", (0, u32::MAX)).await;
+    let mid = 2_147_483_647;
+    assert_holds_exactly(&s, "fc-a", (0, mid)).await;
+    assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }
