@@ -33,8 +33,6 @@ const WRITERS_PER_HALF: usize = 4;
 const LOAD_BYTES: usize = 1024;
 /// How long the load runs before the split, to measure the other half's throughput alone.
 const BASELINE: Duration = Duration::from_secs(6);
-/// The last hash `fc-a` keeps.
-const MID: u32 = 2_147_483_647;
 
 fn total_mib() -> usize {
     std::env::var("CLEAVE_BENCH_SPLIT_MIB")

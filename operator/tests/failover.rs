@@ -21,6 +21,7 @@ mod common;
 
 use cleave_e2e::history::{History, Outcome};
 use cleave_e2e::workload::{assert_history, Workload};
+use cleave_proto::status::NodeStatus;
 use common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -258,17 +259,24 @@ async fn a_frozen_leader_is_replaced_and_rejoins_as_an_identical_follower() {
     assert_identical(&sys, "fc-a").await;
 }
 
-/// Wait (bounded) until the leader at `addr` has committed everything it applied.
-async fn wait_until_committed(addr: &str) {
+/// Wait (bounded, 30 s) until `NODE.STATUS` of the node at `addr` satisfies `pred`.
+async fn wait_node(addr: &str, what: &str, pred: impl Fn(&NodeStatus) -> bool) {
     cleave_e2e::wait_until(
         Duration::from_secs(30),
-        &format!("{addr} commits all it applied"),
+        &format!("{addr} {what}"),
         || async {
             let mut c = cleave_proto::Client::connect(addr).await.expect("connect");
-            let st = c.node_status().await.expect("NODE.STATUS");
-            st.committed_seq == st.applied_seq
+            pred(&c.node_status().await.expect("NODE.STATUS"))
         },
     )
+    .await;
+}
+
+/// Wait until the leader at `addr` has committed everything it applied.
+async fn wait_until_committed(addr: &str) {
+    wait_node(addr, "commits all it applied", |st| {
+        st.committed_seq == st.applied_seq
+    })
     .await;
 }
 
@@ -284,15 +292,7 @@ fn address(s: &Value, name: &str) -> String {
 /// gives it once the first table is committed, and from then on the node answers `-MOVED` for
 /// the other cluster's paths instead of `NotFound`.
 async fn wait_owning(addr: &str) {
-    cleave_e2e::wait_until(
-        Duration::from_secs(30),
-        &format!("{addr} holds an ownership record"),
-        || async {
-            let mut c = cleave_proto::Client::connect(addr).await.expect("connect");
-            c.node_status().await.expect("NODE.STATUS").own_epoch > 0
-        },
-    )
-    .await;
+    wait_node(addr, "holds an ownership record", |st| st.own_epoch > 0).await;
 }
 
 /// Clients of `w`'s paths that only read, all at `addr` (they come back to it after every
@@ -328,9 +328,9 @@ async fn a_partitioned_leader_is_replaced_and_rejoins_after_the_heal() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let s = sys.status();
     let (old, epoch, _) = leader_of(&s, "fc-a");
-    let port: u16 = node(&s, &old)["address"]
-        .as_str()
-        .and_then(|a| a.rsplit(':').next())
+    let port: u16 = address(&s, &old)
+        .rsplit(':')
+        .next()
         .and_then(|p| p.parse().ok())
         .expect("the leader's port");
     // The leader keeps running, cut off from followers, routers and the operator alike: it

@@ -45,7 +45,7 @@ async fn a_split_under_load_moves_half_a_cluster_and_loses_nothing() {
         "the split must cost clients no error: {summary}"
     );
     finish(&w, history, &sys.router(), 100).await;
-    let mid = 2_147_483_647;
+    let mid = MID;
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }
@@ -147,7 +147,7 @@ async fn an_operator_killed_again_and_again_during_a_split_resumes_it_and_loses_
     println!("split with operator kills: {}", history.summary());
     let _ = std::fs::copy(sys.data.with_extension("log"), "/tmp/split-operator.log");
     finish(&w, history, &sys.router(), 50).await;
-    let mid = 2_147_483_647;
+    let mid = MID;
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }
@@ -214,7 +214,7 @@ async fn a_split_completes_with_a_source_follower_frozen_and_its_leader_killed()
         history.summary()
     );
     finish(&w, history, &sys.router(), 50).await;
-    let mid = 2_147_483_647;
+    let mid = MID;
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }

@@ -120,7 +120,7 @@ async fn a_split_completes_when_the_sources_leader_loses_its_store_during_the_cl
         history.summary()
     );
     finish(&w, history, &sys.router(), 50).await;
-    let mid = 2_147_483_647;
+    let mid = MID;
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }
@@ -224,7 +224,7 @@ async fn a_router_frozen_across_the_commit_point_loses_no_write() {
     let history = load.await.expect("the load ran");
     println!("split with a frozen router: {}", history.summary());
     finish(&w, history, &sys.router(), 50).await;
-    let mid = 2_147_483_647;
+    let mid = MID;
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }
@@ -352,7 +352,7 @@ async fn a_split_aborted_after_its_fence_gives_the_range_back_loses_nothing_and_
         history.summary()
     );
     finish(&w, history, &sys.router(), 50).await;
-    let mid = 2_147_483_647;
+    let mid = MID;
     assert_holds_exactly(&s, "fc-a", (0, mid)).await;
     assert_holds_exactly(&s, "fc-b", (mid + 1, u32::MAX)).await;
 }

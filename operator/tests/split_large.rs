@@ -21,8 +21,6 @@ const PART_BYTES: usize = 8 << 20;
 const READ_BYTES: u64 = 8 << 20;
 /// The largest file written with one `INSERT` here, in MiB (a frame is at most 64 MiB).
 const INSERT_MIB: usize = 32;
-/// The highest hash fc-a keeps once split in half.
-const MID: u32 = 2_147_483_647;
 
 /// Size of the multipart file, in MiB.
 fn large_mib() -> usize {

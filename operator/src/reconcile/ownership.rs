@@ -31,15 +31,15 @@ pub fn missing(
     }
     let mut out = Vec::new();
     for (cluster, cs) in &state.clusters {
+        let Some(leader) = cs.leader.as_deref() else {
+            continue;
+        };
         let ranges: Vec<(u32, u32)> = table
             .ranges
             .iter()
             .filter(|r| &r.cluster == cluster)
             .map(|r| (r.start, r.end))
             .collect();
-        let Some(leader) = cs.leader.as_deref() else {
-            continue;
-        };
         if ranges.is_empty() {
             continue;
         }

@@ -39,6 +39,9 @@ pub fn set_low_end(sys: &System, end: u32) {
     std::fs::write(&file, edited.join("\n") + "\n").unwrap();
 }
 
+/// The last hash `fc-a` keeps when split in half.
+pub const MID: u32 = 2_147_483_647;
+
 /// What a user does to split `fc-a` in half: add `fc-b` with the upper half, then halve `low`
 /// (in between, the two ranges overlap: refused, nothing moves).
 pub fn split_in_half(sys: &System) {
@@ -53,7 +56,7 @@ pub fn split_in_half(sys: &System) {
         sys.manifests.join("hashrange-high.yaml"),
     )
     .unwrap();
-    set_low_end(sys, 2_147_483_647);
+    set_low_end(sys, MID);
 }
 
 pub fn workload(sys: &System, secs: u64) -> Workload {
