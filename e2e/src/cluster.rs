@@ -274,10 +274,16 @@ impl Cluster {
 
     /// The data digest (key count, hash) of node `i`'s Redis.
     pub async fn digest(&self, i: usize) -> (u64, String) {
+        self.digest_within(i, &[]).await
+    }
+
+    /// Key count and digest of node `i`'s data keys of the hashes in `spans` (empty: all),
+    /// keys of the whole cluster (sessions, ownership) included.
+    pub async fn digest_within(&self, i: usize, spans: &[(u32, u32)]) -> (u64, String) {
         let mut store = cleave_node::store::Store::connect(&self.redis[i].url(), 1, 1)
             .await
             .expect("store");
-        store.data_digest().await.expect("digest")
+        store.data_digest_within(spans).await.expect("digest")
     }
 
     /// Assert every node holds exactly the leader's data.

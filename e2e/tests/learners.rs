@@ -45,7 +45,7 @@ async fn learners_copy_the_leader_but_never_count_towards_its_quorum() {
     for n in &b.nodes {
         n.client()
             .await
-            .learn(epoch, &a.nodes[0].addr)
+            .learn(epoch, &a.nodes[0].addr, &[])
             .await
             .expect("NODE.FOLLOW ... LEARNER");
     }
@@ -187,4 +187,149 @@ async fn learners_copy_the_leader_but_never_count_towards_its_quorum() {
 
 async fn leader_select(c: &Cluster, path: &str) -> Option<Selected> {
     c.nodes[0].client().await.select(path).await.ok()
+}
+
+/// The hash of `path`'s root: what every key of the file names.
+fn hash_of(path: &str) -> u32 {
+    cleave_proto::FilePath::parse(path).unwrap().hash()
+}
+
+/// Single-hash spans of `paths`' hashes, sorted and distinct.
+fn spans_of(paths: &[String]) -> Vec<(u32, u32)> {
+    let hashes: std::collections::BTreeSet<u32> = paths.iter().map(|p| hash_of(p)).collect();
+    hashes.into_iter().map(|h| (h, h)).collect()
+}
+
+/// A split's learner copies only the range it takes over: its snapshot holds the data keys of
+/// its spans, so after the copy it holds exactly the source's keys of those hashes, and of the
+/// other hashes only what the live log wrote meanwhile (never read there; the cleaning pass
+/// deletes it at the commit). It stays a learner, with its spans, across a restart after a
+/// snapshot (a learner that came back as a voter would count towards its source's quorum), and
+/// told other spans it copies again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_with_spans_copies_only_their_keys_and_keeps_its_role_across_restarts() {
+    let a = Cluster::start(
+        "spansrc",
+        ClusterOptions {
+            // A short log: the learners cannot replay from seq 1 and must take a snapshot.
+            log_capacity: 20,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let mut b = Cluster::start(
+        "spanlearner",
+        ClusterOptions {
+            size: 2,
+            start_idle: true,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let mid = u32::MAX / 2;
+    let (upper, lower) = (vec![(mid + 1, u32::MAX)], vec![(0, mid)]);
+    let mut leader = a.nodes[0].client().await;
+    let before: Vec<String> = (0..60).map(|i| format!("/s{i}/f")).collect();
+    for (i, p) in before.iter().enumerate() {
+        leader.insert(p, vec![i as u8; 2048]).await.unwrap();
+    }
+    let (pre_upper, pre_lower) = before.iter().partition::<Vec<_>, _>(|p| hash_of(p) > mid);
+    assert!(
+        pre_upper.len() > 5 && pre_lower.len() > 5,
+        "files on both sides"
+    );
+    let epoch = a.nodes[0].status().await.unwrap().epoch;
+    for n in &b.nodes {
+        n.client()
+            .await
+            .learn(epoch, &a.nodes[0].addr, &upper)
+            .await
+            .expect("NODE.FOLLOW ... LEARNER spans");
+    }
+    // Live writes on both sides while the learners copy.
+    let live: Vec<String> = (0..40).map(|i| format!("/v{i}/x")).collect();
+    for p in &live {
+        leader.insert(p, "x").await.unwrap();
+    }
+    let live_lower: Vec<String> = live.iter().filter(|p| hash_of(p) <= mid).cloned().collect();
+    let target = a.nodes[0].status().await.unwrap().applied_seq;
+    let upper_text = cleave_proto::owned::spans_text(&upper);
+    wait_until(CONVERGE, "both learners copied and caught up", || async {
+        let mut all = true;
+        for n in &b.nodes {
+            all &= n.status().await.is_some_and(|s| {
+                s.applied_seq >= target
+                    && s.learner
+                    && s.role == Role::Follower
+                    && s.full_resyncs >= 1
+                    && s.learn_spans == upper_text
+            });
+        }
+        all
+    })
+    .await;
+    let source_upper = a.digest_within(0, &upper).await;
+    let source_lower = a.digest_within(0, &lower).await;
+    for i in 0..b.nodes.len() {
+        assert_eq!(
+            b.digest_within(i, &upper).await,
+            source_upper,
+            "learner {i}: the moving range is the source's"
+        );
+        let held_lower = b.digest_within(i, &lower).await.0;
+        assert_eq!(
+            held_lower,
+            b.digest_within(i, &spans_of(&live_lower)).await.0,
+            "learner {i}: of the other half it holds only what the live log wrote"
+        );
+        assert!(
+            held_lower < source_lower.0,
+            "learner {i} copied the other half ({held_lower} of {} keys)",
+            source_lower.0
+        );
+    }
+
+    // A restart after the snapshot: still a learner, with its spans, and the source still
+    // counts it as one.
+    b.nodes[1].proc.kill9();
+    b.nodes[1].restart();
+    wait_until(CONVERGE, "the restarted learner learns again", || async {
+        b.nodes[1].status().await.is_some_and(|s| {
+            s.learner && s.role == Role::Follower && s.in_sync && s.learn_spans == upper_text
+        })
+    })
+    .await;
+    let restarted = b.nodes[1].status().await.unwrap().id;
+    wait_until(
+        CONVERGE,
+        "the source sees the restarted learner",
+        || async {
+            let seen = a.nodes[0].status().await.unwrap().followers;
+            seen.iter()
+                .any(|f| f.id == restarted && f.last_seen_ms < 500)
+        },
+    )
+    .await;
+    let seen = a.nodes[0].status().await.unwrap().followers;
+    assert!(
+        seen.iter().filter(|f| f.id == restarted).all(|f| f.learner),
+        "the restarted learner counts as a voter of its source: {seen:?}"
+    );
+
+    // Other spans at the same epoch: it copies again, and now holds the other half.
+    let resyncs = b.nodes[0].status().await.unwrap().full_resyncs;
+    b.nodes[0]
+        .client()
+        .await
+        .learn(epoch, &a.nodes[0].addr, &lower)
+        .await
+        .expect("NODE.FOLLOW with other spans");
+    let lower_text = cleave_proto::owned::spans_text(&lower);
+    wait_until(CONVERGE, "the learner copied the other half", || async {
+        b.nodes[0].status().await.is_some_and(|s| {
+            s.full_resyncs > resyncs && s.learn_spans == lower_text && s.applied_seq >= target
+        })
+    })
+    .await;
+    assert_eq!(b.digest_within(0, &lower).await, source_lower);
 }

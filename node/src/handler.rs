@@ -112,7 +112,8 @@ fn dispatch_command(
             epoch,
             leader,
             learner,
-        } => async move { role::follow(&ctx.node, epoch, leader, learner).await }.boxed(),
+            spans,
+        } => async move { role::follow(&ctx.node, epoch, leader, learner, spans).await }.boxed(),
         Command::NodeFreeze { epoch, ms } => {
             async move { role::freeze(&ctx.node, epoch, ms).await }.boxed()
         }
@@ -133,9 +134,11 @@ fn dispatch_command(
         }
         .boxed(),
         Command::ReplIndex { epoch } => async move { serve::index(&ctx.node, epoch).await }.boxed(),
-        Command::SnapNext { epoch, cursor } => {
-            async move { serve::snapshot(&ctx.node, epoch, &cursor).await }.boxed()
-        }
+        Command::SnapNext {
+            epoch,
+            cursor,
+            spans,
+        } => async move { serve::snapshot(&ctx.node, epoch, &cursor, &spans).await }.boxed(),
         Command::TableGet | Command::TablePush(_) => ready(
             Reply::new(
                 ErrorCode::Err,

@@ -154,7 +154,7 @@ async fn apply_start_role(node: &Node, start: StartRole, epoch: u64) {
     let frame = match start {
         StartRole::Resume => return,
         StartRole::Lead => role::lead(node, epoch).await,
-        StartRole::Follow(leader) => role::follow(node, epoch, leader, false).await,
+        StartRole::Follow(leader) => role::follow(node, epoch, leader, false, Vec::new()).await,
     };
     if let cleave_proto::Frame::Error(e) = frame {
         tracing::warn!("{}: start role not applied: {e}", node.id);
@@ -164,7 +164,9 @@ async fn apply_start_role(node: &Node, start: StartRole, epoch: u64) {
 /// Start and stop the follower loop as the role changes.
 async fn supervise_role(node: Arc<Node>, recorded_epoch: u64) {
     let mut role = node.role.subscribe();
-    let mut current: Option<(String, u64, tokio::task::JoinHandle<()>)> = None;
+    // The loop follows one (leader, epoch, learner spans): other spans mean copying again.
+    type Following = (String, u64, Vec<(u32, u32)>);
+    let mut current: Option<(Following, tokio::task::JoinHandle<()>)> = None;
     // Recorded only when it changes: the text log format appends each recorded value to the
     // span's fields (JSON replaces it), so recording at every role change made every later
     // line longer.
@@ -175,24 +177,19 @@ async fn supervise_role(node: Arc<Node>, recorded_epoch: u64) {
             tracing::Span::current().record("epoch", st.epoch);
             logged_epoch = st.epoch;
         }
-        let want = match (st.role, st.leader) {
-            (Role::Follower | Role::Resyncing, Some(leader)) => Some((leader, st.epoch)),
+        let want: Option<Following> = match (st.role, st.leader) {
+            (Role::Follower | Role::Resyncing, Some(leader)) => Some((leader, st.epoch, st.spans)),
             _ => None,
         };
-        let same = match (&current, &want) {
-            (Some((l, e, _)), Some((wl, we))) => l == wl && e == we,
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            if let Some((_, _, task)) = current.take() {
+        if current.as_ref().map(|(f, _)| f) != want.as_ref() {
+            if let Some((_, task)) = current.take() {
                 task.abort();
             }
-            if let Some((leader, epoch)) = want {
-                let task = tokio::spawn(
-                    follower::run(node.clone(), leader.clone(), epoch).in_current_span(),
-                );
-                current = Some((leader, epoch, task));
+            if let Some(following) = want {
+                let (leader, epoch) = (following.0.clone(), following.1);
+                let task =
+                    tokio::spawn(follower::run(node.clone(), leader, epoch).in_current_span());
+                current = Some((following, task));
             }
         }
         if role.changed().await.is_err() {

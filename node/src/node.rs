@@ -28,6 +28,31 @@ pub struct RoleState {
     /// Following as a learner: its acknowledgements never count towards the leader's quorum
     /// (a split's new cluster cloning its source).
     pub learner: bool,
+    /// A learner's snapshot spans: the hashes whose data keys its full resyncs copy (empty:
+    /// every hash). Only what the learner will take over needs copying; keys of other hashes
+    /// that the log replay writes are never read there and are deleted by the cleaning pass
+    /// once the split commits.
+    pub spans: Vec<(u32, u32)>,
+}
+
+impl RoleState {
+    /// What a restart must know of this role (see [`crate::role::resume`]).
+    pub fn saved(&self) -> SavedRole {
+        SavedRole {
+            epoch: self.epoch,
+            role: match self.role {
+                Role::Leader => "leader".into(),
+                Role::Follower | Role::Resyncing if self.learner => "learner".into(),
+                Role::Follower | Role::Resyncing => "follower".into(),
+                Role::Idle => String::new(),
+            },
+            leader: self.leader.clone().unwrap_or_default(),
+            spans: match self.learner {
+                true => cleave_proto::owned::spans_text(&self.spans),
+                false => String::new(),
+            },
+        }
+    }
 }
 
 /// A write waiting for its seq.
@@ -188,16 +213,7 @@ impl Node {
                 ),
             ));
         }
-        let saved = SavedRole {
-            epoch: next.epoch,
-            role: match next.role {
-                Role::Leader => "leader".into(),
-                Role::Follower | Role::Resyncing if next.learner => "learner".into(),
-                Role::Follower | Role::Resyncing => "follower".into(),
-                Role::Idle => String::new(),
-            },
-            leader: next.leader.clone().unwrap_or_default(),
-        };
+        let saved = next.saved();
         self.store
             .clone()
             .save_role(&saved)
@@ -374,6 +390,7 @@ impl Node {
             full_resyncs: self.full_resyncs.load(Ordering::Relaxed),
             followers,
             learner: st.learner,
+            learn_spans: cleave_proto::owned::spans_text(&st.spans),
             own_epoch: own.as_ref().map_or(0, |o| o.epoch),
             own_cluster: own.as_ref().map(|o| o.cluster.clone()).unwrap_or_default(),
             owned_ranges: own.as_ref().map(|o| o.ranges_text()).unwrap_or_default(),

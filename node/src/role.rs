@@ -15,6 +15,7 @@ use crate::leader::commit;
 use crate::node::{Node, RoleState};
 use crate::op::Op;
 use crate::store::SavedRole;
+use cleave_proto::owned::Ownership;
 use cleave_proto::status::Role;
 use cleave_proto::{ErrorCode, Frame, Reply};
 
@@ -31,12 +32,25 @@ pub fn resume(saved: &SavedRole) -> RoleState {
             saved.epoch
         );
     }
+    let learner = saved.role == "learner";
+    // Spans that no longer parse cannot say what the store holds: copy again.
+    let (spans, unreadable) = match saved.spans.as_str() {
+        "" => (Vec::new(), false),
+        text => match Ownership::parse_ranges(text) {
+            Ok(spans) => (spans, false),
+            Err(e) => {
+                tracing::warn!("the saved learner spans {text:?} do not parse ({e}): resyncing");
+                (Vec::new(), true)
+            }
+        },
+    };
     RoleState {
         role,
         epoch: saved.epoch,
         leader: (role == Role::Follower && !saved.leader.is_empty()).then(|| saved.leader.clone()),
-        needs_resync: false,
-        learner: saved.role == "learner",
+        needs_resync: learner && unreadable,
+        learner,
+        spans: if learner { spans } else { Vec::new() },
     }
 }
 
@@ -69,6 +83,7 @@ pub async fn lead(node: &Node, epoch: u64) -> Frame {
         leader: Some(node.address.clone()),
         needs_resync: false,
         learner: false,
+        spans: Vec::new(),
     };
     match node.set_role(next).await {
         Ok(()) => {
@@ -82,18 +97,48 @@ pub async fn lead(node: &Node, epoch: u64) -> Frame {
     }
 }
 
-/// `NODE.FOLLOW epoch leader`: follow `leader` at a newer epoch (idempotent for the current one).
-pub async fn follow(node: &Node, epoch: u64, leader: String, learner: bool) -> Frame {
+/// `NODE.FOLLOW epoch leader [LEARNER [spans]]`: follow `leader` at a newer epoch (idempotent
+/// for the current one).
+///
+/// A learner told other spans at the same epoch and leader (a split aborted, then asked again
+/// for another range) takes them and copies again: what it holds no longer covers what it is
+/// to take over. The store is marked first, so a restart in between resyncs too.
+pub async fn follow(
+    node: &Node,
+    epoch: u64,
+    leader: String,
+    learner: bool,
+    spans: Vec<(u32, u32)>,
+) -> Frame {
     let st = node.role_state();
     if leader == node.address {
         return Reply::new(ErrorCode::Err, "a node cannot follow itself").to_frame();
     }
-    if epoch == st.epoch
+    let same_leader = epoch == st.epoch
         && st.leader.as_deref() == Some(leader.as_str())
-        && st.role != Role::Leader
-        && st.learner == learner
-    {
+        && st.role != Role::Leader;
+    if same_leader && st.learner == learner && st.spans == spans {
         return Frame::ok();
+    }
+    if same_leader && st.learner && learner {
+        if let Err(e) = node.store.clone().require_resync().await {
+            return e.to_reply().to_frame();
+        }
+        let next = RoleState {
+            needs_resync: true,
+            spans,
+            ..st
+        };
+        return match node.set_role(next).await {
+            Ok(()) => {
+                tracing::info!(
+                    "{}: learning other spans of {leader}: copying again",
+                    node.id
+                );
+                Frame::ok()
+            }
+            Err(r) => r.to_frame(),
+        };
     }
     if epoch < st.epoch || (epoch == st.epoch && st.epoch > 0) {
         return Reply::new(
@@ -108,6 +153,7 @@ pub async fn follow(node: &Node, epoch: u64, leader: String, learner: bool) -> F
         leader: Some(leader.clone()),
         needs_resync: st.needs_resync,
         learner,
+        spans: if learner { spans } else { Vec::new() },
     };
     match node.set_role(next).await {
         Ok(()) => {
@@ -132,6 +178,7 @@ pub async fn step_down(node: &Node, why: &str) {
         leader: None,
         needs_resync: false,
         learner: false,
+        spans: Vec::new(),
     };
     if let Err(e) = node.set_role(next).await {
         tracing::warn!(

@@ -54,6 +54,7 @@ fn status(role: Role, epoch: u64, leader: Option<&str>, seq: u64) -> NodeStatus 
         full_resyncs: 0,
         followers: vec![],
         learner: false,
+        learn_spans: String::new(),
         own_epoch: 0,
         owned_ranges: String::new(),
         own_cluster: String::new(),
@@ -978,4 +979,67 @@ fn no_ownership_is_given_twice_during_a_split_before_the_table_commits_or_to_a_n
         })
     };
     assert!(ownership::missing(&table, &state, &observed(older, &[None])).is_empty());
+}
+
+#[test]
+fn a_splits_learners_are_told_to_copy_only_the_moving_range_and_told_again_if_theirs_differ() {
+    use cleave_operator::reconcile::split::SplitPhase;
+    let mut d = samples();
+    d.clusters.push(fc("fc-c"));
+    d.ranges[0] = hr("low", 0, 1073741823, "fc-a");
+    d.ranges.push(hr("mid", 1073741824, 2147483647, "fc-c"));
+    let v = validate(&d).unwrap();
+    let mut state = committed(&validate(&samples()).unwrap());
+    state.split = Some(split_at(SplitPhase::Cloning));
+    let mut obs = observed(settled, &[Some(1), Some(1)]);
+    let learning = |spans: &str| NodeStatus {
+        learner: true,
+        learn_spans: spans.into(),
+        ..status(Role::Follower, 1, Some("127.0.0.1:100"), 5)
+    };
+    let moving = "1073741824-2147483647";
+    let fc_c = [
+        Some(learning(moving)),
+        Some(learning("")),
+        Some(learning("0-1073741823")),
+        Some(status(Role::Idle, 0, None, 0)),
+    ];
+    let nodes = fc_c
+        .into_iter()
+        .enumerate()
+        .map(|(i, status)| NodeObs {
+            name: format!("fc-c-{i}"),
+            address: format!("127.0.0.1:{}", 120 + i),
+            redis: format!("127.0.0.1:{}", 220 + i),
+            pid: Some(2000 + i as u32),
+            status,
+        })
+        .collect();
+    obs.clusters.insert("fc-c".into(), nodes);
+    let plan = build(&v, &state, &obs);
+    type Told<'a> = (&'a str, &'a str, u64, &'a [(u32, u32)]);
+    let told: Vec<Told> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            NodeAction::Learn {
+                node,
+                leader,
+                epoch,
+                spans,
+                ..
+            } => Some((node.as_str(), leader.as_str(), *epoch, spans.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let range: &[(u32, u32)] = &[(1073741824, 2147483647)];
+    assert_eq!(
+        told,
+        [
+            ("fc-c-1", "127.0.0.1:100", 1, range),
+            ("fc-c-2", "127.0.0.1:100", 1, range),
+            ("fc-c-3", "127.0.0.1:100", 1, range),
+        ],
+        "every target node not already copying the moving range learns it from fc-a's leader"
+    );
 }

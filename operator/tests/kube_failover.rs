@@ -138,6 +138,7 @@ fn follower(id: &str, leader: &str, seq: u64) -> NodeStatus {
         full_resyncs: 0,
         followers: Vec::new(),
         learner: false,
+        learn_spans: String::new(),
         own_epoch: 0,
         owned_ranges: String::new(),
         own_cluster: String::new(),

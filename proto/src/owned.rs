@@ -55,7 +55,7 @@ pub enum OwnershipError {
 impl Ownership {
     /// Whether `hash` falls in an owned range.
     pub fn contains(&self, hash: u32) -> bool {
-        self.ranges.iter().any(|&(s, e)| s <= hash && hash <= e)
+        spans_contain(&self.ranges, hash)
     }
 
     /// Parse the spans of `NODE.OWN` / the store record: `start-end` items, comma separated.
@@ -88,12 +88,22 @@ impl Ownership {
 
     /// The spans as `NODE.OWN` and the store write them.
     pub fn ranges_text(&self) -> String {
-        self.ranges
-            .iter()
-            .map(|(s, e)| format!("{s}-{e}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        spans_text(&self.ranges)
     }
+}
+
+/// Whether `hash` falls in one of the inclusive `spans`.
+pub fn spans_contain(spans: &[(u32, u32)], hash: u32) -> bool {
+    spans.iter().any(|&(s, e)| s <= hash && hash <= e)
+}
+
+/// Inclusive spans as `start-end,...` (the text [`Ownership::parse_ranges`] reads).
+pub fn spans_text(spans: &[(u32, u32)]) -> String {
+    spans
+        .iter()
+        .map(|(s, e)| format!("{s}-{e}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl fmt::Display for Ownership {

@@ -68,6 +68,9 @@ pub struct NodeStatus {
     /// Whether it follows as a learner (copying a split's source without voting).
     #[serde(default)]
     pub learner: bool,
+    /// A learner's snapshot spans (`start-end,...`; empty: every hash).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub learn_spans: String,
     /// The range-table epoch of what its cluster owns (0: no `NODE.OWN` yet, it owns every
     /// hash).
     #[serde(default)]

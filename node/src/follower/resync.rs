@@ -25,10 +25,16 @@ const REPLAY_BATCH: usize = 256;
 /// How long one snapshot batch may take to arrive (the source bounds its side at 30 s).
 const BATCH_TIMEOUT: Duration = Duration::from_secs(40);
 
-async fn next_batch(client: &mut Client, epoch: u64, cursor: &str) -> Result<SnapBatch> {
+async fn next_batch(
+    client: &mut Client,
+    epoch: u64,
+    cursor: &str,
+    spans: &[(u32, u32)],
+) -> Result<SnapBatch> {
     let cmd = Command::SnapNext {
         epoch,
         cursor: cursor.into(),
+        spans: spans.to_vec(),
     };
     let call = client.call(&cmd);
     let frame = tokio::time::timeout(BATCH_TIMEOUT, call)
@@ -51,14 +57,19 @@ async fn resync_once(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
     node.resync_gen.fetch_add(1, Ordering::SeqCst);
     *node.last_contact.lock().expect("lock") = None;
     let mut store = node.store.clone();
+    // The role as it is now, learner spans included, is what a restart in the middle must
+    // resume (a learner that came back as a voter would count towards the source's quorum).
+    let st = node.role_state();
+    if st.epoch != epoch || st.leader.as_deref() != Some(leader) {
+        return Err(Error::Apply(
+            "the role changed before the resync began".into(),
+        ));
+    }
+    let saved: SavedRole = st.saved();
+    let spans = st.spans;
     let mut client = Client::connect(leader).await?;
-    let first = next_batch(&mut client, epoch, "0").await?;
+    let first = next_batch(&mut client, epoch, "0", &spans).await?;
     let (start, start_epoch) = (first.start_seq, first.start_epoch);
-    let saved = SavedRole {
-        epoch,
-        role: "follower".into(),
-        leader: leader.into(),
-    };
     store.begin_resync(start, start_epoch, &saved).await?;
     node.set_applied(start, start_epoch);
 
@@ -78,7 +89,7 @@ async fn resync_once(node: &Arc<Node>, leader: &str, epoch: u64) -> Result<()> {
         let mut cursor = first.cursor;
         let mut keys = first.items.len();
         while cursor != "0" {
-            let batch = next_batch(&mut client, epoch, &cursor).await?;
+            let batch = next_batch(&mut client, epoch, &cursor, &spans).await?;
             keys += batch.items.len();
             node.metrics.snapshot(false, item_bytes(&batch.items));
             store.restore(&batch.items).await?;

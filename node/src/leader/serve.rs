@@ -251,7 +251,7 @@ pub async fn index(node: &Node, epoch: u64) -> Frame {
 }
 
 /// `SNAP.NEXT epoch cursor`: one batch of a snapshot from this node's store.
-pub async fn snapshot(node: &Node, epoch: u64, cursor: &str) -> Frame {
+pub async fn snapshot(node: &Node, epoch: u64, cursor: &str, spans: &[(u32, u32)]) -> Frame {
     let st = match check_epoch(node, epoch) {
         Ok(st) => st,
         Err(r) => return r.to_frame(),
@@ -266,7 +266,7 @@ pub async fn snapshot(node: &Node, epoch: u64, cursor: &str) -> Frame {
     }
     match tokio::time::timeout(
         SNAPSHOT_BATCH_TIMEOUT,
-        node.store.clone().snapshot_batch(cursor),
+        node.store.clone().snapshot_batch(cursor, spans),
     )
     .await
     {

@@ -87,10 +87,12 @@ pub enum FileRead {
 pub struct SavedRole {
     /// Highest epoch seen.
     pub epoch: u64,
-    /// `leader`, `follower`, or empty.
+    /// `leader`, `follower`, `learner`, or empty.
     pub role: String,
     /// The leader followed.
     pub leader: String,
+    /// A learner's snapshot spans (`start-end,...`; empty: every hash).
+    pub spans: String,
 }
 
 /// A handle to the node's Redis. Cheap to clone.

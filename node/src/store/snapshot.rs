@@ -7,6 +7,7 @@
 use super::{array, bytes, int, Entry, Store};
 use crate::error::{Error, Result};
 use bytes::Bytes;
+use cleave_proto::owned::{hash_of_key, spans_contain};
 use redis::Value;
 
 /// Prefixes of the keys that hold user data (everything else is node-local bookkeeping).
@@ -35,6 +36,12 @@ pub struct SnapshotBatch {
 
 fn is_data_key(k: &[u8]) -> bool {
     DATA_PREFIXES.iter().any(|p| k.starts_with(p))
+}
+
+/// Whether a snapshot limited to `spans` (empty: every hash) carries key `k`: a data key of a
+/// hash in the spans, or a key of the whole cluster (sessions, ownership), which has no hash.
+fn wanted(k: &[u8], spans: &[(u32, u32)]) -> bool {
+    is_data_key(k) && (spans.is_empty() || hash_of_key(k).is_none_or(|h| spans_contain(spans, h)))
 }
 
 /// `<run id>:<scan>[:<hex key>,<hex key>...]`.
@@ -99,13 +106,19 @@ impl Store {
     }
 
     /// Source side: the next batch of data keys after `cursor` (`"0"` starts a snapshot), of
-    /// about [`BATCH_BYTES`].
-    pub async fn snapshot_batch(&mut self, cursor: &str) -> Result<SnapshotBatch> {
-        self.snapshot_batch_within(cursor, BATCH_BYTES).await
+    /// about [`BATCH_BYTES`], holding only the data keys of hashes in `spans` if any are given
+    /// (a split's learner copies only the range it takes over).
+    pub async fn snapshot_batch(
+        &mut self,
+        cursor: &str,
+        spans: &[(u32, u32)],
+    ) -> Result<SnapshotBatch> {
+        self.snapshot_batch_within(cursor, BATCH_BYTES, spans).await
     }
 
     /// Source side: the next batch after `cursor`, of at most `max_bytes` plus one key (a key
-    /// is never split; the largest is a 64 MiB part).
+    /// is never split; the largest is a 64 MiB part), of the data keys of `spans` (empty:
+    /// every hash).
     ///
     /// The cursor handed out is `<redis run id>:<SCAN cursor>[:<pending keys>]`: a SCAN cursor
     /// means nothing to a restarted Redis (it could skip keys), so a batch asked with another
@@ -118,6 +131,7 @@ impl Store {
         &mut self,
         cursor: &str,
         max_bytes: usize,
+        spans: &[(u32, u32)],
     ) -> Result<SnapshotBatch> {
         let mut batch = SnapshotBatch::default();
         let run_id = self.run_id().await?;
@@ -144,7 +158,7 @@ impl Store {
                     .query_async(self.conn())
                     .await
                     .map_err(|e| Error::redis("snapshot scan", e))?;
-                pending = keys.into_iter().filter(|k| is_data_key(k)).collect();
+                pending = keys.into_iter().filter(|k| wanted(k, spans)).collect();
                 scan = next;
                 can_scan = scan != "0";
                 continue;
@@ -236,6 +250,7 @@ impl Store {
             .set("meta:epoch", role.epoch)
             .set("meta:role", &role.role)
             .set("meta:leader", &role.leader)
+            .set("meta:learn", &role.spans)
             .set("meta:cluster", &self.cluster)
             .query_async::<()>(self.conn())
             .await
@@ -341,6 +356,12 @@ impl Store {
 
     /// A digest of every data key and value, to compare replicas in tests and tools.
     pub async fn data_digest(&mut self) -> Result<(u64, String)> {
+        self.data_digest_within(&[]).await
+    }
+
+    /// The key count and digest of what a snapshot limited to `spans` would carry (empty:
+    /// every data key): compares a split's learner with its source over the moving range.
+    pub async fn data_digest_within(&mut self, spans: &[(u32, u32)]) -> Result<(u64, String)> {
         let mut cursor = "0".to_string();
         let mut keys: Vec<Vec<u8>> = vec![];
         loop {
@@ -351,7 +372,7 @@ impl Store {
                 .query_async(self.conn())
                 .await
                 .map_err(|e| Error::redis("digest scan", e))?;
-            keys.extend(batch.into_iter().filter(|k| is_data_key(k)));
+            keys.extend(batch.into_iter().filter(|k| wanted(k, spans)));
             cursor = next;
             if cursor == "0" {
                 break;

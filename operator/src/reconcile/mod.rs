@@ -574,8 +574,9 @@ pub async fn reconcile<P: Platform>(
                         address,
                         epoch,
                         leader,
+                        spans,
                         ..
-                    } => admin(address, async |c| c.learn(*epoch, leader).await).await,
+                    } => admin(address, async |c| c.learn(*epoch, leader, spans).await).await,
                 };
                 if let Err(e) = r {
                     outcome.apply_errors.push(e.to_string());

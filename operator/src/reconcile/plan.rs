@@ -37,7 +37,8 @@ pub enum NodeAction {
         /// The leader's client address.
         leader: String,
     },
-    /// `NODE.FOLLOW epoch leader LEARNER`: a split's target node copying the source.
+    /// `NODE.FOLLOW epoch leader LEARNER spans`: a split's target node copying the source's
+    /// moving range.
     Learn {
         /// The target cluster's name.
         cluster: String,
@@ -49,6 +50,8 @@ pub enum NodeAction {
         epoch: u64,
         /// The source leader's client address.
         leader: String,
+        /// The moving range: the only hashes whose data the learner's snapshot copies.
+        spans: Vec<(u32, u32)>,
     },
 }
 
@@ -460,12 +463,15 @@ fn learn_from_source(
         );
         return;
     };
+    let spans = vec![(sp.start, sp.end)];
+    let spans_text = cleave_proto::owned::spans_text(&spans);
     for n in nodes {
         let Some(st) = &n.status else { continue };
         let learning = st.learner
             && matches!(st.role, Role::Follower | Role::Resyncing)
             && st.epoch == epoch
-            && st.leader.as_deref() == Some(leader.as_str());
+            && st.leader.as_deref() == Some(leader.as_str())
+            && st.learn_spans == spans_text;
         if !learning && st.role != Role::Leader {
             actions.push(NodeAction::Learn {
                 cluster: sp.target.clone(),
@@ -473,6 +479,7 @@ fn learn_from_source(
                 address: n.address.clone(),
                 epoch,
                 leader: leader.clone(),
+                spans: spans.clone(),
             });
         }
     }

@@ -369,18 +369,21 @@ impl Client {
             epoch,
             leader: leader.into(),
             learner: false,
+            spans: Vec::new(),
         })
         .await
         .map(drop)
     }
 
-    /// `NODE.FOLLOW epoch leader LEARNER`: copy `leader`'s data and log without counting
-    /// towards its quorum.
-    pub async fn learn(&mut self, epoch: u64, leader: &str) -> Result<()> {
+    /// `NODE.FOLLOW epoch leader LEARNER [spans]`: copy `leader`'s data and log without
+    /// counting towards its quorum; with `spans`, the snapshot copies only the data keys of
+    /// those hashes (the range a split moves).
+    pub async fn learn(&mut self, epoch: u64, leader: &str, spans: &[(u32, u32)]) -> Result<()> {
         self.call(&Command::NodeFollow {
             epoch,
             leader: leader.into(),
             learner: true,
+            spans: spans.to_vec(),
         })
         .await
         .map(drop)

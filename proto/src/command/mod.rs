@@ -89,9 +89,10 @@ pub enum Command {
         /// The new epoch; must not be lower than the node's.
         epoch: u64,
     },
-    /// `NODE.FOLLOW epoch leader-address [LEARNER]`: follow `leader` at `epoch`; a learner
-    /// copies the leader's data and log but never counts towards its quorum (a split's new
-    /// cluster cloning its source).
+    /// `NODE.FOLLOW epoch leader-address [LEARNER [start-end,...]]`: follow `leader` at
+    /// `epoch`; a learner copies the leader's data and log but never counts towards its quorum
+    /// (a split's new cluster cloning its source). A learner given spans copies only the data
+    /// keys of those hashes in its snapshot (the range it is to take over).
     NodeFollow {
         /// The new epoch; must not be lower than the node's.
         epoch: u64,
@@ -99,6 +100,8 @@ pub enum Command {
         leader: String,
         /// Follow as a non-voting learner.
         learner: bool,
+        /// The hashes a learner's snapshot copies (empty: all). Only with `learner`.
+        spans: Vec<(u32, u32)>,
     },
     /// `NODE.OWN table-epoch start-end[,start-end...] [cluster]`: from now on the cluster owns
     /// exactly these hash ranges (a split's fence). Replicated through the log; answered with the
@@ -137,12 +140,16 @@ pub enum Command {
         /// The asker's epoch.
         epoch: u64,
     },
-    /// `SNAP.NEXT epoch cursor`: one batch of a full-resync snapshot.
+    /// `SNAP.NEXT epoch cursor [start-end,...]`: one batch of a full-resync snapshot, of the
+    /// data keys of the given hashes only if spans are given (a split's learner).
     SnapNext {
         /// The asker's epoch.
         epoch: u64,
         /// `0` to start; then the cursor returned by the previous batch.
         cursor: String,
+        /// The hashes whose data keys the batch holds (empty: all); keys of the whole cluster
+        /// (sessions, ownership) always travel.
+        spans: Vec<(u32, u32)>,
     },
     /// `REQ session seq <write>`: a write tagged with its session's sequence number, so the
     /// leader applies it once and in session order (see [`repl`]).
@@ -228,11 +235,16 @@ impl Command {
                 let epoch = args.u64("epoch")?;
                 let leader = args.string("leader")?;
                 let learner = learner_flag(&mut args)?;
+                let spans = match learner && !args.is_empty() {
+                    true => spans_arg(&mut args, "NODE.FOLLOW")?,
+                    false => Vec::new(),
+                };
                 args.finish()?;
                 Command::NodeFollow {
                     epoch,
                     leader,
                     learner,
+                    spans,
                 }
             }
             "NODE.OWN" => {
@@ -299,8 +311,16 @@ impl Command {
             "SNAP.NEXT" => {
                 let epoch = args.u64("epoch")?;
                 let cursor = args.string("cursor")?;
+                let spans = match args.is_empty() {
+                    true => Vec::new(),
+                    false => spans_arg(&mut args, "SNAP.NEXT")?,
+                };
                 args.finish()?;
-                Command::SnapNext { epoch, cursor }
+                Command::SnapNext {
+                    epoch,
+                    cursor,
+                    spans,
+                }
             }
             "REQ" => {
                 let session = args.string("session")?;
@@ -384,6 +404,7 @@ impl Command {
                 epoch,
                 leader,
                 learner,
+                spans,
             } => {
                 let mut words = vec![
                     Bytes::from("NODE.FOLLOW"),
@@ -392,6 +413,9 @@ impl Command {
                 ];
                 if *learner {
                     words.push(Bytes::from(LEARNER));
+                    if !spans.is_empty() {
+                        words.push(Bytes::from(crate::owned::spans_text(spans)));
+                    }
                 }
                 Frame::command(words)
             }
@@ -440,11 +464,21 @@ impl Command {
             Command::ReplIndex { epoch } => {
                 Frame::command([Bytes::from("REPL.INDEX"), num(*epoch)])
             }
-            Command::SnapNext { epoch, cursor } => Frame::command([
-                Bytes::from("SNAP.NEXT"),
-                num(*epoch),
-                Bytes::from(cursor.clone()),
-            ]),
+            Command::SnapNext {
+                epoch,
+                cursor,
+                spans,
+            } => {
+                let mut words = vec![
+                    Bytes::from("SNAP.NEXT"),
+                    num(*epoch),
+                    Bytes::from(cursor.clone()),
+                ];
+                if !spans.is_empty() {
+                    words.push(Bytes::from(crate::owned::spans_text(spans)));
+                }
+                Frame::command(words)
+            }
             Command::TableGet => Frame::command(["TABLE.GET"]),
             Command::TablePush(json) => Frame::command([Bytes::from("TABLE.PUSH"), json.clone()]),
         }
@@ -492,6 +526,13 @@ fn learner_flag(args: &mut Args) -> Result<bool, Reply> {
             format!("unexpected {other:?}: the only option is LEARNER"),
         )),
     }
+}
+
+/// Hash spans (`start-end,...`, sorted and disjoint) as the next argument of `cmd`.
+fn spans_arg(args: &mut Args, cmd: &str) -> Result<Vec<(u32, u32)>, Reply> {
+    let text = args.string("spans")?;
+    crate::owned::Ownership::parse_ranges(&text)
+        .map_err(|e| Reply::new(ErrorCode::Err, format!("{cmd}: {e}")))
 }
 
 /// Every command name, upper-case.
@@ -654,11 +695,19 @@ mod tests {
                 epoch: 4,
                 leader: "127.0.0.1:1".into(),
                 learner: false,
+                spans: vec![],
             },
             Command::NodeFollow {
                 epoch: 4,
                 leader: "127.0.0.1:1".into(),
                 learner: true,
+                spans: vec![],
+            },
+            Command::NodeFollow {
+                epoch: 4,
+                leader: "127.0.0.1:1".into(),
+                learner: true,
+                spans: vec![(5, 9), (100, u32::MAX)],
             },
             Command::ReplFetch {
                 epoch: 4,
@@ -707,6 +756,12 @@ mod tests {
             Command::SnapNext {
                 epoch: 4,
                 cursor: "0".into(),
+                spans: vec![],
+            },
+            Command::SnapNext {
+                epoch: 4,
+                cursor: "r:12".into(),
+                spans: vec![(0, 2147483647)],
             },
             Command::TableGet,
             Command::TablePush("{}".into()),
@@ -763,5 +818,33 @@ mod tests {
             ErrorCode::BadPath
         );
         assert!(err(Frame::Array(vec![])).message.contains("empty"));
+    }
+
+    #[test]
+    fn learner_spans_that_are_not_sorted_disjoint_ranges_are_refused() {
+        let err = |words: &[&str]| {
+            let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            Command::from_frame(Frame::command(words)).unwrap_err()
+        };
+        let follow = |spans: &str| err(&["NODE.FOLLOW", "3", "127.0.0.1:1", "LEARNER", spans]);
+        assert!(follow("9-5").message.contains("start greater than end"));
+        assert!(follow("0-9,5-20").message.contains("sorted and disjoint"));
+        assert!(follow("x").message.contains("START-END"));
+        assert!(follow("0-99999999999").message.contains("START-END"));
+        assert!(follow(",").message.contains("at least one range"));
+        // Spans only make sense for a learner, and nothing may follow them.
+        assert!(err(&["NODE.FOLLOW", "3", "127.0.0.1:1", "0-9"])
+            .message
+            .contains("only option is LEARNER"));
+        assert!(
+            err(&["NODE.FOLLOW", "3", "127.0.0.1:1", "LEARNER", "0-9", "x"])
+                .message
+                .contains("extra")
+        );
+        let snap = err(&["SNAP.NEXT", "3", "0", "7-7,7-8"]);
+        assert!(snap.message.starts_with("SNAP.NEXT"), "{snap:?}");
+        assert!(err(&["SNAP.NEXT", "3", "0", "0-1", "2-3"])
+            .message
+            .contains("extra"));
     }
 }

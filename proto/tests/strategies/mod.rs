@@ -389,13 +389,15 @@ pub fn command() -> impl Strategy<Value = Command> {
         data().prop_map(Command::ConfigGet),
         Just(Command::NodeStatus),
         any::<u64>().prop_map(|epoch| Command::NodeLead { epoch }),
-        (any::<u64>(), text(), any::<bool>()).prop_map(|(epoch, leader, learner)| {
-            Command::NodeFollow {
+        (any::<u64>(), text(), any::<bool>(), spans()).prop_map(
+            |(epoch, leader, learner, spans)| Command::NodeFollow {
                 epoch,
                 leader,
                 learner,
+                // Spans travel only after LEARNER.
+                spans: if learner { spans } else { Vec::new() },
             }
-        }),
+        ),
         (
             any::<u64>(),
             text(),
@@ -436,13 +438,7 @@ pub fn command() -> impl Strategy<Value = Command> {
             "[a-z0-9-]{0,20}"
         )
             .prop_map(|(epoch, points, cluster)| {
-                // Sorted distinct points, paired up: sorted, disjoint spans (an odd one out is
-                // a single-hash span).
-                let points: Vec<u32> = points.into_iter().collect();
-                let ranges = points
-                    .chunks(2)
-                    .map(|c| (c[0], *c.last().expect("a chunk is never empty")))
-                    .collect();
+                let ranges = pair_up(points);
                 Command::NodeOwn(cleave_proto::owned::Ownership {
                     cluster,
                     epoch,
@@ -450,10 +446,29 @@ pub fn command() -> impl Strategy<Value = Command> {
                     fenced: epoch % 2 == 0,
                 })
             }),
-        (any::<u64>(), text()).prop_map(|(epoch, cursor)| Command::SnapNext { epoch, cursor }),
+        (any::<u64>(), text(), spans()).prop_map(|(epoch, cursor, spans)| Command::SnapNext {
+            epoch,
+            cursor,
+            spans
+        }),
         Just(Command::TableGet),
         data().prop_map(Command::TablePush),
     ]
+}
+
+/// Sorted distinct points, paired up: sorted, disjoint spans (an odd one out is a single-hash
+/// span).
+fn pair_up(points: std::collections::BTreeSet<u32>) -> Vec<(u32, u32)> {
+    let points: Vec<u32> = points.into_iter().collect();
+    points
+        .chunks(2)
+        .map(|c| (c[0], *c.last().expect("a chunk is never empty")))
+        .collect()
+}
+
+/// Learner spans: none (everything) or up to 8 sorted, disjoint spans.
+fn spans() -> impl Strategy<Value = Vec<(u32, u32)>> {
+    proptest::collection::btree_set(any::<u32>(), 0..16).prop_map(pair_up)
 }
 
 /// The wire name of a command's variant. Exhaustive on purpose: a new variant does not build
